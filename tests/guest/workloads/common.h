@@ -1,0 +1,97 @@
+/* Shared helpers for the vsched guest workloads (header-only, static builds).
+ *
+ * Conventions every workload follows:
+ *   -t N        threads (default: $VSCHED_THREADS, else online CPUs)
+ *   -s SIZE     small|large (default: $VSCHED_SIZE, else small)
+ *   last line   "VSCHED-KV key=value ..." : the guest init copies these pairs
+ *               into the VSCHED-RESULT JSON (keys [a-z0-9_], values without
+ *               spaces or quotes).
+ */
+#ifndef VSCHED_WORKLOAD_COMMON_H
+#define VSCHED_WORKLOAD_COMMON_H
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static inline double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static inline long futex(volatile int *uaddr, int op, int val)
+{
+    return syscall(SYS_futex, uaddr, op, val, NULL, NULL, 0);
+}
+
+static inline int online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+/* Pin the calling thread to CPU (idx % online CPUs). Failure is not fatal. */
+static inline int pin_round_robin(int idx)
+{
+    int cpu = idx % online_cpus();
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0)
+        return -1;
+    return cpu;
+}
+
+static inline int default_threads(void)
+{
+    const char *e = getenv("VSCHED_THREADS");
+    int n = e && *e ? atoi(e) : 0;
+    return n > 0 ? n : online_cpus();
+}
+
+/* 1 for large, 0 for small. */
+static inline int default_large(void)
+{
+    const char *e = getenv("VSCHED_SIZE");
+    return e && strcmp(e, "large") == 0;
+}
+
+static inline int parse_size(const char *s)
+{
+    if (strcmp(s, "small") == 0)
+        return 0;
+    if (strcmp(s, "large") == 0)
+        return 1;
+    fprintf(stderr, "unknown size '%s' (small|large)\n", s);
+    exit(2);
+}
+
+static inline void die(const char *what)
+{
+    perror(what);
+    exit(1);
+}
+
+/* 64-bit mix (splitmix64 finaliser) for order-independent checksums. */
+static inline uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+#endif
