@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Configure (when needed) and build qemu-system-x86_64 from build/qemu-src.
+# Usage: build-qemu.sh [ninja targets...]   (default: qemu-system-x86_64)
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+src=$top/build/qemu-src
+bld=$top/build/qemu-build
+ccache=${VSCHED_CCACHE:-yes}
+
+QEMU_FLAGS=(
+    --python=/usr/bin/python3       # the interpreter that sees Debian's meson
+    --target-list=x86_64-softmmu
+    --enable-tcg --enable-kvm --enable-slirp
+    --disable-docs --disable-werror --disable-install-blobs
+    --disable-rust --disable-xen --disable-gtk --disable-sdl --disable-vnc
+    --disable-opengl --disable-spice --disable-curses --disable-cocoa
+    --disable-download
+    # Debian's seabios, qemu-system-data and ipxe-qemu hold the firmware that
+    # Debian's source tarball lacks: x86 guests boot without -L flags.
+    --firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu
+)
+# shellcheck disable=SC2206
+QEMU_FLAGS+=(${VSCHED_QEMU_EXTRA_FLAGS:-})
+
+flags_stamp=$(printf '%s\n' "${QEMU_FLAGS[@]}" "$ccache" "$(cat "$src/.vsched-stamp")" | sha256sum | cut -c1-16)
+if [ "$(cat "$bld/.vsched-flags" 2>/dev/null)" != "$flags_stamp" ] || [ ! -f "$bld/build.ninja" ]; then
+    rm -rf "$bld" && mkdir -p "$bld"
+    if [ "$ccache" = yes ] && command -v ccache >/dev/null; then
+        export CC="ccache gcc" CXX="ccache g++"
+    fi
+    (cd "$bld" && "$src/configure" "${QEMU_FLAGS[@]}" > configure.log 2>&1) || {
+        tail -30 "$bld/configure.log" >&2
+        echo "build-qemu: QEMU configure failed (full log: $bld/configure.log)" >&2
+        exit 1
+    }
+    echo "$flags_stamp" > "$bld/.vsched-flags"
+fi
+[ $# -gt 0 ] || set -- qemu-system-x86_64
+ninja -C "$bld" "$@"
+ln -sfn qemu-build/qemu-system-x86_64 "$top/build/qemu-system-x86_64"
