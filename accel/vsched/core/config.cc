@@ -1,0 +1,166 @@
+/* vsched core: configuration parsing and validation. */
+#include "config.h"
+
+#include <cctype>
+#include <limits>
+
+namespace vsched {
+
+namespace {
+
+struct PolicyWord {
+    const char *word;
+    PolicyKind kind;
+};
+
+constexpr PolicyWord kPolicyWords[] = {
+    {"none", PolicyKind::kNone},
+    {"vanilla", PolicyKind::kVanilla},
+    {"ipi", PolicyKind::kIpi},
+    {"ipi-prio", PolicyKind::kIpiPrio},
+};
+
+struct Unit {
+    const char *suffix;
+    uint64_t ns;
+};
+
+constexpr Unit kUnits[] = {
+    {"ns", 1}, {"us", kNsPerUs}, {"ms", kNsPerMs}, {"s", 1000 * kNsPerMs},
+};
+
+void set_err(std::string *err, std::string msg)
+{
+    if (err) {
+        *err = std::move(msg);
+    }
+}
+
+} // namespace
+
+bool parse_policy(std::string_view word, PolicyKind *out)
+{
+    for (const auto &p : kPolicyWords) {
+        if (word == p.word) {
+            *out = p.kind;
+            return true;
+        }
+    }
+    /* Accept the underscore spelling too ("ipi_prio"). */
+    if (word == "ipi_prio") {
+        *out = PolicyKind::kIpiPrio;
+        return true;
+    }
+    return false;
+}
+
+const char *policy_name(PolicyKind kind)
+{
+    for (const auto &p : kPolicyWords) {
+        if (p.kind == kind) {
+            return p.word;
+        }
+    }
+    return "unknown";
+}
+
+bool parse_duration_ns(std::string_view text, uint64_t *out, std::string *err)
+{
+    const std::string quoted = "'" + std::string(text) + "'";
+    size_t i = 0;
+    while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) {
+        i++;
+    }
+    if (i < text.size() && (text[i] == '-' || text[i] == '+')) {
+        set_err(err, "duration " + quoted + " must be a plain non-negative number");
+        return false;
+    }
+    uint64_t value = 0;
+    size_t digits = 0;
+    for (; i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])); i++) {
+        uint64_t d = static_cast<uint64_t>(text[i] - '0');
+        if (value > (std::numeric_limits<uint64_t>::max() - d) / 10) {
+            set_err(err, "duration " + quoted + " is too large");
+            return false;
+        }
+        value = value * 10 + d;
+        digits++;
+    }
+    if (digits == 0) {
+        set_err(err, "duration " + quoted + " has no number (use e.g. 50ms, 100us)");
+        return false;
+    }
+    std::string_view suffix = text.substr(i);
+    while (!suffix.empty() && std::isspace(static_cast<unsigned char>(suffix.back()))) {
+        suffix.remove_suffix(1);
+    }
+    uint64_t mult = 1;
+    if (!suffix.empty()) {
+        bool found = false;
+        for (const auto &u : kUnits) {
+            if (suffix == u.suffix) {
+                mult = u.ns;
+                found = true;
+                break;
+            }
+        }
+        if (!found) {
+            set_err(err, "duration " + quoted + " has an unknown unit (ns, us, ms, s)");
+            return false;
+        }
+    }
+    if (value > std::numeric_limits<uint64_t>::max() / mult) {
+        set_err(err, "duration " + quoted + " is too large");
+        return false;
+    }
+    *out = value * mult;
+    return true;
+}
+
+bool validate_config(const Config &cfg, int nr_vcpus, std::string *err)
+{
+    if (nr_vcpus <= 0) {
+        set_err(err, "vsched: the VM has no vCPUs");
+        return false;
+    }
+    if (nr_vcpus > kMaxVcpus) {
+        set_err(err, "vsched: at most " + std::to_string(kMaxVcpus) + " vCPUs are supported");
+        return false;
+    }
+    if (cfg.pcpus <= 0) {
+        set_err(err, "vsched: pcpus must be at least 1 (0 slots would never run a vCPU)");
+        return false;
+    }
+    if (cfg.pcpus > kMaxSlots) {
+        set_err(err, "vsched: at most " + std::to_string(kMaxSlots) + " pcpus are supported");
+        return false;
+    }
+    if (cfg.slice_ns == 0) {
+        set_err(err, "vsched: the time slice must be positive");
+        return false;
+    }
+    if (static_cast<int>(cfg.policy) < 0 ||
+        static_cast<int>(cfg.policy) >= kNumPolicies) {
+        set_err(err, "vsched: unknown policy");
+        return false;
+    }
+    if (cfg.ple_window_ns == 0 && cfg.policy != PolicyKind::kNone) {
+        set_err(err, "vsched: the PLE window must be positive");
+        return false;
+    }
+    if (cfg.ple_window_max_ns < cfg.ple_window_ns) {
+        set_err(err, "vsched: ple-window-max is below ple-window");
+        return false;
+    }
+    if (cfg.ple_window_grow == 0) {
+        set_err(err, "vsched: ple-window-grow must be at least 1");
+        return false;
+    }
+    if (cfg.yield_budget <= 0) {
+        set_err(err, "vsched: the yield retry budget must be at least 1");
+        return false;
+    }
+    return true;
+}
+
+} // namespace vsched

@@ -1,0 +1,58 @@
+/*
+ * vsched core: configuration, user-facing words and durations.
+ *
+ * The defaults are justified in docs/design/core.rst ("Defaults").
+ */
+#ifndef VSCHED_CORE_CONFIG_H
+#define VSCHED_CORE_CONFIG_H
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace vsched {
+
+/* Largest VM the fixed-capacity pool supports (q35's max_cpus). */
+inline constexpr int kMaxVcpus = 4096;
+inline constexpr int kMaxSlots = 4096;
+
+enum class PolicyKind : int {
+    kNone = 0,     /* a spinner never yields (PLE disabled) */
+    kVanilla = 1,  /* upstream kvm_vcpu_on_spin(), Linux 6.13+ */
+    kIpi = 2,      /* the IPI-aware series as published (v1/v2 code) */
+    kIpiPrio = 3,  /* ours: receivers first, then lock holders, then relaxed */
+};
+inline constexpr int kNumPolicies = 4;
+
+inline constexpr uint64_t kNsPerUs = 1000;
+inline constexpr uint64_t kNsPerMs = 1000 * kNsPerUs;
+
+struct Config {
+    int pcpus = 1;                              /* number of slots */
+    uint64_t slice_ns = 5 * kNsPerMs;           /* time slice per grant */
+    PolicyKind policy = PolicyKind::kVanilla;
+    bool relaxed_boost = true;                  /* series: enable_relaxed_boost */
+    bool ipi_tracking = true;                   /* series: ipi_tracking_enabled */
+    uint64_t ipi_window_ns = 50 * kNsPerMs;     /* series: ipi_window_ns */
+    uint64_t ple_gap_ns = 50 * kNsPerUs;        /* max PAUSE-to-PAUSE gap in a spin */
+    uint64_t ple_window_ns = 100 * kNsPerUs;    /* base spin length that fires */
+    uint64_t ple_window_max_ns = 3200 * kNsPerUs; /* growth clamp */
+    unsigned ple_window_grow = 2;               /* multiply on a fruitless spin */
+    int yield_budget = 3;                       /* kvm_vcpu_on_spin(): try = 3 */
+};
+
+bool parse_policy(std::string_view word, PolicyKind *out);
+const char *policy_name(PolicyKind kind);
+
+/*
+ * Parse "50ms", "100us", "2s", "1500ns" or a bare number of ns.
+ * Rejects negatives, garbage, empty strings and overflow.
+ */
+bool parse_duration_ns(std::string_view text, uint64_t *out, std::string *err);
+
+/* Check a configuration for a VM of nr_vcpus vCPUs. */
+bool validate_config(const Config &cfg, int nr_vcpus, std::string *err);
+
+} // namespace vsched
+
+#endif

@@ -1,0 +1,124 @@
+/*
+ * vsched core: counters for every decision path, and the one-line JSON dump.
+ *
+ * Counters are relaxed atomics: most are bumped under the scheduler mutex,
+ * the IPI ones from the (lock-free) IPI hooks.  The PAUSE-path counters
+ * (pause_events, mwait_events, spins_detected) live per vCPU in the spin
+ * detector so the hook never writes a shared cache line; Core sums them into
+ * a snapshot.
+ */
+#ifndef VSCHED_CORE_COUNTERS_H
+#define VSCHED_CORE_COUNTERS_H
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace vsched {
+
+/* X(name, description) */
+#define VSCHED_COUNTERS(X)                                                   \
+    X(pause_events, "PAUSE instructions seen by the hook")                   \
+    X(mwait_events, "MWAIT (idle) events, never counted as spins")           \
+    X(spins_detected, "PAUSE loops longer than the window (PLE exits)")      \
+    X(spin_decisions, "spin decisions run by a policy")                      \
+    X(spins_ignored, "spins seen under policy none (no decision)")           \
+    X(spins_dropped, "spins whose vCPU lost its slot before deciding")       \
+    X(ipi_calls, "IPI hook calls")                                           \
+    X(ipi_unicast, "fixed IPIs to one other vCPU, no shorthand")             \
+    X(ipi_multicast, "fixed IPIs to several vCPUs, no shorthand")            \
+    X(ipi_shorthand, "fixed IPIs sent with the all / all-but-self shorthand")\
+    X(ipi_self, "self IPIs (ignored)")                                       \
+    X(ipi_nonfixed, "NMI/INIT/SIPI/SMI and other non-fixed IPIs")            \
+    X(ipi_series_tracked, "IPIs the series would record")                    \
+    X(ipi_series_missed, "fixed IPIs to others the series misses")           \
+    X(ipi_untracked, "IPIs not recorded because tracking is off")            \
+    X(ipi_receivers_recorded, "receiver entries recorded (multicast incl.)") \
+    X(ipi_entries_evicted, "receiver entries evicted by a newer IPI")        \
+    X(irq_accepts, "interrupt acceptances (IRR->ISR)")                       \
+    X(eois, "EOIs")                                                          \
+    X(eoi_cleared, "receiver entries cleared by a matching-vector EOI")      \
+    X(eoi_series_cleared, "sender pending cleared by the series' EOI rule")  \
+    X(reject_not_ready, "candidates rejected: not ready")                    \
+    X(reject_blocking, "candidates rejected: halted without work")           \
+    X(reject_user_mode, "candidates rejected: preempted in user mode")       \
+    X(reject_strict, "candidates rejected by the strict filter")             \
+    X(reject_not_preempted, "candidates rejected by the relaxed filter")     \
+    X(reject_not_eligible, "candidates rejected: dy_eligible toggle")        \
+    X(yield_attempts, "yield_to attempts")                                   \
+    X(yield_zero, "yield_to returned 0 (running or halted target)")          \
+    X(yield_esrch, "yield_to returned -ESRCH (no contention)")               \
+    X(yield_budget_exhausted, "scans stopped by the -ESRCH budget")          \
+    X(yield_scan, "yields by the single vanilla pass")                       \
+    X(yield_strict, "yields by the strict (IPI-aware) pass")                 \
+    X(yield_relaxed, "yields by the relaxed (preempted-only) pass")          \
+    X(yield_receiver, "yields by the ipi-prio receiver pass")                \
+    X(yield_lock_holder, "yields by the ipi-prio lock-holder pass")          \
+    X(yield_receiver_hit, "yields whose target was an IPI receiver of me")   \
+    X(no_target, "spin decisions that yielded nothing")                      \
+    X(handoffs, "slots handed to a directed-yield target")                   \
+    X(grants_immediate, "acquires that found a free slot")                   \
+    X(grants_from_queue, "slots given to the queue head")                    \
+    X(acquire_wait, "acquires that had to queue")                            \
+    X(acquire_spurious, "acquires by a vCPU still queued")                   \
+    X(slot_waits, "waits that ended with a slot")                            \
+    X(slot_wait_ns, "total ns spent queued before a slot")                   \
+    X(slot_wait_max_ns, "longest single wait for a slot, ns")                \
+    X(preemptions, "slice-expiry preemptions")                               \
+    X(kicks, "kicks sent to slot holders")                                   \
+    X(wakes, "wakes sent to vCPUs given a slot")                             \
+    X(voluntary_yields, "release(YIELD) that requeued the vCPU")             \
+    X(release_halt, "releases: halt")                                        \
+    X(release_stop, "releases: stop")                                        \
+    X(queue_removed, "queued vCPUs removed by halt/stop")                    \
+    X(ple_window_grow, "spin windows grown after a fruitless spin")          \
+    X(ple_window_reset, "spin windows reset on sched-out")                   \
+    X(illegal_transitions, "state transitions refused (API misuse)")
+
+enum class Ctr : int {
+#define VSCHED_CTR_ENUM(name, desc) name,
+    VSCHED_COUNTERS(VSCHED_CTR_ENUM)
+#undef VSCHED_CTR_ENUM
+    kCount
+};
+inline constexpr int kNumCounters = static_cast<int>(Ctr::kCount);
+
+const char *counter_name(int i);
+const char *counter_description(int i);
+
+class Counters {
+public:
+    Counters() { reset(); }
+    void add(Ctr c, uint64_t n = 1)
+    {
+        v_[idx(c)].fetch_add(n, std::memory_order_relaxed);
+    }
+    void max(Ctr c, uint64_t n)
+    {
+        uint64_t cur = v_[idx(c)].load(std::memory_order_relaxed);
+        while (n > cur &&
+               !v_[idx(c)].compare_exchange_weak(cur, n, std::memory_order_relaxed)) {
+        }
+    }
+    uint64_t get(Ctr c) const { return v_[idx(c)].load(std::memory_order_relaxed); }
+    void set(Ctr c, uint64_t n) { v_[idx(c)].store(n, std::memory_order_relaxed); }
+    void reset();
+
+private:
+    static int idx(Ctr c) { return static_cast<int>(c); }
+    std::atomic<uint64_t> v_[kNumCounters];
+};
+
+/* A plain copy, e.g. for the JSON dump and for invariant checks. */
+struct CounterSnapshot {
+    uint64_t v[kNumCounters] = {};
+    uint64_t operator[](Ctr c) const { return v[static_cast<int>(c)]; }
+};
+
+/* {"pause_events":1,...} on one line, no trailing newline. */
+std::string counters_json(const CounterSnapshot &s);
+
+} // namespace vsched
+
+#endif

@@ -1,0 +1,386 @@
+/*
+ * vsched core: the C facade.  Every entry point catches everything: no
+ * exception crosses into C.  Errors become return values.
+ */
+#include "vsched-core.h"
+
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+
+#include "config.h"
+#include "core.h"
+#include "real_host.h"
+
+struct VschedCore {
+    std::unique_ptr<vsched::RealHost> host;
+    std::unique_ptr<vsched::Core> core;
+};
+
+namespace {
+
+using vsched::Core;
+
+template <typename T, typename F>
+T guarded(T fallback, F &&f) noexcept
+{
+    try {
+        return f();
+    } catch (...) {
+        return fallback;
+    }
+}
+
+template <typename F>
+void guarded_void(F &&f) noexcept
+{
+    try {
+        f();
+    } catch (...) {
+    }
+}
+
+void copy_err(char *err, size_t errlen, const std::string &msg)
+{
+    if (err && errlen > 0) {
+        std::snprintf(err, errlen, "%s", msg.c_str());
+    }
+}
+
+vsched::Config to_cpp(const VschedConfig &c)
+{
+    vsched::Config o;
+    o.pcpus = c.pcpus;
+    o.slice_ns = c.slice_ns;
+    o.policy = static_cast<vsched::PolicyKind>(c.policy);
+    o.relaxed_boost = c.relaxed_boost;
+    o.ipi_tracking = c.ipi_tracking;
+    o.ipi_window_ns = c.ipi_window_ns;
+    o.ple_gap_ns = c.ple_gap_ns;
+    o.ple_window_ns = c.ple_window_ns;
+    o.ple_window_max_ns = c.ple_window_max_ns;
+    o.ple_window_grow = c.ple_window_grow;
+    o.yield_budget = c.yield_budget;
+    return o;
+}
+
+bool valid_policy(int p)
+{
+    return p >= 0 && p < vsched::kNumPolicies;
+}
+
+} // namespace
+
+extern "C" {
+
+void vsched_config_defaults(VschedConfig *cfg)
+{
+    if (!cfg) {
+        return;
+    }
+    const vsched::Config d;
+    cfg->pcpus = d.pcpus;
+    cfg->slice_ns = d.slice_ns;
+    cfg->policy = static_cast<int>(d.policy);
+    cfg->relaxed_boost = d.relaxed_boost;
+    cfg->ipi_tracking = d.ipi_tracking;
+    cfg->ipi_window_ns = d.ipi_window_ns;
+    cfg->ple_gap_ns = d.ple_gap_ns;
+    cfg->ple_window_ns = d.ple_window_ns;
+    cfg->ple_window_max_ns = d.ple_window_max_ns;
+    cfg->ple_window_grow = d.ple_window_grow;
+    cfg->yield_budget = d.yield_budget;
+}
+
+bool vsched_parse_policy(const char *word, int *out)
+{
+    if (!word || !out) {
+        return false;
+    }
+    vsched::PolicyKind k;
+    if (!vsched::parse_policy(word, &k)) {
+        return false;
+    }
+    *out = static_cast<int>(k);
+    return true;
+}
+
+const char *vsched_policy_name(int policy)
+{
+    return valid_policy(policy) ? vsched::policy_name(static_cast<vsched::PolicyKind>(policy))
+                                : "unknown";
+}
+
+bool vsched_parse_duration(const char *text, uint64_t *out_ns, char *err, size_t errlen)
+{
+    return guarded(false, [&] {
+        if (!text || !out_ns) {
+            copy_err(err, errlen, "no duration given");
+            return false;
+        }
+        std::string msg;
+        if (!vsched::parse_duration_ns(text, out_ns, &msg)) {
+            copy_err(err, errlen, msg);
+            return false;
+        }
+        return true;
+    });
+}
+
+VschedCore *vsched_core_new(const VschedConfig *cfg, int nr_vcpus, const VschedHostOps *ops,
+                            void *opaque, char *err, size_t errlen)
+{
+    try {
+        if (!cfg) {
+            copy_err(err, errlen, "vsched: no configuration");
+            return nullptr;
+        }
+        if (!ops) {
+            copy_err(err, errlen, "vsched: no host operations");
+            return nullptr;
+        }
+        vsched::Config c = to_cpp(*cfg);
+        std::string msg;
+        if (!vsched::validate_config(c, nr_vcpus, &msg)) {
+            copy_err(err, errlen, msg);
+            return nullptr;
+        }
+        vsched::RealHostCallbacks cb;
+        cb.now_ns = ops->now_ns;
+        cb.kick = ops->kick;
+        cb.wake = ops->wake;
+        cb.trace = ops->trace;
+        cb.opaque = opaque;
+        auto h = std::make_unique<VschedCore>();
+        h->host = std::make_unique<vsched::RealHost>(nr_vcpus, cb);
+        h->core = Core::create(c, nr_vcpus, *h->host, &msg);
+        if (!h->core) {
+            copy_err(err, errlen, msg);
+            return nullptr;
+        }
+        h->core->set_tracing(ops->trace != nullptr);
+        return h.release();
+    } catch (const std::bad_alloc &) {
+        copy_err(err, errlen, "vsched: out of memory");
+    } catch (...) {
+        copy_err(err, errlen, "vsched: internal error");
+    }
+    return nullptr;
+}
+
+void vsched_core_free(VschedCore *core)
+{
+    delete core;
+}
+
+bool vsched_acquire(VschedCore *core, int vcpu)
+{
+    /* On an internal error let the vCPU run rather than wedge the VM. */
+    return guarded(true, [&] { return core->core->acquire(vcpu); });
+}
+
+void vsched_release(VschedCore *core, int vcpu, int reason)
+{
+    if (reason < VSCHED_RELEASE_HALT || reason > VSCHED_RELEASE_YIELD) {
+        return;
+    }
+    guarded_void([&] { core->core->release(vcpu, static_cast<vsched::ReleaseReason>(reason)); });
+}
+
+bool vsched_after_exec(VschedCore *core, int vcpu, int cpl)
+{
+    return guarded(false, [&] { return core->core->after_exec(vcpu, cpl); });
+}
+
+uint64_t vsched_tick(VschedCore *core)
+{
+    return guarded(uint64_t{0}, [&] { return core->core->tick(); });
+}
+
+bool vsched_on_pause(VschedCore *core, int vcpu, int cpl)
+{
+    return core->core->on_pause(vcpu, cpl);
+}
+
+bool vsched_on_pause_at(VschedCore *core, int vcpu, int cpl, uint64_t now_ns)
+{
+    return core->core->on_pause_at(vcpu, cpl, now_ns);
+}
+
+void vsched_on_mwait(VschedCore *core, int vcpu)
+{
+    core->core->on_mwait(vcpu);
+}
+
+void vsched_on_ipi(VschedCore *core, int src, const int *dst, int ndst, int vector,
+                   int delivery_mode, int shorthand)
+{
+    guarded_void(
+        [&] { core->core->on_ipi(src, dst, ndst, vector, delivery_mode, shorthand); });
+}
+
+void vsched_on_irq_accept(VschedCore *core, int vcpu, int vector)
+{
+    guarded_void([&] { core->core->on_irq_accept(vcpu, vector); });
+}
+
+void vsched_on_eoi(VschedCore *core, int vcpu, int vector)
+{
+    guarded_void([&] { core->core->on_eoi(vcpu, vector); });
+}
+
+void vsched_vcpu_reset(VschedCore *core, int vcpu)
+{
+    guarded_void([&] { core->core->reset_vcpu_ipi(vcpu); });
+}
+
+bool vsched_set_policy(VschedCore *core, int policy)
+{
+    if (!valid_policy(policy)) {
+        return false;
+    }
+    core->core->set_policy(static_cast<vsched::PolicyKind>(policy));
+    return true;
+}
+
+int vsched_get_policy(VschedCore *core)
+{
+    return static_cast<int>(core->core->policy());
+}
+
+void vsched_set_relaxed_boost(VschedCore *core, bool on)
+{
+    core->core->set_relaxed_boost(on);
+}
+
+bool vsched_get_relaxed_boost(VschedCore *core)
+{
+    return core->core->relaxed_boost();
+}
+
+void vsched_set_ipi_tracking(VschedCore *core, bool on)
+{
+    core->core->set_ipi_tracking(on);
+}
+
+bool vsched_get_ipi_tracking(VschedCore *core)
+{
+    return core->core->ipi_tracking();
+}
+
+void vsched_set_ipi_window_ns(VschedCore *core, uint64_t ns)
+{
+    core->core->set_ipi_window_ns(ns);
+}
+
+uint64_t vsched_get_ipi_window_ns(VschedCore *core)
+{
+    return core->core->ipi_window_ns();
+}
+
+void vsched_set_ple_gap_ns(VschedCore *core, uint64_t ns)
+{
+    core->core->set_ple_gap_ns(ns);
+}
+
+uint64_t vsched_get_ple_gap_ns(VschedCore *core)
+{
+    return core->core->ple_gap_ns();
+}
+
+void vsched_set_ple_window_ns(VschedCore *core, uint64_t ns)
+{
+    core->core->set_ple_window_ns(ns);
+}
+
+uint64_t vsched_get_ple_window_ns(VschedCore *core)
+{
+    return core->core->ple_window_ns();
+}
+
+bool vsched_vcpu_info(VschedCore *core, int vcpu, VschedVcpuInfo *out)
+{
+    return guarded(false, [&] {
+        vsched::VcpuInfo i;
+        if (!out || !core->core->vcpu_info(vcpu, &i)) {
+            return false;
+        }
+        std::memset(out, 0, sizeof(*out));
+        out->state = vsched::state_name(i.state);
+        out->state_id = static_cast<int>(i.state);
+        out->holds_slot = i.slot != vsched::kNone;
+        out->slot = i.slot;
+        out->slot_deadline_ns = i.slot_deadline_ns;
+        out->preempted = i.preempted;
+        out->ready = i.ready;
+        out->preempted_in_kernel = i.preempted_in_kernel;
+        out->in_spin_loop = i.in_spin_loop;
+        out->dy_eligible = i.dy_eligible;
+        out->spin_pending = i.spin_pending;
+        out->spin_window_ns = i.spin_window_ns;
+        out->pause_events = i.pause_events;
+        out->spins_detected = i.spins_detected;
+        out->last_ipi_sender = i.last_ipi_sender;
+        out->last_ipi_receiver = i.last_ipi_receiver;
+        out->series_pending_ipi = i.series_pending_ipi;
+        out->nr_pending_ipis = i.nr_pending_ipis;
+        out->nr_receivers = i.nr_receivers;
+        static_assert(vsched::VcpuInfo::kMaxList == VSCHED_INFO_MAX_LIST);
+        for (int k = 0; k < VSCHED_INFO_MAX_LIST; k++) {
+            out->pending_from[k] = i.pending_from[k];
+            out->pending_vector[k] = i.pending_vector[k];
+            out->receivers[k] = i.receivers[k];
+        }
+        return true;
+    });
+}
+
+size_t vsched_counters_json(VschedCore *core, char *buf, size_t len)
+{
+    return guarded(size_t{0}, [&] {
+        std::string j = core->core->counters_json();
+        if (buf && len > 0) {
+            size_t n = j.size() < len - 1 ? j.size() : len - 1;
+            std::memcpy(buf, j.data(), n);
+            buf[n] = '\0';
+        }
+        return j.size();
+    });
+}
+
+int vsched_counter_count(void)
+{
+    return vsched::kNumCounters;
+}
+
+const char *vsched_counter_name(int i)
+{
+    return vsched::counter_name(i);
+}
+
+const char *vsched_counter_description(int i)
+{
+    return vsched::counter_description(i);
+}
+
+uint64_t vsched_counter_value(VschedCore *core, int i)
+{
+    if (i < 0 || i >= vsched::kNumCounters) {
+        return 0;
+    }
+    return guarded(uint64_t{0}, [&] { return core->core->counters().v[i]; });
+}
+
+const char *vsched_trace_event_name(int event)
+{
+    return vsched::trace_event_name(event);
+}
+
+} // extern "C"
+
+static_assert(VSCHED_TRACE__MAX == vsched::kNumTraceEvents);
+static_assert(VSCHED_POLICY_IPI_PRIO == static_cast<int>(vsched::PolicyKind::kIpiPrio));
+static_assert(VSCHED_RELEASE_YIELD == static_cast<int>(vsched::ReleaseReason::kYield));
+static_assert(VSCHED_STATE_RUNNING == static_cast<int>(vsched::VcpuState::kRunning));

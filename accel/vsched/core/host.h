@@ -1,0 +1,54 @@
+/*
+ * vsched core: what the core needs from its host.
+ *
+ * The core never calls the host while it holds its own mutex: scheduler
+ * operations collect kicks, wakes and trace records in an Effects list and
+ * Core runs them after unlocking.  So a host may take its own locks (QEMU's
+ * BQL) inside kick/wake/trace; the only lock order is host lock -> core lock.
+ */
+#ifndef VSCHED_CORE_HOST_H
+#define VSCHED_CORE_HOST_H
+
+#include <cstdint>
+
+namespace vsched {
+
+/* Trace events; the numbers are part of the C facade (VSCHED_TRACE_*). */
+enum class TraceEvent : int {
+    kSpinDetected = 0,  /* vcpu spun; arg = cpl of the spin */
+    kYieldScan,         /* vanilla pass yielded: vcpu -> target */
+    kYieldStrict,       /* ipi strict pass yielded */
+    kYieldRelaxed,      /* relaxed pass yielded */
+    kYieldReceiver,     /* target was an IPI receiver of vcpu (any pass) */
+    kYieldLockHolder,   /* ipi-prio lock-holder pass yielded */
+    kNoTarget,          /* spin decision found nobody; arg = new window ns */
+    kHandoff,           /* slot handed vcpu -> target; arg = slice left ns */
+    kPreempt,           /* vcpu preempted at slice expiry; arg = cpl */
+    kAcquireWait,       /* vcpu queued for a slot; arg = queue length */
+    kGrant,             /* vcpu got a slot; arg = ns it waited */
+    kRelease,           /* vcpu released; arg = reason */
+    kCount
+};
+inline constexpr int kNumTraceEvents = static_cast<int>(TraceEvent::kCount);
+const char *trace_event_name(int event);
+
+class HostInterface {
+public:
+    virtual ~HostInterface() = default;
+    /* Monotonic ns. */
+    virtual uint64_t now_ns() = 0;
+    /* Make a vCPU that runs guest code leave it soon (QEMU: cpu_exit). */
+    virtual void kick(int vcpu) = 0;
+    /* Wake a vCPU that waits for a slot: it has just been given one. */
+    virtual void wake(int vcpu) = 0;
+    /* Block the calling vCPU thread until wake(vcpu) or deadline_ns.
+     * Only standalone users (tests, benchmarks) call this; QEMU waits on
+     * its own halt_cond instead. */
+    virtual void wait(int vcpu, uint64_t deadline_ns) = 0;
+    /* Optional decision trace. */
+    virtual void trace(TraceEvent, int /*vcpu*/, int /*target*/, int64_t /*arg*/) {}
+};
+
+} // namespace vsched
+
+#endif

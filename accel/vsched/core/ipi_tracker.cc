@@ -1,0 +1,259 @@
+/* vsched core: IPI bookkeeping (series view and multi-receiver view). */
+#include "ipi_tracker.h"
+
+namespace vsched {
+
+namespace {
+
+int32_t make_key(int sender, int vector)
+{
+    return static_cast<int32_t>((sender << 8) | (vector & 0xff));
+}
+int key_sender(int32_t key) { return key >> 8; }
+int key_vector(int32_t key) { return key & 0xff; }
+
+} // namespace
+
+IpiTracker::IpiTracker(int nr_vcpus, Counters &ctr)
+    : nr_(nr_vcpus), ctr_(ctr), ctx_(new SeriesCtx[nr_vcpus]),
+      rx_(new Receiver[nr_vcpus]), outstanding_(new std::atomic<int32_t>[nr_vcpus])
+{
+    for (int v = 0; v < nr_; v++) {
+        outstanding_[v].store(0, rlx);
+    }
+}
+
+/* kvm_track_ipi_communication() */
+void IpiTracker::series_record(int src, int dst, uint64_t now)
+{
+    ctx_[src].last_receiver.store(dst, rlx);
+    ctx_[src].pending.store(1, rlx);
+    ctx_[src].time_ns.store(now, rlx);
+    ctx_[dst].last_sender.store(src, rlx);
+}
+
+void IpiTracker::drop_entry(Entry &e)
+{
+    int32_t key = e.key.load(rlx);
+    if (key >= 0) {
+        outstanding_[key_sender(key)].fetch_sub(1, rlx);
+        e.key.store(-1, rlx);
+    }
+}
+
+/* REQUIRES: caller holds rx_[dst].lock. */
+void IpiTracker::record_entry(int src, int dst, int vector, uint64_t now)
+{
+    Receiver &r = rx_[dst];
+    int32_t key = make_key(src, vector);
+    Entry *slot = nullptr;
+    Entry *oldest = &r.e[0];
+    for (auto &e : r.e) {
+        int32_t k = e.key.load(rlx);
+        if (k == key) {          /* same sender and vector: refresh */
+            slot = &e;
+            break;
+        }
+        if (k < 0 || !live(e.time_ns.load(rlx), now)) {
+            if (!slot) {
+                slot = &e;
+            }
+            continue;
+        }
+        if (e.time_ns.load(rlx) < oldest->time_ns.load(rlx)) {
+            oldest = &e;
+        }
+    }
+    if (!slot) {
+        slot = oldest;
+        ctr_.add(Ctr::ipi_entries_evicted);
+    }
+    if (slot->key.load(rlx) != key) {
+        drop_entry(*slot);
+        outstanding_[src].fetch_add(1, rlx);
+    }
+    slot->time_ns.store(now, rlx);
+    slot->accepted.store(0, rlx);
+    slot->key.store(key, std::memory_order_release);
+    ctr_.add(Ctr::ipi_receivers_recorded);
+}
+
+void IpiTracker::on_ipi(int src, const int *dst, int ndst, int vector,
+                        int delivery_mode, int shorthand, uint64_t now)
+{
+    ctr_.add(Ctr::ipi_calls);
+    if (delivery_mode != kApicDmFixed && delivery_mode != kApicDmLowest) {
+        ctr_.add(Ctr::ipi_nonfixed);
+        return;
+    }
+    if (shorthand == kApicShSelf) {
+        ctr_.add(Ctr::ipi_self);
+        return;
+    }
+    int others = 0;
+    int only = -1;
+    for (int i = 0; i < ndst; i++) {
+        if (valid(dst[i]) && dst[i] != src) {
+            others++;
+            only = dst[i];
+        }
+    }
+    if (others == 0) {
+        ctr_.add(Ctr::ipi_self);
+        return;
+    }
+    if (shorthand != kApicShNone) {
+        ctr_.add(Ctr::ipi_shorthand);
+    } else if (others == 1) {
+        ctr_.add(Ctr::ipi_unicast);
+    } else {
+        ctr_.add(Ctr::ipi_multicast);
+    }
+    if (!enabled() || !valid(src)) {
+        ctr_.add(Ctr::ipi_untracked);
+        return;
+    }
+    /* Patch 7's condition: FIXED, no shorthand, one accepting target,
+     * not self.  (ndst counts targets, self included.) */
+    if (delivery_mode == kApicDmFixed && shorthand == kApicShNone &&
+        ndst == 1 && others == 1) {
+        series_record(src, only, now);
+        ctr_.add(Ctr::ipi_series_tracked);
+    } else {
+        ctr_.add(Ctr::ipi_series_missed);
+    }
+    for (int i = 0; i < ndst; i++) {
+        int d = dst[i];
+        if (!valid(d) || d == src) {
+            continue;
+        }
+        Guard g(rx_[d].lock);
+        record_entry(src, d, vector, now);
+    }
+}
+
+void IpiTracker::on_accept(int v, int vector)
+{
+    ctr_.add(Ctr::irq_accepts);
+    if (!valid(v)) {
+        return;
+    }
+    Guard g(rx_[v].lock);
+    for (auto &e : rx_[v].e) {
+        int32_t k = e.key.load(rlx);
+        if (k >= 0 && key_vector(k) == (vector & 0xff)) {
+            e.accepted.store(1, rlx);
+        }
+    }
+}
+
+void IpiTracker::on_eoi(int v, int vector, uint64_t now)
+{
+    ctr_.add(Ctr::eois);
+    if (!valid(v) || !enabled()) {
+        return;
+    }
+    /* Series (v1/v2 kvm_clear_ipi_on_eoi): any EOI; clears the receiver's
+     * whole context, its own sender state included. */
+    int sender = ctx_[v].last_sender.load(rlx);
+    ctx_[v].pending.store(0, rlx);
+    ctx_[v].last_sender.store(-1, rlx);
+    ctx_[v].last_receiver.store(-1, rlx);
+    if (valid(sender) && ctx_[sender].last_receiver.load(rlx) == v &&
+        live(ctx_[sender].time_ns.load(rlx), now)) {
+        if (ctx_[sender].pending.exchange(0, rlx)) {
+            ctr_.add(Ctr::eoi_series_cleared);
+        }
+    }
+    /* Ours: only entries with the EOI'd vector. */
+    if (vector < 0) {
+        return;
+    }
+    Guard g(rx_[v].lock);
+    for (auto &e : rx_[v].e) {
+        int32_t k = e.key.load(rlx);
+        if (k >= 0 && key_vector(k) == (vector & 0xff)) {
+            drop_entry(e);
+            ctr_.add(Ctr::eoi_cleared);
+        }
+    }
+}
+
+void IpiTracker::reset_vcpu(int v)
+{
+    if (!valid(v)) {
+        return;
+    }
+    ctx_[v].pending.store(0, rlx);
+    ctx_[v].last_sender.store(-1, rlx);
+    ctx_[v].last_receiver.store(-1, rlx);
+    ctx_[v].time_ns.store(0, rlx);
+    Guard g(rx_[v].lock);
+    for (auto &e : rx_[v].e) {
+        drop_entry(e);
+    }
+}
+
+/* kvm_vcpu_is_ipi_receiver() */
+bool IpiTracker::series_is_receiver(int sender, int candidate, uint64_t now) const
+{
+    if (!enabled()) {
+        return false;
+    }
+    const SeriesCtx &c = ctx_[sender];
+    return c.pending.load(rlx) && c.last_receiver.load(rlx) == candidate &&
+           live(c.time_ns.load(rlx), now);
+}
+
+bool IpiTracker::is_receiver(int sender, int candidate, uint64_t now) const
+{
+    if (!enabled()) {
+        return false;
+    }
+    for (const auto &e : rx_[candidate].e) {
+        int32_t k = e.key.load(rlx);
+        if (k >= 0 && key_sender(k) == sender && live(e.time_ns.load(rlx), now)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool IpiTracker::has_pending_interrupt(int v, uint64_t now) const
+{
+    for (const auto &e : rx_[v].e) {
+        if (e.key.load(rlx) >= 0 && !e.accepted.load(rlx) &&
+            live(e.time_ns.load(rlx), now)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int IpiTracker::pending_entries(int v, uint64_t now, int *senders, int *vectors,
+                                int max) const
+{
+    int n = 0;
+    for (const auto &e : rx_[v].e) {
+        int32_t k = e.key.load(rlx);
+        if (k >= 0 && live(e.time_ns.load(rlx), now) && n < max) {
+            senders[n] = key_sender(k);
+            vectors[n] = key_vector(k);
+            n++;
+        }
+    }
+    return n;
+}
+
+int IpiTracker::receivers_of(int sender, uint64_t now, int *out, int max) const
+{
+    int n = 0;
+    for (int v = 0; v < nr_ && n < max; v++) {
+        if (v != sender && is_receiver(sender, v, now)) {
+            out[n++] = v;
+        }
+    }
+    return n;
+}
+
+} // namespace vsched

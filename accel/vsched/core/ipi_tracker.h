@@ -1,0 +1,146 @@
+/*
+ * vsched core: IPI bookkeeping.
+ *
+ * Two views, kept side by side:
+ *
+ *  - The series' view (per vCPU, exactly the series' ipi_context): as a
+ *    sender {last_ipi_receiver, pending_ipi, ipi_time_ns}, as a receiver
+ *    {last_ipi_sender}.  Recorded only for fixed, no-shorthand IPIs with
+ *    exactly one non-self destination; cleared by any EOI of the receiver
+ *    with the v1/v2 side effect of wiping the receiver's own sender state.
+ *
+ *  - Our view: every fixed / lowest-priority IPI, multicast and shorthand
+ *    included, leaves an entry {sender, vector, time, accepted} at each
+ *    receiver (a few entries per receiver; the oldest is evicted).  An EOI
+ *    clears only the receiver's entries with the EOI'd vector; the
+ *    receiver's own IPIs to others are untouched.
+ *
+ * Both views age out lazily: an entry older than the window reads as absent.
+ * Writers are the IPI/accept/EOI hooks (QEMU holds the BQL there; a tiny
+ * per-receiver spinlock makes the tracker safe without it); readers (the
+ * policies, under the core mutex) use relaxed loads, like the kernel's
+ * READ_ONCE: a racy read costs at most one less-than-ideal yield.
+ */
+#ifndef VSCHED_CORE_IPI_TRACKER_H
+#define VSCHED_CORE_IPI_TRACKER_H
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "counters.h"
+
+namespace vsched {
+
+/* APIC delivery modes and shorthands (ICR bits 10:8 and 19:18). */
+enum : int {
+    kApicDmFixed = 0,
+    kApicDmLowest = 1,
+    kApicDmSmi = 2,
+    kApicDmNmi = 4,
+    kApicDmInit = 5,
+    kApicDmSipi = 6,
+};
+enum : int {
+    kApicShNone = 0,
+    kApicShSelf = 1,
+    kApicShAll = 2,
+    kApicShAllButSelf = 3,
+};
+
+inline constexpr int kPendingPerVcpu = 8;
+
+class IpiTracker {
+public:
+    IpiTracker(int nr_vcpus, Counters &ctr);
+
+    void set_enabled(bool on) { enabled_.store(on, std::memory_order_relaxed); }
+    bool enabled() const { return enabled_.load(std::memory_order_relaxed); }
+    void set_window(uint64_t ns) { window_ns_.store(ns, std::memory_order_relaxed); }
+    uint64_t window() const { return window_ns_.load(std::memory_order_relaxed); }
+
+    /* One IPI: dst lists the vCPUs that accept it (for shorthand IPIs the
+     * caller may pass the expanded set).  Invalid indices are ignored. */
+    void on_ipi(int src, const int *dst, int ndst, int vector, int delivery_mode,
+                int shorthand, uint64_t now);
+    /* The receiver moved `vector` from IRR to ISR. */
+    void on_accept(int v, int vector);
+    /* The receiver EOI'd `vector` (-1: unknown vector, series rule only). */
+    void on_eoi(int v, int vector, uint64_t now);
+    /* vCPU reset (series: kvm_vcpu_reset_ipi_context + our entries). */
+    void reset_vcpu(int v);
+
+    /* --- series view --- */
+    bool series_is_receiver(int sender, int candidate, uint64_t now) const;
+    int series_last_sender(int v) const { return ctx_[v].last_sender.load(rlx); }
+    int series_last_receiver(int v) const { return ctx_[v].last_receiver.load(rlx); }
+    bool series_pending(int v) const { return ctx_[v].pending.load(rlx) != 0; }
+    uint64_t series_time(int v) const { return ctx_[v].time_ns.load(rlx); }
+
+    /* --- our view --- */
+    /* Does candidate hold an un-EOI'd IPI from sender within the window? */
+    bool is_receiver(int sender, int candidate, uint64_t now) const;
+    /* Does sender possibly have receivers?  (cheap hint, may be stale) */
+    bool may_have_receivers(int sender) const
+    {
+        return outstanding_[sender].load(rlx) > 0;
+    }
+    /* Is an IPI pending at v that it has not accepted yet (IRR)? */
+    bool has_pending_interrupt(int v, uint64_t now) const;
+    /* Entries at receiver v that are live; returns how many were copied. */
+    int pending_entries(int v, uint64_t now, int *senders, int *vectors, int max) const;
+    /* Live receivers of sender; returns how many were copied. */
+    int receivers_of(int sender, uint64_t now, int *out, int max) const;
+
+private:
+    static constexpr std::memory_order rlx = std::memory_order_relaxed;
+
+    struct SeriesCtx {
+        std::atomic<int32_t> last_sender{-1};
+        std::atomic<int32_t> last_receiver{-1};
+        std::atomic<uint8_t> pending{0};
+        std::atomic<uint64_t> time_ns{0};
+    };
+    struct Entry {
+        std::atomic<int32_t> key{-1}; /* sender << 8 | vector, -1 empty */
+        std::atomic<uint8_t> accepted{0};
+        std::atomic<uint64_t> time_ns{0};
+    };
+    struct alignas(64) Receiver {
+        std::atomic_flag lock = ATOMIC_FLAG_INIT;
+        Entry e[kPendingPerVcpu];
+    };
+    class Guard {
+    public:
+        explicit Guard(std::atomic_flag &f) : f_(f)
+        {
+            while (f_.test_and_set(std::memory_order_acquire)) {
+            }
+        }
+        ~Guard() { f_.clear(std::memory_order_release); }
+
+    private:
+        std::atomic_flag &f_;
+    };
+
+    bool valid(int v) const { return v >= 0 && v < nr_; }
+    bool live(uint64_t t, uint64_t now) const
+    {
+        return now >= t ? now - t <= window() : true;
+    }
+    void series_record(int src, int dst, uint64_t now);
+    void record_entry(int src, int dst, int vector, uint64_t now);
+    void drop_entry(Entry &e);
+
+    int nr_;
+    Counters &ctr_;
+    std::atomic<bool> enabled_{true};
+    std::atomic<uint64_t> window_ns_{50'000'000};
+    std::unique_ptr<SeriesCtx[]> ctx_;
+    std::unique_ptr<Receiver[]> rx_;
+    std::unique_ptr<std::atomic<int32_t>[]> outstanding_;
+};
+
+} // namespace vsched
+
+#endif

@@ -1,0 +1,123 @@
+/*
+ * vsched core: policy "ipi": the IPI-aware directed-yield series as
+ * published (KVM half of v2 8/9 + 9/9, kept by v3):
+ *
+ *   first_round = true;
+ * retry:
+ *   yielded = 0;
+ *   for (i = 0; i < nr_vcpus; i++) {
+ *       ... ready / blocking checks as upstream ...
+ *       if (first_round && !kvm_vcpu_is_good_yield_candidate(me, vcpu, kmode))
+ *           continue;
+ *       else if (!first_round && !READ_ONCE(vcpu->preempted))
+ *           continue;
+ *       if (!kvm_vcpu_eligible_for_directed_yield(vcpu)) continue;
+ *       yielded = kvm_vcpu_yield_to(vcpu);
+ *       if (yielded > 0) { WRITE_ONCE(kvm->last_boosted_vcpu, idx); break; }
+ *       else if (yielded < 0 && !--try) break;
+ *   }
+ *   if (enable_relaxed_boost && first_round && yielded <= 0) {
+ *       first_round = false;
+ *       goto retry;
+ *   }
+ *
+ * kvm_vcpu_is_good_yield_candidate(): accept the tracked IPI receiver of me
+ * (series view: one receiver, pending, within the window), accept a pending
+ * interrupt (APICv only: false here), reject !preempted, reject a user-mode
+ * preempted vCPU for a kernel-mode spin, accept the rest.  So the receiver
+ * wins only when it comes first in scan order.
+ *
+ * `try` is shared by both rounds and not reset, exactly as published: when
+ * round 1 used the budget up, round 2's -ESRCH results take it below zero
+ * and `!--try` never fires again (the v1/v2 underflow).  ipi-prio fixes it.
+ */
+#include "policy.h"
+#include "policy_common.h"
+
+namespace vsched {
+
+namespace {
+
+class IpiPolicy final : public YieldPolicy {
+public:
+    PolicyKind kind() const override { return PolicyKind::kIpi; }
+    Decision decide(PolicyContext &c, int me, bool kernel_mode) override;
+
+private:
+    static bool good_candidate(PolicyContext &c, int me, int idx, bool kernel_mode);
+};
+
+bool IpiPolicy::good_candidate(PolicyContext &c, int me, int idx, bool kernel_mode)
+{
+    using namespace detail;
+    if (c.ipi.series_is_receiver(me, idx, c.now)) {
+        return true;
+    }
+    /* kvm_arch_dy_has_pending_interrupt(): APICv only, so false. */
+    if (!preempted(c, idx)) {
+        return false;
+    }
+    if (kernel_mode && !preempted_in_kernel(c, idx)) {
+        return false;
+    }
+    return true;
+}
+
+Decision IpiPolicy::decide(PolicyContext &c, int me, bool kernel_mode)
+{
+    using namespace detail;
+    Decision d;
+    const int n = c.pool.data().nr_vcpus;
+    if (n < 2) {
+        return d;
+    }
+    begin_spin(c, me);
+    const int start = c.pool.data().last_boosted_vcpu + 1;
+    int tries = c.budget;
+    bool first_round = true;
+    int yielded;
+retry:
+    yielded = 0;
+    for (int i = 0; i < n; i++) {
+        int idx = (start + i) % n;
+        if (idx == me || !ready_and_runnable(c, idx)) {
+            continue;
+        }
+        if (first_round && !good_candidate(c, me, idx, kernel_mode)) {
+            c.ctr.add(Ctr::reject_strict);
+            continue;
+        } else if (!first_round && !preempted(c, idx)) {
+            c.ctr.add(Ctr::reject_not_preempted);
+            continue;
+        }
+        if (!eligible_for_directed_yield(c, idx)) {
+            continue;
+        }
+        bool stop;
+        yielded = attempt(c, me, idx, &tries, &stop);
+        if (yielded > 0) {
+            d.target = idx;
+            d.pass = first_round ? Ctr::yield_strict : Ctr::yield_relaxed;
+            d.receiver_hit = c.ipi.series_is_receiver(me, idx, c.now);
+            break;
+        }
+        if (stop) {
+            break;
+        }
+    }
+    if (c.relaxed_boost && first_round && yielded <= 0) {
+        first_round = false;
+        goto retry;
+    }
+    end_spin(c, me);
+    return d;
+}
+
+} // namespace
+
+std::unique_ptr<YieldPolicy> make_ipi_policy()
+{
+    return std::make_unique<IpiPolicy>();
+}
+
+} // namespace vsched

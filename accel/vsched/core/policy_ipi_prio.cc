@@ -1,0 +1,133 @@
+/*
+ * vsched core: policy "ipi-prio" (ours).  Fixes what the series leaves open:
+ *
+ *  1. Receiver pass: confirmed IPI receivers of me first (our multi-receiver
+ *     view, so multicast and shorthand IPIs count; EOI matched by vector).
+ *     A real priority: a receiver later in scan order still beats an
+ *     earlier lock-holder candidate.  No dy_eligible toggle: a receiver is
+ *     needed whether or not it spins.
+ *  2. Lock-holder pass: preempted and (user-mode spin or preempted in
+ *     kernel), or with an interrupt pending that it has not taken yet
+ *     (upstream counts that as "in kernel"; we know it without APICv).
+ *  3. Relaxed pass (if relaxed_boost): any other ready vCPU, preempted or
+ *     woken-but-not-preempted, as upstream keeps the latter candidates.
+ *
+ * Each pass has its own -ESRCH budget (no shared `try`, no underflow); a
+ * candidate is looked at by at most one pass, so dy_eligible toggles at
+ * most once per decision (the series toggles it again in its second round).
+ */
+#include <algorithm>
+#include <memory>
+
+#include "policy.h"
+#include "policy_common.h"
+
+namespace vsched {
+
+namespace {
+
+class IpiPrioPolicy final : public YieldPolicy {
+public:
+    IpiPrioPolicy() : seen_(new uint32_t[kMaxVcpus]()) {}
+    PolicyKind kind() const override { return PolicyKind::kIpiPrio; }
+    Decision decide(PolicyContext &c, int me, bool kernel_mode) override;
+
+private:
+    enum class Pass { kReceiver, kLockHolder, kRelaxed };
+    /* Returns true when it yielded. */
+    bool run_pass(PolicyContext &c, Pass pass, int me, bool kernel_mode, Decision *d);
+    bool seen(int idx) const { return seen_[idx] == epoch_; }
+    void mark(int idx) { seen_[idx] = epoch_; }
+
+    std::unique_ptr<uint32_t[]> seen_; /* == epoch_: done in this decision */
+    uint32_t epoch_ = 0;
+};
+
+bool IpiPrioPolicy::run_pass(PolicyContext &c, Pass pass, int me, bool kernel_mode,
+                             Decision *d)
+{
+    using namespace detail;
+    const int n = c.pool.data().nr_vcpus;
+    const int start = c.pool.data().last_boosted_vcpu + 1;
+    int tries = c.budget;
+    for (int i = 0; i < n; i++) {
+        int idx = (start + i) % n;
+        if (idx == me || seen(idx)) {
+            continue;
+        }
+        if (pass == Pass::kReceiver) {
+            if (!c.ipi.is_receiver(me, idx, c.now)) {
+                continue;
+            }
+            mark(idx);
+            if (!ready_and_runnable(c, idx)) {
+                continue;
+            }
+        } else {
+            if (!ready_and_runnable(c, idx)) {
+                mark(idx);
+                continue;
+            }
+            if (pass == Pass::kLockHolder) {
+                bool holder = preempted(c, idx) &&
+                              (!kernel_mode || preempted_in_kernel(c, idx));
+                if (!holder && !c.ipi.has_pending_interrupt(idx, c.now)) {
+                    c.ctr.add(Ctr::reject_strict);
+                    continue; /* left for the relaxed pass */
+                }
+            }
+            mark(idx);
+            if (!eligible_for_directed_yield(c, idx)) {
+                continue;
+            }
+        }
+        bool stop;
+        if (attempt(c, me, idx, &tries, &stop) > 0) {
+            d->target = idx;
+            d->pass = pass == Pass::kReceiver     ? Ctr::yield_receiver
+                      : pass == Pass::kLockHolder ? Ctr::yield_lock_holder
+                                                  : Ctr::yield_relaxed;
+            d->receiver_hit = pass == Pass::kReceiver || c.ipi.is_receiver(me, idx, c.now);
+            return true;
+        }
+        if (stop) {
+            return false;
+        }
+    }
+    return false;
+}
+
+Decision IpiPrioPolicy::decide(PolicyContext &c, int me, bool kernel_mode)
+{
+    using namespace detail;
+    Decision d;
+    if (c.pool.data().nr_vcpus < 2) {
+        return d;
+    }
+    if (++epoch_ == 0) { /* wrapped: forget every old mark */
+        std::fill_n(seen_.get(), kMaxVcpus, 0u);
+        epoch_ = 1;
+    }
+    begin_spin(c, me);
+    bool done = false;
+    if (c.ipi.enabled() && c.ipi.may_have_receivers(me)) {
+        done = run_pass(c, Pass::kReceiver, me, kernel_mode, &d);
+    }
+    if (!done) {
+        done = run_pass(c, Pass::kLockHolder, me, kernel_mode, &d);
+    }
+    if (!done && c.relaxed_boost) {
+        run_pass(c, Pass::kRelaxed, me, kernel_mode, &d);
+    }
+    end_spin(c, me);
+    return d;
+}
+
+} // namespace
+
+std::unique_ptr<YieldPolicy> make_ipi_prio_policy()
+{
+    return std::make_unique<IpiPrioPolicy>();
+}
+
+} // namespace vsched

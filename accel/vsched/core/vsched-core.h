@@ -1,0 +1,213 @@
+/*
+ * vsched-core.h: C facade of the vsched scheduling core.
+ *
+ * Plain C; the implementation is C++20 (facade.cc) and never lets an
+ * exception cross these functions.  See docs/design/core.rst.
+ *
+ * Threads, locks and the BQL
+ * --------------------------
+ *  - vsched_acquire/release/after_exec/tick and the knob setters may be
+ *    called concurrently from any thread; they take one internal mutex.
+ *  - vsched_on_pause/vsched_on_mwait are lock-free and wait-free: safe
+ *    inside cpu_exec without the BQL.
+ *  - vsched_on_ipi/on_irq_accept/on_eoi never take the internal mutex.
+ *  - The core never calls now_ns/kick/wake/trace while it holds its mutex:
+ *    it collects them and calls them after unlocking, in the calling thread.
+ *    So callbacks may take the BQL, and a caller may hold the BQL: the only
+ *    lock order is BQL -> core mutex.  A callback must not call back into
+ *    vsched_acquire/release/after_exec/tick (no re-entrancy is needed).
+ *
+ * Time is in ns of the now_ns callback's clock, or CLOCK_MONOTONIC when
+ * now_ns is NULL; vsched_tick() returns deadlines in that same clock.
+ */
+#ifndef VSCHED_CORE_H
+#define VSCHED_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct VschedCore VschedCore;
+
+/* Policies (words: "none", "vanilla", "ipi", "ipi-prio"). */
+enum {
+    VSCHED_POLICY_NONE = 0,
+    VSCHED_POLICY_VANILLA = 1,
+    VSCHED_POLICY_IPI = 2,
+    VSCHED_POLICY_IPI_PRIO = 3,
+};
+
+/* Reasons for vsched_release(). */
+enum {
+    VSCHED_RELEASE_HALT = 0,  /* halted: slot freed, not queued */
+    VSCHED_RELEASE_STOP = 1,  /* stop/debug/unplug: slot and queue entry dropped */
+    VSCHED_RELEASE_YIELD = 2, /* voluntary: to the queue tail if anyone waits */
+};
+
+/* vCPU states (VschedVcpuInfo.state_id). */
+enum {
+    VSCHED_STATE_STOPPED = 0,
+    VSCHED_STATE_HALTED = 1,
+    VSCHED_STATE_QUEUED = 2,
+    VSCHED_STATE_RUNNING = 3,
+};
+
+/* Trace events (VschedHostOps.trace); names: vsched_trace_event_name(). */
+enum {
+    VSCHED_TRACE_SPIN_DETECTED = 0, /* vcpu; arg = cpl of the spin */
+    VSCHED_TRACE_YIELD_SCAN,        /* vanilla pass: vcpu -> target */
+    VSCHED_TRACE_YIELD_STRICT,      /* ipi strict pass: vcpu -> target */
+    VSCHED_TRACE_YIELD_RELAXED,     /* relaxed pass: vcpu -> target */
+    VSCHED_TRACE_YIELD_RECEIVER,    /* target was an IPI receiver of vcpu */
+    VSCHED_TRACE_YIELD_LOCK_HOLDER, /* ipi-prio lock-holder pass */
+    VSCHED_TRACE_NO_TARGET,         /* vcpu; arg = its new spin window, ns */
+    VSCHED_TRACE_HANDOFF,           /* slot vcpu -> target; arg = slice left, ns */
+    VSCHED_TRACE_PREEMPT,           /* vcpu; arg = cpl */
+    VSCHED_TRACE_ACQUIRE_WAIT,      /* vcpu queued; arg = queue length */
+    VSCHED_TRACE_GRANT,             /* vcpu got slot `target`; arg = ns waited */
+    VSCHED_TRACE_RELEASE,           /* vcpu; arg = VSCHED_RELEASE_* */
+    VSCHED_TRACE__MAX,
+};
+
+typedef struct VschedHostOps {
+    /* Monotonic ns; NULL: CLOCK_MONOTONIC.  Called on every hook. */
+    uint64_t (*now_ns)(void *opaque);
+    /* Make running vcpu leave guest code soon (QEMU: cpu_exit); lock-free. */
+    void (*kick)(void *opaque, int vcpu);
+    /* vcpu, waiting in the gate, has been given a slot: wake it
+     * (QEMU: broadcast its halt_cond under the BQL). */
+    void (*wake)(void *opaque, int vcpu);
+    /* Optional (NULL allowed): one call per decision, see VSCHED_TRACE_*. */
+    void (*trace)(void *opaque, int event, int vcpu, int target, int64_t arg);
+} VschedHostOps;
+
+typedef struct VschedConfig {
+    int pcpus;                  /* slots; default 1 */
+    uint64_t slice_ns;          /* default 5 ms */
+    int policy;                 /* VSCHED_POLICY_*; default vanilla */
+    bool relaxed_boost;         /* default true */
+    bool ipi_tracking;          /* default true */
+    uint64_t ipi_window_ns;     /* default 50 ms */
+    uint64_t ple_gap_ns;        /* default 50 us */
+    uint64_t ple_window_ns;     /* default 100 us */
+    uint64_t ple_window_max_ns; /* default 3.2 ms */
+    unsigned ple_window_grow;   /* default 2 */
+    int yield_budget;           /* -ESRCH retries per pass; default 3 */
+} VschedConfig;
+
+void vsched_config_defaults(VschedConfig *cfg);
+
+/* Words.  Return false (and leave *out alone) on an unknown word. */
+bool vsched_parse_policy(const char *word, int *out);
+const char *vsched_policy_name(int policy); /* "unknown" if out of range */
+/* "50ms", "100us", "2s", "1500ns", "2000000" (= ns).  On error returns
+ * false and writes a message into err (if errlen > 0). */
+bool vsched_parse_duration(const char *text, uint64_t *out_ns, char *err, size_t errlen);
+
+/* Create / free.  Returns NULL with a message in err on invalid input
+ * (0 pcpus, 0 vCPUs, ops NULL, ...).  ops is copied. */
+VschedCore *vsched_core_new(const VschedConfig *cfg, int nr_vcpus, const VschedHostOps *ops,
+                            void *opaque, char *err, size_t errlen);
+void vsched_core_free(VschedCore *core);
+
+/*
+ * The gate.  True: vcpu holds a slot and may run guest code.  False: it is
+ * queued; wait until the wake callback fires for it (or any other reason
+ * to leave the wait), then call again.  A halted or stopped vCPU that wants
+ * to run simply calls vsched_acquire() (its wake-up: it queues, ready).
+ */
+bool vsched_acquire(VschedCore *core, int vcpu);
+/* Drop the slot (and/or queue entry); reason VSCHED_RELEASE_*. */
+void vsched_release(VschedCore *core, int vcpu, int reason);
+/*
+ * After vcpu left guest code (never from inside the PAUSE hook).  Runs the
+ * spin decision if the detector fired (maybe handing the slot to a target),
+ * then a due slice-expiry preemption (sampling preempted_in_kernel from
+ * cpl).  Returns true if vcpu no longer holds a slot: go through the gate.
+ */
+bool vsched_after_exec(VschedCore *core, int vcpu, int cpl);
+/* Kick holders whose slice is over while someone waits.  Returns the
+ * absolute time (ns) at which to call again. */
+uint64_t vsched_tick(VschedCore *core);
+
+/* Hooks. */
+/* PAUSE executed by vcpu at cpl; lock-free.  Returns true when this PAUSE
+ * completed a spin (the next vsched_after_exec will decide). */
+bool vsched_on_pause(VschedCore *core, int vcpu, int cpl);
+/* Same with a caller-supplied timestamp (avoids a clock read). */
+bool vsched_on_pause_at(VschedCore *core, int vcpu, int cpl, uint64_t now_ns);
+/* MWAIT (idle): never a spin; ends any spin in progress. */
+void vsched_on_mwait(VschedCore *core, int vcpu);
+/* One IPI from src: dst[0..ndst) are the vCPUs that accept it (multicast:
+ * one call with all of them; lowest priority: the chosen one).
+ * delivery_mode = ICR[10:8], shorthand = ICR[19:18]. */
+void vsched_on_ipi(VschedCore *core, int src, const int *dst, int ndst, int vector,
+                   int delivery_mode, int shorthand);
+void vsched_on_irq_accept(VschedCore *core, int vcpu, int vector);
+/* vector: the EOI'd vector (highest ISR bit), or -1 if unknown. */
+void vsched_on_eoi(VschedCore *core, int vcpu, int vector);
+/* vCPU reset: forget its IPI state (series: kvm_vcpu_reset_ipi_context). */
+void vsched_vcpu_reset(VschedCore *core, int vcpu);
+
+/* Runtime knobs (thread-safe). */
+bool vsched_set_policy(VschedCore *core, int policy); /* false if invalid */
+int vsched_get_policy(VschedCore *core);
+void vsched_set_relaxed_boost(VschedCore *core, bool on);
+bool vsched_get_relaxed_boost(VschedCore *core);
+void vsched_set_ipi_tracking(VschedCore *core, bool on);
+bool vsched_get_ipi_tracking(VschedCore *core);
+void vsched_set_ipi_window_ns(VschedCore *core, uint64_t ns);
+uint64_t vsched_get_ipi_window_ns(VschedCore *core);
+void vsched_set_ple_gap_ns(VschedCore *core, uint64_t ns);
+uint64_t vsched_get_ple_gap_ns(VschedCore *core);
+void vsched_set_ple_window_ns(VschedCore *core, uint64_t ns);
+uint64_t vsched_get_ple_window_ns(VschedCore *core);
+
+/* Introspection. */
+#define VSCHED_INFO_MAX_LIST 8
+typedef struct VschedVcpuInfo {
+    const char *state;       /* "stopped", "halted", "runnable-queued", "running" */
+    int state_id;            /* VSCHED_STATE_* */
+    bool holds_slot;
+    int slot;                /* -1 unless holds_slot */
+    uint64_t slot_deadline_ns;
+    bool preempted;
+    bool ready;
+    bool preempted_in_kernel;
+    bool in_spin_loop;
+    bool dy_eligible;
+    bool spin_pending;       /* detector fired, decision not run yet */
+    uint64_t spin_window_ns;
+    uint64_t pause_events;
+    uint64_t spins_detected;
+    /* the series' view */
+    int last_ipi_sender;     /* as receiver; -1 none */
+    int last_ipi_receiver;   /* as sender; -1 none */
+    bool series_pending_ipi;
+    /* our view (live entries only) */
+    int nr_pending_ipis;     /* IPIs pending at this vCPU (not EOI'd) */
+    int pending_from[VSCHED_INFO_MAX_LIST];
+    int pending_vector[VSCHED_INFO_MAX_LIST];
+    int nr_receivers;        /* vCPUs holding an IPI from this one */
+    int receivers[VSCHED_INFO_MAX_LIST];
+} VschedVcpuInfo;
+
+bool vsched_vcpu_info(VschedCore *core, int vcpu, VschedVcpuInfo *out);
+/* One-line JSON of all counters, NUL-terminated, truncated to len.
+ * Returns the length needed without the NUL (snprintf style). */
+size_t vsched_counters_json(VschedCore *core, char *buf, size_t len);
+int vsched_counter_count(void);
+const char *vsched_counter_name(int i);        /* NULL if out of range */
+const char *vsched_counter_description(int i); /* NULL if out of range */
+uint64_t vsched_counter_value(VschedCore *core, int i);
+const char *vsched_trace_event_name(int event); /* NULL if out of range */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VSCHED_CORE_H */
