@@ -29,8 +29,8 @@ struct params {
     int lock_work;  /* LCG steps inside the critical section */
 };
 
-static const struct params small_params = { 4, 40, 150, 3000, 20 };
-static const struct params large_params = { 16, 40, 150, 3000, 20 };
+static const struct params small_params = { 4, 20, 1000, 100000, 50 };
+static const struct params large_params = { 16, 20, 1000, 100000, 50 };
 
 struct pair {
     volatile int turn; /* futex word: whose turn (0 = even, 1 = odd) */

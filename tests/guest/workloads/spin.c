@@ -25,7 +25,7 @@ static const char *mode_names[] = { "mmap", "futex", "pipe", "mixed" };
 
 /* Iterations per thread for small; large is 4x. Relative weights keep the
  * three modes at similar durations under TCG. */
-static const int base_iters[3] = { 300, 4000, 1500 };
+static const int base_iters[3] = { 2000, 30000, 10000 };
 
 static int nthreads;
 static int iters_override;
