@@ -52,17 +52,15 @@ FAILURE_PATTERNS = [
 
 
 def find_failure(text):
-    """Return (reason, line) of the earliest kernel failure in text, or (None, None)."""
-    best = None
-    for reason, rx in FAILURE_PATTERNS:
-        m = rx.search(text)
-        if m and (best is None or m.start() < best[0]):
-            best = (m.start(), reason)
-    if best is None:
-        return None, None
-    start = text.rfind("\n", 0, best[0]) + 1
-    end = text.find("\n", best[0])
-    return best[1], text[start:end if end >= 0 else len(text)].strip()
+    """Return (reason, line) for the earliest kernel failure line in text, or (None, None).
+
+    Within one line the most specific pattern wins ("BUG: soft lockup" is a
+    soft lockup, not a BUG)."""
+    for line in text.splitlines():
+        for reason, rx in FAILURE_PATTERNS:
+            if rx.search(line):
+                return reason, line.strip()
+    return None, None
 
 
 def guest_facts(text):
