@@ -1,0 +1,153 @@
+/*
+ * vsched: QMP query-vsched and HMP info vsched.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qapi/qapi-commands-vsched.h"
+#include "qapi/qapi-types-vsched.h"
+#include "monitor/hmp.h"
+#include "monitor/monitor.h"
+#include "accel/vsched.h"
+#include "vsched-internal.h"
+
+static VschedVcpu *vcpu_to_qapi(int index, const VschedVcpuInfo *in)
+{
+    VschedVcpu *out = g_new0(VschedVcpu, 1);
+    intList **tail = &out->ipi_receivers;
+
+    out->cpu_index = index;
+    out->state = g_strdup(in->state);
+    out->slot = in->holds_slot ? in->slot : -1;
+    out->preempted = in->preempted;
+    out->ready = in->ready;
+    out->preempted_in_kernel = in->preempted_in_kernel;
+    out->in_spin_loop = in->in_spin_loop;
+    out->dy_eligible = in->dy_eligible;
+    out->spin_window_ns = in->spin_window_ns;
+    out->pause_events = in->pause_events;
+    out->spins_detected = in->spins_detected;
+    out->last_ipi_sender = in->last_ipi_sender;
+    out->last_ipi_receiver = in->last_ipi_receiver;
+    out->pending_ipis = in->nr_pending_ipis;
+    for (int i = 0; i < MIN(in->nr_receivers, VSCHED_INFO_MAX_LIST); i++) {
+        QAPI_LIST_APPEND(tail, in->receivers[i]);
+    }
+    return out;
+}
+
+static VschedVcpuList *vcpus_to_qapi(void)
+{
+    VschedVcpuList *head = NULL, **tail = &head;
+    int n = vsched_vcpu_count();
+
+    for (int i = 0; i < n; i++) {
+        VschedVcpuInfo info;
+
+        if (vsched_cpu(i) && vsched_vcpu_info(vsched_core, i, &info)) {
+            QAPI_LIST_APPEND(tail, vcpu_to_qapi(i, &info));
+        }
+    }
+    return head;
+}
+
+static VschedCounterList *counters_to_qapi(void)
+{
+    VschedCounterList *head = NULL, **tail = &head;
+
+    for (int i = 0; i < vsched_counter_count(); i++) {
+        VschedCounter *c = g_new0(VschedCounter, 1);
+
+        c->name = g_strdup(vsched_counter_name(i));
+        c->value = vsched_counter_value(vsched_core, i);
+        QAPI_LIST_APPEND(tail, c);
+    }
+    return head;
+}
+
+VschedInfo *qmp_query_vsched(Error **errp)
+{
+    VschedInfo *info = g_new0(VschedInfo, 1);
+    VschedConfig *cfg = &vsched_settings.cfg;
+
+    info->enabled = vsched_core != NULL;
+    if (!vsched_core) {
+        return info;
+    }
+    info->policy = g_strdup(vsched_policy_name(vsched_get_policy(vsched_core)));
+    info->has_relaxed_boost = true;
+    info->relaxed_boost = vsched_get_relaxed_boost(vsched_core);
+    info->has_ipi_tracking = true;
+    info->ipi_tracking = vsched_get_ipi_tracking(vsched_core);
+    info->has_ipi_window_ns = true;
+    info->ipi_window_ns = vsched_get_ipi_window_ns(vsched_core);
+    info->has_pcpus = true;
+    info->pcpus = cfg->pcpus;
+    info->has_slice_ns = true;
+    info->slice_ns = cfg->slice_ns;
+    info->has_ple_gap_ns = true;
+    info->ple_gap_ns = vsched_get_ple_gap_ns(vsched_core);
+    info->has_ple_window_ns = true;
+    info->ple_window_ns = vsched_get_ple_window_ns(vsched_core);
+    info->vcpus = vcpus_to_qapi();
+    info->has_vcpus = true;
+    info->counters = counters_to_qapi();
+    info->has_counters = true;
+    return info;
+}
+
+static void hmp_print_vcpu(Monitor *mon, const VschedVcpu *v)
+{
+    g_autoptr(GString) recv = g_string_new("");
+
+    for (intList *r = v->ipi_receivers; r; r = r->next) {
+        g_string_append_printf(recv, "%s%" PRId64, recv->len ? "," : "",
+                               r->value);
+    }
+    monitor_printf(mon, "%4" PRId64 " %-16s %4" PRId64 "  %c%c%c%c%c %10" PRIu64
+                   " %10" PRIu64 " %6" PRId64 " %6" PRId64 " %4" PRId64 "  %s\n",
+                   v->cpu_index, v->state, v->slot,
+                   v->preempted ? 'P' : '-', v->ready ? 'R' : '-',
+                   v->preempted_in_kernel ? 'K' : '-',
+                   v->in_spin_loop ? 'S' : '-', v->dy_eligible ? 'E' : '-',
+                   v->pause_events, v->spins_detected, v->last_ipi_sender,
+                   v->last_ipi_receiver, v->pending_ipis,
+                   recv->len ? recv->str : "-");
+}
+
+static void hmp_info_vsched(Monitor *mon, const QDict *qdict)
+{
+    g_autoptr(VschedInfo) info = qmp_query_vsched(NULL);
+
+    if (!info->enabled) {
+        monitor_printf(mon, "vsched: off (use -accel tcg,vcpu-sched=on)\n");
+        return;
+    }
+    monitor_printf(mon, "vsched: %" PRId64 " slots, slice %" PRIu64 " ns, "
+                   "directed-yield=%s relaxed-boost=%s ipi-tracking=%s "
+                   "ipi-window=%" PRIu64 " ns ple-gap=%" PRIu64 " ns "
+                   "ple-window=%" PRIu64 " ns\n",
+                   info->pcpus, info->slice_ns, info->policy,
+                   info->relaxed_boost ? "on" : "off",
+                   info->ipi_tracking ? "on" : "off", info->ipi_window_ns,
+                   info->ple_gap_ns, info->ple_window_ns);
+    monitor_printf(mon, "vcpu state            slot  flags     pauses      spins"
+                   " sender   recv pend  receivers\n");
+    for (VschedVcpuList *v = info->vcpus; v; v = v->next) {
+        hmp_print_vcpu(mon, v->value);
+    }
+    monitor_printf(mon, "flags: P preempted, R ready, K preempted in kernel, "
+                   "S in spin loop, E directed-yield eligible\ncounters:\n");
+    for (VschedCounterList *c = info->counters; c; c = c->next) {
+        monitor_printf(mon, "  %-28s %" PRIu64 "\n", c->value->name,
+                       c->value->value);
+    }
+}
+
+static void vsched_monitor_register(void)
+{
+    monitor_register_hmp("vsched", true, hmp_info_vsched);
+}
+
+type_init(vsched_monitor_register);

@@ -1,0 +1,129 @@
+/*
+ * vsched: the TCG side of the slot scheduler.
+ *
+ * The gate sits in tcg_cpu_exec() before cpu_exec_start(), so a vCPU never
+ * blocks inside the exclusive region (tb_flush, gdbstub and atomic steps
+ * wait for running vCPUs).  Under MTTCG a vCPU without a slot waits on its
+ * halt_cond with the BQL, which every QEMU wake-up (kick, stop, queued work,
+ * interrupt) already broadcasts, and leaves the gate whenever QEMU wants
+ * the thread back.  Round robin runs all vCPUs on one thread, so there the
+ * gate never blocks: it skips a vCPU that has no slot.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "qemu/osdep.h"
+#include "qemu/main-loop.h"
+#include "hw/core/cpu.h"
+#include "system/cpus.h"
+#include "exec/cpu-common.h"
+#include "accel/vsched.h"
+#include "vsched-internal.h"
+#include "trace.h"
+
+/* Set by the MWAIT hook on this vCPU's thread; the PAUSE that follows is idle. */
+static __thread bool vsched_in_mwait;
+/* This vCPU's last exit was an idle MWAIT: give the slot away. */
+static __thread bool vsched_idle_exit;
+
+void vsched_tcg_mwait(CPUState *cs)
+{
+    vsched_in_mwait = true;
+    vsched_on_mwait(vsched_core, cs->cpu_index);
+}
+
+void vsched_tcg_pause(CPUState *cs, int cpl)
+{
+    if (vsched_in_mwait) {
+        vsched_in_mwait = false;
+        vsched_idle_exit = true;
+        return;
+    }
+    vsched_on_pause(vsched_core, cs->cpu_index, cpl);
+}
+
+/* Why a vCPU without a slot must go back to QEMU's loop instead of waiting. */
+static const char *gate_bail_reason(CPUState *cs)
+{
+    if (cs->stop || cs->stopped || !cpu_can_run(cs)) {
+        return "stop";
+    }
+    if (cs->unplug) {
+        return "unplug";
+    }
+    if (!cpu_work_list_empty(cs)) {
+        return "queued work";
+    }
+    if (qatomic_read(&cs->exit_request)) {
+        return "exit request";
+    }
+    if (cs->halted && !cpu_has_work(cs)) {
+        return "halted";
+    }
+    return NULL;
+}
+
+static bool gate_wait_mttcg(CPUState *cs)
+{
+    const char *why = NULL;
+
+    bql_lock();
+    while (!vsched_acquire(vsched_core, cs->cpu_index)) {
+        why = gate_bail_reason(cs);
+        if (why) {
+            break;
+        }
+        qemu_cond_wait_bql(cs->halt_cond);
+    }
+    if (why && strcmp(why, "exit request") && strcmp(why, "queued work")) {
+        /* Leaving for a while: do not keep a place in the queue. */
+        vsched_release(vsched_core, cs->cpu_index, VSCHED_RELEASE_STOP);
+    }
+    bql_unlock();
+    if (why) {
+        trace_vsched_gate_bail(cs->cpu_index, why);
+    }
+    return !why;
+}
+
+bool vsched_tcg_gate(CPUState *cs, int *ret)
+{
+    vsched_note_cpu(cs);
+    /* gdb single-steps one vCPU while the others stay stopped. */
+    if (cs->singlestep_enabled) {
+        return true;
+    }
+    if (cs->halted && !cpu_has_work(cs)) {
+        *ret = EXCP_HALTED;
+        return false;
+    }
+    if (vsched_acquire(vsched_core, cs->cpu_index)) {
+        return true;
+    }
+    *ret = EXCP_INTERRUPT;
+    return qemu_tcg_mttcg_enabled() && gate_wait_mttcg(cs);
+}
+
+void vsched_tcg_after_exec(CPUState *cs, int ret)
+{
+    int vcpu = cs->cpu_index;
+    bool idle = vsched_idle_exit;
+
+    vsched_idle_exit = false;
+    vsched_in_mwait = false;
+    switch (ret) {
+    case EXCP_HLT:
+    case EXCP_HALTED:
+        vsched_release(vsched_core, vcpu, VSCHED_RELEASE_HALT);
+        return;
+    case EXCP_DEBUG:
+        vsched_release(vsched_core, vcpu, VSCHED_RELEASE_STOP);
+        return;
+    }
+    if (cs->stop || cs->unplug) {
+        vsched_release(vsched_core, vcpu, VSCHED_RELEASE_STOP);
+    } else if (idle) {
+        vsched_release(vsched_core, vcpu, VSCHED_RELEASE_YIELD);
+    } else {
+        vsched_after_exec(vsched_core, vcpu, vsched_arch_cpl(cs));
+    }
+}

@@ -1,0 +1,226 @@
+/*
+ * vsched: start-up, the host interface the core runs on, the slice timer
+ * and the exit dump.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "qemu/osdep.h"
+#include "qemu/error-report.h"
+#include "qemu/main-loop.h"
+#include "qemu/notify.h"
+#include "qemu/thread.h"
+#include "qom/object.h"
+#include "hw/boards.h"
+#include "hw/core/cpu.h"
+#include "qemu/accel.h"
+#include "system/cpu-timers.h"
+#include "system/replay.h"
+#include "system/system.h"
+#include "system/tcg.h"
+#include "accel/vsched.h"
+#include "vsched-internal.h"
+#include "trace.h"
+
+bool vsched_active;
+VschedCore *vsched_core;
+VschedSettings vsched_settings;
+
+/* cpu_index -> CPUState, filled as each vCPU first reaches the gate. */
+static CPUState **vsched_cpus;
+static int vsched_nr_vcpus;
+
+void vsched_settings_init(void)
+{
+    static bool done;
+
+    if (!done) {
+        vsched_config_defaults(&vsched_settings.cfg);
+        vsched_settings.cfg.pcpus = MAX(1, (int)sysconf(_SC_NPROCESSORS_ONLN));
+        done = true;
+    }
+}
+
+CPUState *vsched_cpu(int vcpu)
+{
+    return vcpu >= 0 && vcpu < vsched_nr_vcpus ? qatomic_read(&vsched_cpus[vcpu]) : NULL;
+}
+
+int vsched_vcpu_count(void)
+{
+    return vsched_nr_vcpus;
+}
+
+void vsched_note_cpu(CPUState *cs)
+{
+    if (cs->cpu_index < vsched_nr_vcpus) {
+        qatomic_set(&vsched_cpus[cs->cpu_index], cs);
+    }
+}
+
+static void host_kick(void *opaque, int vcpu)
+{
+    CPUState *cs = vsched_cpu(vcpu);
+
+    if (cs) {
+        cpu_exit(cs);
+    }
+}
+
+/*
+ * The waiter checks for its slot and sleeps on halt_cond under the BQL, so
+ * broadcasting under the BQL cannot fall between the two.
+ */
+static void host_wake(void *opaque, int vcpu)
+{
+    CPUState *cs = vsched_cpu(vcpu);
+    bool locked;
+
+    if (!cs) {
+        return;
+    }
+    locked = bql_locked();
+    if (!locked) {
+        bql_lock();
+    }
+    qemu_cond_broadcast(cs->halt_cond);
+    if (!locked) {
+        bql_unlock();
+    }
+}
+
+static void host_trace(void *opaque, int event, int vcpu, int target,
+                       int64_t arg)
+{
+    switch (event) {
+    case VSCHED_TRACE_SPIN_DETECTED:
+        trace_vsched_spin_detected(vcpu, arg);
+        break;
+    case VSCHED_TRACE_YIELD_SCAN:
+        trace_vsched_yield_scan(vcpu, target);
+        break;
+    case VSCHED_TRACE_YIELD_STRICT:
+        trace_vsched_yield_strict(vcpu, target);
+        break;
+    case VSCHED_TRACE_YIELD_RELAXED:
+        trace_vsched_yield_relaxed(vcpu, target);
+        break;
+    case VSCHED_TRACE_YIELD_RECEIVER:
+        trace_vsched_yield_receiver(vcpu, target);
+        break;
+    case VSCHED_TRACE_YIELD_LOCK_HOLDER:
+        trace_vsched_yield_lock_holder(vcpu, target);
+        break;
+    case VSCHED_TRACE_NO_TARGET:
+        trace_vsched_no_target(vcpu, arg);
+        break;
+    case VSCHED_TRACE_HANDOFF:
+        trace_vsched_handoff(vcpu, target, arg);
+        break;
+    case VSCHED_TRACE_PREEMPT:
+        trace_vsched_preempt(vcpu, arg);
+        break;
+    case VSCHED_TRACE_ACQUIRE_WAIT:
+        trace_vsched_acquire_wait(vcpu, arg);
+        break;
+    case VSCHED_TRACE_GRANT:
+        trace_vsched_grant(vcpu, arg);
+        break;
+    case VSCHED_TRACE_RELEASE:
+        trace_vsched_release(vcpu, arg);
+        break;
+    }
+}
+
+static const VschedHostOps vsched_host_ops = {
+    .now_ns = NULL,             /* CLOCK_MONOTONIC, read by the core */
+    .kick = host_kick,
+    .wake = host_wake,
+    .trace = host_trace,
+};
+
+/* Kicks slot holders whose slice is over while others wait. */
+static void *vsched_timer_thread(void *opaque)
+{
+    for (;;) {
+        uint64_t next = vsched_tick(vsched_core);
+        uint64_t now = get_clock();
+        uint64_t slice = vsched_settings.cfg.slice_ns;
+        uint64_t wait = next > now ? next - now : 0;
+
+        /* A queued vCPU may arrive at any time: look again within a slice. */
+        wait = MIN(MAX(wait, 50 * SCALE_US), slice);
+        g_usleep(wait / SCALE_US);
+    }
+    return NULL;
+}
+
+static void vsched_write_stats(Notifier *n, void *data)
+{
+    size_t len = vsched_counters_json(vsched_core, NULL, 0);
+    g_autofree char *json = g_malloc(len + 1);
+    g_autoptr(GError) err = NULL;
+    g_autofree char *text = NULL;
+
+    vsched_counters_json(vsched_core, json, len + 1);
+    text = g_strdup_printf("%s\n", json);
+    if (!g_file_set_contents(vsched_settings.stats_file, text, -1, &err)) {
+        error_report("vsched: cannot write stats-file: %s", err->message);
+    }
+}
+
+static Notifier vsched_exit_notifier = { .notify = vsched_write_stats };
+
+static void vsched_refuse(const char *what)
+{
+    error_report("-accel tcg,vcpu-sched=on cannot be combined with %s: "
+                 "the slot scheduler runs on host time", what);
+    exit(1);
+}
+
+static void vsched_start(Notifier *n, void *data)
+{
+    MachineState *ms = MACHINE(qdev_get_machine());
+    VschedSettings *s = &vsched_settings;
+    char err[256];
+    static QemuThread timer;
+
+    if (!s->enabled || !tcg_enabled()) {
+        return;
+    }
+    if (icount_enabled()) {
+        vsched_refuse("-icount");
+    }
+    if (replay_mode != REPLAY_MODE_NONE) {
+        vsched_refuse("record/replay");
+    }
+    vsched_nr_vcpus = ms->smp.max_cpus;
+    vsched_cpus = g_new0(CPUState *, vsched_nr_vcpus);
+    vsched_core = vsched_core_new(&s->cfg, vsched_nr_vcpus, &vsched_host_ops,
+                                  NULL, err, sizeof(err));
+    if (!vsched_core) {
+        error_report("-accel tcg,vcpu-sched=on: %s", err);
+        exit(1);
+    }
+    /* Reachable for qom-get/qom-set as /machine/accel. */
+    object_property_add_child(OBJECT(ms), "accel", OBJECT(current_accel()));
+    if (s->stats_file) {
+        qemu_add_exit_notifier(&vsched_exit_notifier);
+    }
+    qemu_thread_create(&timer, "vsched-timer", vsched_timer_thread, NULL,
+                       QEMU_THREAD_DETACHED);
+    trace_vsched_start(s->cfg.pcpus, vsched_nr_vcpus,
+                       vsched_policy_name(s->cfg.policy));
+    qatomic_set(&vsched_active, true);
+}
+
+static Notifier vsched_start_notifier = { .notify = vsched_start };
+
+void vsched_register_start(void)
+{
+    static bool registered;
+
+    if (!registered) {
+        qemu_add_machine_init_done_notifier(&vsched_start_notifier);
+        registered = true;
+    }
+}

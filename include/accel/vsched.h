@@ -1,0 +1,91 @@
+/*
+ * vsched: userspace vCPU slot scheduler with IPI-aware directed yield.
+ *
+ * The hooks that upstream code calls.  Each is one call at its site and
+ * costs one predictable branch while vcpu-sched is off; the logic lives in
+ * accel/vsched/.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef ACCEL_VSCHED_H
+#define ACCEL_VSCHED_H
+
+/* True once -accel tcg,vcpu-sched=on has set up the scheduler. */
+extern bool vsched_active;
+
+/* Class init of tcg-accel / kvm-accel: add the vsched properties. */
+void vsched_tcg_accel_class_init(ObjectClass *oc);
+void vsched_kvm_accel_class_init(ObjectClass *oc);
+
+void vsched_tcg_pause(CPUState *cs, int cpl);
+void vsched_tcg_mwait(CPUState *cs);
+bool vsched_tcg_gate(CPUState *cs, int *ret);
+void vsched_tcg_after_exec(CPUState *cs, int ret);
+void vsched_apic_ipi(CPUState *src, const uint32_t *deliver_bitmask,
+                     int delivery_mode, int vector, int shorthand);
+void vsched_apic_accept(CPUState *cs, int vector);
+void vsched_apic_eoi(CPUState *cs, int vector);
+
+/*
+ * helper_pause: a PAUSE executed at privilege level @cpl.  Runs inside
+ * cpu_exec without the BQL: records only, never blocks.
+ */
+static inline void vsched_hook_pause(CPUState *cs, int cpl)
+{
+    if (unlikely(vsched_active)) {
+        vsched_tcg_pause(cs, cpl);
+    }
+}
+
+/* helper_mwait: the PAUSE that follows is an idle MWAIT, not a spin. */
+static inline void vsched_hook_mwait(CPUState *cs)
+{
+    if (unlikely(vsched_active)) {
+        vsched_tcg_mwait(cs);
+    }
+}
+
+/*
+ * tcg_cpu_exec, before cpu_exec_start: wait for a pCPU slot (MTTCG) or skip
+ * this vCPU (round robin).  Returns false with *ret set when the vCPU must
+ * not run guest code now.
+ */
+static inline bool vsched_hook_gate(CPUState *cs, int *ret)
+{
+    return likely(!vsched_active) || vsched_tcg_gate(cs, ret);
+}
+
+/* tcg_cpu_exec, after cpu_exec_end: spin decisions, preemption, release. */
+static inline void vsched_hook_after_exec(CPUState *cs, int ret)
+{
+    if (unlikely(vsched_active)) {
+        vsched_tcg_after_exec(cs, ret);
+    }
+}
+
+/* apic_deliver: an IPI written to the ICR (xAPIC MMIO or x2APIC MSR). */
+static inline void vsched_hook_ipi(CPUState *src, const uint32_t *bitmask,
+                                 int delivery_mode, int vector, int shorthand)
+{
+    if (unlikely(vsched_active)) {
+        vsched_apic_ipi(src, bitmask, delivery_mode, vector, shorthand);
+    }
+}
+
+/* apic_get_interrupt: @cs accepted @vector (IRR -> ISR). */
+static inline void vsched_hook_irq_accept(CPUState *cs, int vector)
+{
+    if (unlikely(vsched_active)) {
+        vsched_apic_accept(cs, vector);
+    }
+}
+
+/* apic_eoi: @cs signalled end of interrupt for @vector. */
+static inline void vsched_hook_eoi(CPUState *cs, int vector)
+{
+    if (unlikely(vsched_active)) {
+        vsched_apic_eoi(cs, vector);
+    }
+}
+
+#endif
