@@ -94,4 +94,40 @@ static inline uint64_t mix64(uint64_t x)
     return x;
 }
 
+/* Aggregate CPU time from /proc/stat, in ticks: [0] user+nice, [1] system+irq+softirq,
+ * [2] idle+iowait, [3] steal. Returns 0 on success. */
+static inline int cpu_ticks(unsigned long long t[4])
+{
+    unsigned long long v[8] = { 0 };
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f)
+        return -1;
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                   &v[3], &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n < 4)
+        return -1;
+    t[0] = v[0] + v[1];
+    t[1] = v[2] + v[5] + v[6];
+    t[2] = v[3] + v[4];
+    t[3] = v[7];
+    return 0;
+}
+
+/* Print " user_frac=.. sys_frac=.. idle_frac=.." for the interval since before[]. */
+static inline void print_cpu_fracs(const unsigned long long before[4])
+{
+    unsigned long long after[4], d[4], total = 0;
+    if (cpu_ticks(after) != 0)
+        return;
+    for (int i = 0; i < 4; i++) {
+        d[i] = after[i] - before[i];
+        total += d[i];
+    }
+    if (total == 0)
+        return;
+    printf(" user_frac=%.3f sys_frac=%.3f idle_frac=%.3f", (double)d[0] / total,
+           (double)d[1] / total, (double)d[2] / total);
+}
+
 #endif

@@ -199,6 +199,8 @@ int main(int argc, char **argv)
     if (!w)
         die("alloc");
     memset(w, 0, sizeof(*w) * nthreads);
+    unsigned long long ticks0[4] = { 0 };
+    cpu_ticks(ticks0);
     double t0 = now_seconds();
     for (int i = 0; i < nthreads; i++) {
         w[i].idx = i;
@@ -222,8 +224,10 @@ int main(int argc, char **argv)
            (unsigned long long)wakeups, (unsigned long long)lock_count,
            ok ? "" : " LOCK COUNT MISMATCH");
     printf("VSCHED-KV checksum=0x%016llx rounds=%d tlb_seconds=%.3f "
-           "wake_seconds=%.3f lock_seconds=%.3f\n",
+           "wake_seconds=%.3f lock_seconds=%.3f",
            (unsigned long long)checksum, P.rounds,
            phase_time[0], phase_time[1], phase_time[2]);
+    print_cpu_fracs(ticks0);
+    printf("\n");
     return ok ? 0 : 1;
 }

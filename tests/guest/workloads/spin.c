@@ -25,7 +25,7 @@ static const char *mode_names[] = { "mmap", "futex", "pipe", "mixed" };
 
 /* Iterations per thread for small; large is 4x. Relative weights keep the
  * three modes at similar durations under TCG. */
-static const int base_iters[3] = { 2000, 30000, 10000 };
+static const int base_iters[3] = { 600, 300000, 100000 };
 
 static int nthreads;
 static int iters_override;
@@ -42,6 +42,7 @@ struct worker {
     int iters;
     uint64_t ops;
     uint64_t sum;
+    double end;
 } __attribute__((aligned(64)));
 
 static void run_mmap(struct worker *w)
@@ -100,6 +101,7 @@ static void *worker_main(void *arg)
     case MODE_PIPE: run_pipe(w); break;
     default: break;
     }
+    w->end = now_seconds();
     return NULL;
 }
 
@@ -151,13 +153,18 @@ int main(int argc, char **argv)
            nthreads, online_cpus(), large ? "large" : "small", mode_names[mode],
            per_mode[0], per_mode[1], per_mode[2]);
 
+    unsigned long long ticks0[4] = { 0 };
+    cpu_ticks(ticks0);
     double t0 = now_seconds();
     for (int i = 0; i < nthreads; i++)
         if (pthread_create(&w[i].tid, NULL, worker_main, &w[i]) != 0)
             die("pthread_create");
     uint64_t ops[3] = { 0, 0, 0 }, sum = 0;
+    double mode_end[3] = { 0, 0, 0 };
     for (int i = 0; i < nthreads; i++) {
         pthread_join(w[i].tid, NULL);
+        if (w[i].end > mode_end[w[i].mode])
+            mode_end[w[i].mode] = w[i].end;
         ops[w[i].mode] += w[i].ops;
         sum += mix64(w[i].sum + (uint64_t)i);
     }
@@ -165,7 +172,12 @@ int main(int argc, char **argv)
     printf("spin: %.3fs mmap_ops=%llu futex_ops=%llu pipe_ops=%llu\n", elapsed,
            (unsigned long long)ops[0], (unsigned long long)ops[1],
            (unsigned long long)ops[2]);
-    printf("VSCHED-KV checksum=0x%016llx mode=%s\n",
-           (unsigned long long)mix64(sum), mode_names[mode]);
+    printf("VSCHED-KV checksum=0x%016llx mode=%s", (unsigned long long)mix64(sum),
+           mode_names[mode]);
+    for (int m = 0; m < 3; m++)
+        if (per_mode[m])
+            printf(" %s_seconds=%.3f", mode_names[m], mode_end[m] - t0);
+    print_cpu_fracs(ticks0);
+    printf("\n");
     return 0;
 }
