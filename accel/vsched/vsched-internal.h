@@ -20,6 +20,31 @@ extern VschedSettings vsched_settings;
 /* Non-NULL once the scheduler runs (then vsched_active is true). */
 extern VschedCore *vsched_core;
 
+/* Counters of the QEMU side, shown after the core's. */
+typedef enum VschedGlueCounter {
+    VSCHED_GLUE_IPI_XAPIC,      /* ICR writes through the xAPIC MMIO page */
+    VSCHED_GLUE_IPI_X2APIC,     /* ICR writes through the x2APIC MSR */
+    VSCHED_GLUE_GATE_WAITS,     /* MTTCG vCPU slept in the gate */
+    VSCHED_GLUE_GATE_BAILS,     /* left the gate without a slot for QEMU */
+    VSCHED_GLUE_GATE_SKIPS,     /* round robin skipped a vCPU without a slot */
+    VSCHED_GLUE_GATE_BYPASS,    /* single-stepped vCPU ran without a slot */
+    VSCHED_GLUE_IDLE_MWAITS,    /* idle MWAIT gave the slot away */
+    VSCHED_GLUE__MAX,
+} VschedGlueCounter;
+
+extern uint64_t vsched_glue_counters[VSCHED_GLUE__MAX];
+extern const char *const vsched_glue_counter_names[VSCHED_GLUE__MAX];
+
+static inline void vsched_count(VschedGlueCounter c)
+{
+    qatomic_inc(&vsched_glue_counters[c]);
+}
+
+/* All counters, core then glue: names and values by index. */
+int vsched_all_counter_count(void);
+const char *vsched_all_counter_name(int i);
+uint64_t vsched_all_counter_value(int i);
+
 /* vsched.c */
 void vsched_settings_init(void);
 void vsched_register_start(void);

@@ -56,11 +56,11 @@ static VschedCounterList *counters_to_qapi(void)
 {
     VschedCounterList *head = NULL, **tail = &head;
 
-    for (int i = 0; i < vsched_counter_count(); i++) {
+    for (int i = 0; i < vsched_all_counter_count(); i++) {
         VschedCounter *c = g_new0(VschedCounter, 1);
 
-        c->name = g_strdup(vsched_counter_name(i));
-        c->value = vsched_counter_value(vsched_core, i);
+        c->name = g_strdup(vsched_all_counter_name(i));
+        c->value = vsched_all_counter_value(i);
         QAPI_LIST_APPEND(tail, c);
     }
     return head;

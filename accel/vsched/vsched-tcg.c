@@ -72,6 +72,7 @@ static bool gate_wait_mttcg(CPUState *cs)
         if (why) {
             break;
         }
+        vsched_count(VSCHED_GLUE_GATE_WAITS);
         qemu_cond_wait_bql(cs->halt_cond);
     }
     if (why && strcmp(why, "exit request") && strcmp(why, "queued work")) {
@@ -80,6 +81,7 @@ static bool gate_wait_mttcg(CPUState *cs)
     }
     bql_unlock();
     if (why) {
+        vsched_count(VSCHED_GLUE_GATE_BAILS);
         trace_vsched_gate_bail(cs->cpu_index, why);
     }
     return !why;
@@ -90,6 +92,7 @@ bool vsched_tcg_gate(CPUState *cs, int *ret)
     vsched_note_cpu(cs);
     /* gdb single-steps one vCPU while the others stay stopped. */
     if (cs->singlestep_enabled) {
+        vsched_count(VSCHED_GLUE_GATE_BYPASS);
         return true;
     }
     if (cs->halted && !cpu_has_work(cs)) {
@@ -100,7 +103,11 @@ bool vsched_tcg_gate(CPUState *cs, int *ret)
         return true;
     }
     *ret = EXCP_INTERRUPT;
-    return qemu_tcg_mttcg_enabled() && gate_wait_mttcg(cs);
+    if (!qemu_tcg_mttcg_enabled()) {
+        vsched_count(VSCHED_GLUE_GATE_SKIPS);
+        return false;
+    }
+    return gate_wait_mttcg(cs);
 }
 
 void vsched_tcg_after_exec(CPUState *cs, int ret)
@@ -122,6 +129,7 @@ void vsched_tcg_after_exec(CPUState *cs, int ret)
     if (cs->stop || cs->unplug) {
         vsched_release(vsched_core, vcpu, VSCHED_RELEASE_STOP);
     } else if (idle) {
+        vsched_count(VSCHED_GLUE_IDLE_MWAITS);
         vsched_release(vsched_core, vcpu, VSCHED_RELEASE_YIELD);
     } else {
         vsched_after_exec(vsched_core, vcpu, vsched_arch_cpl(cs));

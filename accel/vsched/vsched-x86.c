@@ -6,6 +6,7 @@
 #include "qemu/osdep.h"
 #include "hw/core/cpu.h"
 #include "cpu.h"
+#include "hw/i386/apic.h"
 #include "accel/vsched.h"
 #include "vsched-internal.h"
 
@@ -45,6 +46,9 @@ void vsched_apic_ipi(CPUState *src, const uint32_t *bitmask,
             break;
         }
     }
+    vsched_count(cpu_get_apic_base(X86_CPU(src)->apic_state) &
+                 MSR_IA32_APICBASE_EXTD ? VSCHED_GLUE_IPI_X2APIC
+                                        : VSCHED_GLUE_IPI_XAPIC);
     vsched_on_ipi(vsched_core, src->cpu_index, dst, n, vector, delivery_mode,
                   shorthand);
 }

@@ -25,6 +25,37 @@ bool vsched_active;
 VschedCore *vsched_core;
 VschedSettings vsched_settings;
 
+uint64_t vsched_glue_counters[VSCHED_GLUE__MAX];
+const char *const vsched_glue_counter_names[VSCHED_GLUE__MAX] = {
+    [VSCHED_GLUE_IPI_XAPIC] = "ipi_icr_xapic",
+    [VSCHED_GLUE_IPI_X2APIC] = "ipi_icr_x2apic",
+    [VSCHED_GLUE_GATE_WAITS] = "gate_waits",
+    [VSCHED_GLUE_GATE_BAILS] = "gate_bails",
+    [VSCHED_GLUE_GATE_SKIPS] = "gate_rr_skips",
+    [VSCHED_GLUE_GATE_BYPASS] = "gate_singlestep_bypass",
+    [VSCHED_GLUE_IDLE_MWAITS] = "idle_mwait_yields",
+};
+
+int vsched_all_counter_count(void)
+{
+    return vsched_counter_count() + VSCHED_GLUE__MAX;
+}
+
+const char *vsched_all_counter_name(int i)
+{
+    int core = vsched_counter_count();
+
+    return i < core ? vsched_counter_name(i) : vsched_glue_counter_names[i - core];
+}
+
+uint64_t vsched_all_counter_value(int i)
+{
+    int core = vsched_counter_count();
+
+    return i < core ? vsched_counter_value(vsched_core, i)
+                    : qatomic_read(&vsched_glue_counters[i - core]);
+}
+
 /* cpu_index -> CPUState, filled as each vCPU first reaches the gate. */
 static CPUState **vsched_cpus;
 static int vsched_nr_vcpus;
@@ -154,16 +185,19 @@ static void *vsched_timer_thread(void *opaque)
     return NULL;
 }
 
+/* stats-file: every counter as one JSON object on one line. */
 static void vsched_write_stats(Notifier *n, void *data)
 {
-    size_t len = vsched_counters_json(vsched_core, NULL, 0);
-    g_autofree char *json = g_malloc(len + 1);
+    g_autoptr(GString) json = g_string_new("{");
     g_autoptr(GError) err = NULL;
-    g_autofree char *text = NULL;
 
-    vsched_counters_json(vsched_core, json, len + 1);
-    text = g_strdup_printf("%s\n", json);
-    if (!g_file_set_contents(vsched_settings.stats_file, text, -1, &err)) {
+    for (int i = 0; i < vsched_all_counter_count(); i++) {
+        g_string_append_printf(json, "%s\"%s\":%" PRIu64, i ? "," : "",
+                               vsched_all_counter_name(i),
+                               vsched_all_counter_value(i));
+    }
+    g_string_append(json, "}\n");
+    if (!g_file_set_contents(vsched_settings.stats_file, json->str, -1, &err)) {
         error_report("vsched: cannot write stats-file: %s", err->message);
     }
 }

@@ -1,0 +1,238 @@
+"""vsched under real guests: the scheduler, its hooks, its knobs, the monitor.
+
+Run: /usr/bin/python3 -m pytest tests/integration/test_vsched.py
+Needs build/qemu-system-x86_64 (or $VSCHED_QEMU) and the guest image, which
+the session fixture builds with scripts/guest/build-image.sh.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+
+import vsched_vm  # noqa: E402
+from vsched_vm import VM, guest_facts  # noqa: E402
+
+QEMU = os.environ.get("VSCHED_QEMU") or vsched_vm.DEFAULT_QEMU
+SCHED = "tcg,thread=multi,vcpu-sched=on,pcpus=2,directed-yield=ipi"
+
+
+@pytest.fixture(scope="module")
+def qemu():
+    if not (os.path.isfile(QEMU) and os.access(QEMU, os.X_OK)):
+        pytest.fail("QEMU binary %s not built (run make)" % QEMU)
+    return QEMU
+
+
+@pytest.fixture(scope="module")
+def image_dir():
+    out = os.environ.get("VSCHED_IMAGE") or os.path.join(REPO, "build", "guest")
+    subprocess.run([os.path.join(REPO, "scripts", "guest", "build-image.sh"), out],
+                   check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def counters(vm):
+    info = vm.qmp.execute("query-vsched")
+    return {c["name"]: c["value"] for c in info["counters"]}
+
+
+def stats_file(path):
+    with open(path) as f:
+        return json.loads(f.read())
+
+
+def sched_vm(qemu, image_dir, tmp_path, accel=SCHED, **kw):
+    stats = tmp_path / "stats.json"
+    kw.setdefault("smp", 8)
+    kw.setdefault("workload", "ipistorm")
+    vm = VM(qemu=qemu, image_dir=image_dir, workdir=str(tmp_path),
+            accel="%s,stats-file=%s" % (accel, stats), **kw)
+    return vm, stats
+
+
+# ------------------------------------------------------------ bad input
+
+BAD_VALUES = [
+    ("pcpus=0", "pcpus"),
+    ("pcpus=-1", "pcpus"),
+    ("pcpus=lots", "pcpus"),
+    ("slice=-5ms", "slice"),
+    ("slice=0", "slice"),
+    ("slice=fast", "slice"),
+    ("directed-yield=greedy", "directed-yield"),
+    ("relaxed-boost=maybe", "relaxed-boost"),
+    ("ipi-tracking=2", "ipi-tracking"),
+    ("ipi-window=-1ms", "ipi-window"),
+    ("ple-gap=10parsecs", "ple-gap"),
+    ("ple-window=0", "ple-window"),
+    ("vcpu-sched=yes-please", "vcpu-sched"),
+    ("stats-file=", "stats-file"),
+]
+
+
+@pytest.mark.parametrize("prop,name", BAD_VALUES)
+def test_bad_property_value_is_refused(qemu, prop, name):
+    r = subprocess.run([qemu, "-M", "none", "-display", "none", "-nodefaults",
+                        "-accel", "tcg,vcpu-sched=on," + prop],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1, r.stderr
+    assert "'%s'" % name in r.stderr or "%s=" % name in r.stderr, r.stderr
+
+
+def test_kvm_refuses_vsched_properties(qemu):
+    r = subprocess.run([qemu, "-M", "none", "-display", "none", "-nodefaults",
+                        "-accel", "kvm,vcpu-sched=on"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1
+    assert "'vcpu-sched' needs -accel tcg" in r.stderr, r.stderr
+
+
+def test_icount_is_refused(qemu):
+    r = subprocess.run([qemu, "-M", "none", "-display", "none", "-nodefaults",
+                        "-icount", "shift=0", "-accel", "tcg,vcpu-sched=on"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1
+    assert "cannot be combined with -icount" in r.stderr, r.stderr
+
+
+def test_accel_help_lists_properties(qemu):
+    r = subprocess.run([qemu, "-accel", "tcg,help"], capture_output=True,
+                       text=True, timeout=30)
+    for prop in ("vcpu-sched", "pcpus", "slice", "directed-yield",
+                 "relaxed-boost", "ipi-tracking", "ipi-window", "ple-gap",
+                 "ple-window", "stats-file"):
+        assert prop + "=" in r.stdout, r.stdout
+
+
+def qmp_session(qemu, accel, commands):
+    """Run QEMU with -M none and a QMP session on stdio; return the replies."""
+    lines = [{"execute": "qmp_capabilities"}] + commands + [{"execute": "quit"}]
+    r = subprocess.run([qemu, "-M", "none", "-display", "none", "-nodefaults",
+                        "-accel", accel, "-qmp", "stdio"],
+                       input="".join(json.dumps(c) + "\n" for c in lines),
+                       capture_output=True, text=True, timeout=30)
+    replies = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+    return [x for x in replies if "return" in x or "error" in x][1:]
+
+
+def test_settings_reach_the_scheduler(qemu):
+    accel = ("tcg,vcpu-sched=on,pcpus=3,slice=2ms,directed-yield=ipi-prio,"
+             "relaxed-boost=off,ipi-window=20ms")
+    info = qmp_session(qemu, accel, [{"execute": "query-vsched"}])[0]["return"]
+    assert info["enabled"] is True
+    assert (info["pcpus"], info["slice-ns"], info["policy"]) == (3, 2000000, "ipi-prio")
+    assert info["relaxed-boost"] is False
+    assert info["ipi-window-ns"] == 20000000
+
+
+def test_runtime_knobs_and_fixed_ones(qemu):
+    replies = qmp_session(qemu, "tcg,vcpu-sched=on,pcpus=2", [
+        {"execute": "qom-set", "arguments": {"path": "/machine/accel",
+         "property": "directed-yield", "value": "vanilla"}},
+        {"execute": "qom-set", "arguments": {"path": "/machine/accel",
+         "property": "ipi-window", "value": "7ms"}},
+        {"execute": "qom-set", "arguments": {"path": "/machine/accel",
+         "property": "pcpus", "value": 5}},
+        {"execute": "qom-set", "arguments": {"path": "/machine/accel",
+         "property": "directed-yield", "value": "bogus"}},
+        {"execute": "query-vsched"},
+    ])
+    assert "return" in replies[0] and "return" in replies[1]
+    assert "cannot change while the VM runs" in replies[2]["error"]["desc"]
+    assert "directed-yield" in replies[3]["error"]["desc"]
+    info = replies[4]["return"]
+    assert (info["policy"], info["ipi-window-ns"], info["pcpus"]) == ("vanilla", 7000000, 2)
+
+
+def test_off_by_default(qemu):
+    info = qmp_session(qemu, "tcg", [{"execute": "query-vsched"}])[0]["return"]
+    assert info == {"enabled": False}
+
+
+# ------------------------------------------------------------ guests
+
+def test_ipi_workload_under_scheduler(qemu, image_dir, tmp_path):
+    """8 vCPUs on 2 slots: PAUSE spins, x2APIC IPIs, strict and relaxed yields."""
+    vm, stats = sched_vm(qemu, image_dir, tmp_path, args="-r 6")
+    with vm:
+        vm.start()
+        time.sleep(4)
+        info = vm.qmp.execute("query-vsched")
+        res = vm.wait(timeout=300)
+    assert res.ok, res.summary()
+    assert info["enabled"] and info["policy"] == "ipi"
+    assert len(info["vcpus"]) == 8
+    assert sum(v["slot"] >= 0 for v in info["vcpus"]) <= 2
+    facts = guest_facts(vm.read_log())
+    assert facts["x2apic"] == "cluster" and facts["cpus_brought_up"] == 8, facts
+    c = stats_file(stats)
+    assert c["pause_events"] > 0
+    assert c["spins_detected"] > 0
+    assert c["ipi_icr_x2apic"] > 0 and c["ipi_icr_xapic"] == 0
+    assert c["ipi_unicast"] + c["ipi_multicast"] > 0
+    assert c["yield_strict"] > 0, c
+    assert c["yield_relaxed"] > 0, c
+    assert c["preemptions"] > 0 and c["handoffs"] > 0
+
+
+def test_relaxed_boost_flip_at_run_time(qemu, image_dir, tmp_path):
+    vm, stats = sched_vm(qemu, image_dir, tmp_path, args="-r 10")
+    with vm:
+        vm.start()
+        time.sleep(5)
+        vm.qmp.execute("qom-set", path="/machine/accel", property="relaxed-boost",
+                       value=False)
+        assert vm.qmp.execute("qom-get", path="/machine/accel",
+                              property="relaxed-boost") is False
+        time.sleep(0.3)
+        off_start = counters(vm)
+        time.sleep(6)
+        off_end = counters(vm)
+        vm.qmp.execute("qom-set", path="/machine/accel", property="relaxed-boost",
+                       value=True)
+        res = vm.wait(timeout=300)
+    assert res.ok, res.summary()
+    assert off_end["spin_decisions"] > off_start["spin_decisions"], "no decisions while off"
+    assert off_end["yield_relaxed"] == off_start["yield_relaxed"]
+    assert stats_file(stats)["yield_relaxed"] >= off_end["yield_relaxed"]
+
+
+def test_stop_cont_200_times(qemu, image_dir, tmp_path):
+    vm, stats = sched_vm(qemu, image_dir, tmp_path, smp=4, args="-r 6")
+    with vm:
+        vm.start()
+        time.sleep(3)
+        for _ in range(200):
+            vm.qmp.execute("stop")
+            vm.qmp.execute("cont")
+        status = vm.qmp.execute("query-status")
+        info = vm.qmp.execute("query-vsched")
+        res = vm.wait(timeout=300)
+    assert status["status"] == "running"
+    assert len(info["vcpus"]) == 4
+    assert res.ok, res.summary()
+    c = stats_file(stats)
+    assert c["release_stop"] > 0
+
+
+def test_info_vsched_hmp(qemu, image_dir, tmp_path):
+    vm, _ = sched_vm(qemu, image_dir, tmp_path, smp=4, workload="ipistorm")
+    with vm:
+        vm.start()
+        time.sleep(3)
+        text = vm.qmp.execute("human-monitor-command", **{"command-line": "info vsched"})
+        res = vm.wait(timeout=300)
+    assert res.ok, res.summary()
+    assert "vsched: 2 slots" in text and "directed-yield=ipi" in text
+    assert len([l for l in text.splitlines() if l[:4].strip().isdigit()]) == 4
+    assert "yield_strict" in text
