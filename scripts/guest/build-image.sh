@@ -165,10 +165,6 @@ if [ ! -s "$kdeb" ]; then
     mv "$kdeb.part" "$kdeb"
 fi
 
-# Only the bzImage is needed, no modules.
-dpkg-deb --fsys-tarfile "$kdeb" | tar -xO "./boot/vmlinuz-$kernel_release" >"$work/vmlinuz"
-[ -s "$work/vmlinuz" ] || die "no boot/vmlinuz-$kernel_release in $kdeb"
-
 # Unpack the bzImage payload (boot protocol >= 2.08: payload_offset at 0x248,
 # payload_length at 0x24c, relative to the protected-mode code at
 # (setup_sects+1)*512) into the ELF vmlinux, which QEMU boots via PVH.
@@ -191,12 +187,28 @@ unpack_vmlinux() {
     esac || return 1
     [ "$(od -An -tx1 -N 4 "$out" | tr -d ' \n')" = 7f454c46 ]
 }
-kernel_file=vmlinux
-if ! unpack_vmlinux "$work/vmlinuz" "$work/vmlinux"; then
-    log "warning: could not unpack vmlinux from the bzImage; using vmlinuz"
+# The extracted kernel is cached per package version (unpacking the .deb's
+# data.tar.xz takes most of a build).
+kcache="$cache_dir/kernel/${kpkg}_${kver_deb//:/%3a}"
+if [ -s "$kcache/vmlinux" ]; then
+    kernel_file=vmlinux
+elif [ -s "$kcache/vmlinuz" ]; then
     kernel_file=vmlinuz
-    rm -f "$work/vmlinux"
+else
+    # Only the bzImage is needed, no modules.
+    dpkg-deb --fsys-tarfile "$kdeb" | tar -xO "./boot/vmlinuz-$kernel_release" >"$work/vmlinuz"
+    [ -s "$work/vmlinuz" ] || die "no boot/vmlinuz-$kernel_release in $kdeb"
+    kernel_file=vmlinux
+    if ! unpack_vmlinux "$work/vmlinuz" "$work/vmlinux"; then
+        log "warning: could not unpack vmlinux from the bzImage; using vmlinuz"
+        kernel_file=vmlinuz
+    fi
+    rm -rf "$cache_dir/kernel"
+    mkdir -p "$kcache"
+    mv "$work/$kernel_file" "$kcache/$kernel_file.part"
+    mv "$kcache/$kernel_file.part" "$kcache/$kernel_file"
 fi
+ln -f "$kcache/$kernel_file" "$work/$kernel_file" 2>/dev/null || cp "$kcache/$kernel_file" "$work/$kernel_file"
 
 # Root file system.
 root="$work/root"
