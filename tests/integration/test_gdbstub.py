@@ -1,0 +1,99 @@
+"""gdb against a guest whose vCPUs run under vsched (4 vCPUs, 1 slot).
+
+The real gdb attaches to QEMU's gdbstub, breaks on a kernel function the
+workload calls, single-steps, reads registers on every vCPU thread, continues
+and detaches; the guest must then finish its workload.  A stopped vCPU must
+not keep the only slot, and a single-stepped one must not wait behind it.
+"""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+
+import vsched_vm  # noqa: E402
+from vsched_vm import VM  # noqa: E402
+
+QEMU = os.environ.get("VSCHED_QEMU") or vsched_vm.DEFAULT_QEMU
+FUNCTION = "__x64_sys_mprotect"   # ipistorm's TLB phase calls mprotect
+
+
+@pytest.fixture(scope="module")
+def image_dir():
+    out = os.environ.get("VSCHED_IMAGE") or os.path.join(REPO, "build", "guest")
+    subprocess.run([os.path.join(REPO, "scripts", "guest", "build-image.sh"), out],
+                   check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def symbol_address(image_dir, name):
+    with open(os.path.join(image_dir, "System.map")) as f:
+        for line in f:
+            addr, _, sym = line.split()
+            if sym == name:
+                return int(addr, 16)
+    raise LookupError(name)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(vm, text, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in vm.read_log():
+            return
+        assert vm.proc.poll() is None, "QEMU exited early"
+        time.sleep(0.2)
+    raise TimeoutError(text)
+
+
+def gdb_script(port, addr):
+    lines = ["set pagination off", "set confirm off",
+             "target remote 127.0.0.1:%d" % port,
+             "break *0x%x" % addr, "continue",
+             "printf \"HIT rip=%lx\\n\", $rip",
+             "stepi", "printf \"STEP rip=%lx\\n\", $rip",
+             "info threads"]
+    for t in range(1, 5):
+        lines += ["thread %d" % t, "printf \"THREAD %d rip=%%lx rsp=%%lx\\n\", $rip, $rsp" % t]
+    lines += ["delete", "detach", "quit"]
+    return lines
+
+
+def test_gdb_breakpoint_step_threads_detach(image_dir, tmp_path):
+    assert os.access(QEMU, os.X_OK), "QEMU not built"
+    port = free_port()
+    addr = symbol_address(image_dir, FUNCTION)
+    vm = VM(qemu=QEMU, image_dir=image_dir, workdir=str(tmp_path), smp=4,
+            workload="ipistorm", args="-r 3", append="nokaslr",
+            accel="tcg,thread=multi,vcpu-sched=on,pcpus=1,directed-yield=ipi",
+            extra_args=["-gdb", "tcp:127.0.0.1:%d" % port])
+    with vm:
+        vm.start()
+        wait_for(vm, "vsched: workload=", 120)
+        cmd = ["gdb", "-nx", "-batch"]
+        for line in gdb_script(port, addr):
+            cmd += ["-ex", line]
+        gdb = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+        out = gdb.stdout + gdb.stderr
+        res = vm.wait(timeout=300)
+    hit = re.search(r"HIT rip=([0-9a-f]+)", out)
+    step = re.search(r"STEP rip=([0-9a-f]+)", out)
+    assert hit and int(hit.group(1), 16) == addr, out
+    assert step and int(step.group(1), 16) != addr, out
+    threads = re.findall(r"THREAD (\d) rip=([0-9a-f]+) rsp=([0-9a-f]+)", out)
+    assert [t[0] for t in threads] == ["1", "2", "3", "4"], out
+    assert all(int(rsp, 16) != 0 for _, _, rsp in threads), out
+    assert "Thread 4" in out, out
+    assert res.ok, res.summary()
