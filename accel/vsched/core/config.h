@@ -39,6 +39,10 @@ struct Config {
     uint64_t ple_window_max_ns = 3200 * kNsPerUs; /* growth clamp */
     unsigned ple_window_grow = 2;               /* multiply on a fruitless spin */
     int yield_budget = 3;                       /* kvm_vcpu_on_spin(): try = 3 */
+    /* A directed-yield yielder waits in the queue marked preempted (and
+     * preempted_in_kernel from the spin's CPL), as KVM's kvm_sched_out()
+     * marks any still-runnable vCPU.  false: voluntary, not preempted. */
+    bool yielder_preempted = true;
 };
 
 bool parse_policy(std::string_view word, PolicyKind *out);

@@ -85,6 +85,7 @@ void Core::decide_locked(int v, int cpl, uint64_t now)
     ctr_.add(Ctr::spin_decisions);
     PolicyContext ctx{sched_.pool(), ipi_, ctr_, sched_, sched_.wake_hints(), now,
                       relaxed_boost_.load(std::memory_order_relaxed), cfg_.yield_budget};
+    sched_.set_yielder_marking(cfg_.yielder_preempted, cpl);
     Decision d = policy.decide(ctx, v, /*kernel_mode=*/cpl == 0);
     if (d.target == kNone) {
         ctr_.add(Ctr::no_target);

@@ -63,6 +63,7 @@ vsched::Config to_cpp(const VschedConfig &c)
     o.ple_window_max_ns = c.ple_window_max_ns;
     o.ple_window_grow = c.ple_window_grow;
     o.yield_budget = c.yield_budget;
+    o.yielder_preempted = c.yielder_preempted;
     return o;
 }
 
@@ -92,6 +93,7 @@ void vsched_config_defaults(VschedConfig *cfg)
     cfg->ple_window_max_ns = d.ple_window_max_ns;
     cfg->ple_window_grow = d.ple_window_grow;
     cfg->yield_budget = d.yield_budget;
+    cfg->yielder_preempted = d.yielder_preempted;
 }
 
 bool vsched_parse_policy(const char *word, int *out)

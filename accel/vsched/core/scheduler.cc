@@ -234,10 +234,18 @@ int Scheduler::yield_to(int me, int target)
     uint64_t deadline = state_->slot_deadline_ns[slot];
     pool_.unassign(slot);
     enqueue(me);
-    /* Voluntary: ready but not preempted; in_spin_loop stays set until
-     * the yielder gets a slot again (it is "inside yield_to()"). */
+    /* Ready; preempted (with CPL) as kvm_sched_out() marks a runnable
+     * vCPU, or not preempted if configured as voluntary.  in_spin_loop
+     * stays set until the yielder gets a slot again (it is still "inside
+     * yield_to()"). */
     pool_.set_flag(me, vflag::kReady);
     pool_.clear_flag(me, vflag::kPreempted | vflag::kPreemptedInKernel);
+    if (yielder_preempted_) {
+        pool_.set_flag(me, vflag::kPreempted);
+        if (yielder_cpl_ == 0) {
+            pool_.set_flag(me, vflag::kPreemptedInKernel);
+        }
+    }
     sched_out(me);
     grant(target, slot, deadline);
     ctr_.add(Ctr::handoffs);

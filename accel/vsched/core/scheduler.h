@@ -55,6 +55,12 @@ public:
      * absolute time to call again. */
     uint64_t tick();
     int yield_to(int me, int target) override;
+    /* How the next yield_to() marks the yielder (see Config). */
+    void set_yielder_marking(bool preempted, int cpl)
+    {
+        yielder_preempted_ = preempted;
+        yielder_cpl_ = cpl;
+    }
 
     /* Lock-free: an interrupt was sent to v (see kWake*). */
     void note_wake(int v, uint8_t kind)
@@ -90,6 +96,8 @@ private:
     SpinDetector &spin_;
     std::unique_ptr<std::atomic<uint8_t>[]> wake_hint_;
     uint64_t now_ = 0;
+    bool yielder_preempted_ = false;
+    int yielder_cpl_ = 0;
     Effects *fx_ = nullptr;
 };
 

@@ -97,6 +97,11 @@ typedef struct VschedConfig {
     uint64_t ple_window_max_ns; /* default 3.2 ms */
     unsigned ple_window_grow;   /* default 2 */
     int yield_budget;           /* -ESRCH retries per pass; default 3 */
+    /* A directed-yield yielder waits marked preempted (preempted_in_kernel
+     * from its spin's CPL), as KVM's kvm_sched_out() marks a runnable
+     * vCPU; false: marked as a voluntary yield (ready, not preempted).
+     * Default true; see docs/design/core.rst. */
+    bool yielder_preempted;
 } VschedConfig;
 
 void vsched_config_defaults(VschedConfig *cfg);

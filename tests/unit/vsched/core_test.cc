@@ -1,0 +1,271 @@
+/* Core end to end on the simulated host: spin -> decision -> handoff,
+ * preemption through tick/kick, window growth, knobs, effects outside the
+ * lock, traces and counters. */
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "core.h"
+#include "sim_host.h"
+
+namespace vsched::test {
+namespace {
+
+class CoreTest : public ::testing::Test {
+protected:
+    void init(int n, int slots, PolicyKind pol)
+    {
+        host_ = std::make_unique<SimHost>(n);
+        Config c;
+        c.pcpus = slots;
+        c.slice_ns = 1'000'000;
+        c.policy = pol;
+        c.ple_gap_ns = 10'000;
+        c.ple_window_ns = 50'000;
+        c.ple_window_max_ns = 200'000;
+        std::string err;
+        core_ = Core::create(c, n, *host_, &err);
+        ASSERT_TRUE(core_) << err;
+        core_->set_tracing(true);
+    }
+    /* PAUSE every 5 us until the detector fires (or `max` PAUSEs). */
+    bool spin(int v, int cpl = 0, int max = 100)
+    {
+        for (int i = 0; i < max; i++) {
+            host_->advance(5'000);
+            if (core_->on_pause(v, cpl)) {
+                return true;
+            }
+        }
+        return false;
+    }
+    void ok()
+    {
+        std::string why;
+        ASSERT_TRUE(core_->check_invariants(&why)) << why;
+    }
+    VcpuInfo info(int v)
+    {
+        VcpuInfo i;
+        EXPECT_TRUE(core_->vcpu_info(v, &i));
+        return i;
+    }
+    bool traced(TraceEvent e, int v, int target)
+    {
+        for (const auto &t : host_->traces()) {
+            if (t.event == e && t.vcpu == v && t.target == target) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    std::unique_ptr<SimHost> host_;
+    std::unique_ptr<Core> core_;
+};
+
+TEST_F(CoreTest, CreateRejectsBadConfig)
+{
+    SimHost h(2);
+    Config c;
+    c.pcpus = 0;
+    std::string err;
+    EXPECT_EQ(Core::create(c, 2, h, &err), nullptr);
+    EXPECT_FALSE(err.empty());
+}
+
+/* 1 slot, vCPU 0 spins at CPL 0 waiting for its IPI receiver 1 (queued):
+ * under ipi the strict pass hands 0's slot to 1 at once. */
+TEST_F(CoreTest, SpinHandsSlotToIpiReceiver)
+{
+    init(3, 1, PolicyKind::kIpi);
+    ASSERT_TRUE(core_->acquire(0));
+    ASSERT_FALSE(core_->acquire(1));
+    int dst = 1;
+    core_->on_ipi(0, &dst, 1, 0xfb, kApicDmFixed, kApicShNone);
+    ASSERT_TRUE(spin(0));
+    EXPECT_TRUE(info(0).spin_pending);
+    EXPECT_TRUE(core_->after_exec(0, 0)); /* lost the slot */
+    EXPECT_TRUE(host_->take_wake(1));
+    EXPECT_TRUE(core_->acquire(1));
+    EXPECT_FALSE(core_->acquire(0));
+    VcpuInfo i0 = info(0);
+    EXPECT_EQ(i0.state, VcpuState::kQueued);
+    EXPECT_TRUE(i0.ready);
+    EXPECT_TRUE(i0.preempted);           /* kvm_sched_out(): still runnable */
+    EXPECT_TRUE(i0.preempted_in_kernel); /* spun at CPL 0 */
+    EXPECT_TRUE(i0.in_spin_loop);
+    auto c = core_->counters();
+    EXPECT_EQ(c[Ctr::yield_strict], 1u);
+    EXPECT_EQ(c[Ctr::yield_receiver_hit], 1u);
+    EXPECT_EQ(c[Ctr::handoffs], 1u);
+    EXPECT_EQ(c[Ctr::spins_detected], 1u);
+    EXPECT_TRUE(traced(TraceEvent::kSpinDetected, 0, -1));
+    EXPECT_TRUE(traced(TraceEvent::kYieldStrict, 0, 1));
+    EXPECT_TRUE(traced(TraceEvent::kHandoff, 0, 1));
+    ok();
+}
+
+/* A spin with nobody to yield to grows the window; sched-out resets it. */
+TEST_F(CoreTest, FruitlessSpinGrowsWindowSchedOutResets)
+{
+    init(2, 2, PolicyKind::kVanilla);
+    ASSERT_TRUE(core_->acquire(0));
+    ASSERT_TRUE(core_->acquire(1));
+    ASSERT_TRUE(spin(0));
+    EXPECT_FALSE(core_->after_exec(0, 0));
+    EXPECT_EQ(info(0).spin_window_ns, 100'000u);
+    EXPECT_EQ(core_->counters()[Ctr::no_target], 1u);
+    EXPECT_TRUE(traced(TraceEvent::kNoTarget, 0, -1));
+    core_->release(0, ReleaseReason::kHalt);
+    EXPECT_EQ(info(0).spin_window_ns, 50'000u);
+    ok();
+}
+
+TEST_F(CoreTest, PolicyNoneNeverYieldsAndIsRuntimeSwitchable)
+{
+    init(2, 1, PolicyKind::kNone);
+    ASSERT_TRUE(core_->acquire(0));
+    ASSERT_FALSE(core_->acquire(1));
+    ASSERT_TRUE(spin(0));
+    EXPECT_FALSE(core_->after_exec(0, 0));
+    EXPECT_EQ(core_->counters()[Ctr::spins_ignored], 1u);
+    EXPECT_EQ(info(0).spin_window_ns, 50'000u); /* no PLE growth */
+    core_->set_policy(PolicyKind::kVanilla);
+    EXPECT_EQ(core_->policy(), PolicyKind::kVanilla);
+    ASSERT_TRUE(spin(0));
+    EXPECT_TRUE(core_->after_exec(0, 0));
+    EXPECT_EQ(core_->counters()[Ctr::yield_scan], 1u);
+    ok();
+}
+
+/* Slice expiry: tick kicks the holder once someone waits; the holder's
+ * after_exec preempts it, sampling CPL. */
+TEST_F(CoreTest, TickKickPreempt)
+{
+    init(2, 1, PolicyKind::kVanilla);
+    ASSERT_TRUE(core_->acquire(0));
+    host_->advance(500'000);
+    EXPECT_EQ(core_->tick(), host_->now_ns() + 500'000);
+    ASSERT_FALSE(core_->acquire(1));
+    EXPECT_FALSE(host_->kick_pending(0)); /* not expired yet */
+    host_->advance(500'000);
+    core_->tick();
+    EXPECT_TRUE(host_->take_kick(0));
+    EXPECT_TRUE(core_->after_exec(0, 3));
+    VcpuInfo i0 = info(0);
+    EXPECT_TRUE(i0.preempted);
+    EXPECT_FALSE(i0.preempted_in_kernel);
+    EXPECT_TRUE(host_->take_wake(1));
+    EXPECT_TRUE(traced(TraceEvent::kPreempt, 0, -1));
+    EXPECT_EQ(core_->counters()[Ctr::preemptions], 1u);
+    ok();
+}
+
+/* An IPI to a halted vCPU makes it "ready, blocking, dy_runnable": vanilla
+ * tries it, yield_to returns 0 (not queued yet) at no budget cost, and the
+ * scan goes on to the queued vCPU. */
+TEST_F(CoreTest, HaltedIpiTargetZeroThenQueued)
+{
+    init(4, 2, PolicyKind::kVanilla);
+    ASSERT_TRUE(core_->acquire(0));
+    ASSERT_TRUE(core_->acquire(3));
+    core_->release(1, ReleaseReason::kHalt);
+    ASSERT_FALSE(core_->acquire(2));
+    int dst = 1;
+    core_->on_ipi(0, &dst, 1, 0xfb, kApicDmFixed, kApicShNone);
+    ASSERT_TRUE(spin(0));
+    EXPECT_TRUE(core_->after_exec(0, 0));
+    auto c = core_->counters();
+    EXPECT_EQ(c[Ctr::yield_zero], 1u);   /* 1: halted, woken, pending */
+    EXPECT_EQ(c[Ctr::yield_scan], 1u);   /* then 2 */
+    EXPECT_EQ(info(2).state, VcpuState::kRunning);
+    ok();
+}
+
+/* The core calls the host only with its mutex released: every callback
+ * takes the core lock itself (vcpu_info), which would self-deadlock. */
+class ReentrantHost : public HostInterface {
+public:
+    Core *core = nullptr;
+    int calls = 0;
+    uint64_t t = 1'000'000;
+    uint64_t now_ns() override { return t; }
+    void kick(int v) override { probe(v); }
+    void wake(int v) override { probe(v); }
+    void wait(int, uint64_t) override {}
+    void trace(TraceEvent, int v, int, int64_t) override { probe(v); }
+    void probe(int v)
+    {
+        VcpuInfo i;
+        if (core && core->vcpu_info(v, &i)) {
+            calls++;
+        }
+    }
+};
+
+TEST(CoreLocking, CallbacksRunOutsideTheLock)
+{
+    ReentrantHost h;
+    Config c;
+    c.pcpus = 1;
+    c.slice_ns = 1'000'000;
+    std::string err;
+    auto core = Core::create(c, 3, h, &err);
+    h.core = core.get();
+    core->set_tracing(true);
+    ASSERT_TRUE(core->acquire(0));
+    ASSERT_FALSE(core->acquire(1));
+    h.t += 2'000'000;
+    core->tick();                 /* kick */
+    EXPECT_TRUE(core->after_exec(0, 0)); /* preempt: wake + traces */
+    core->release(1, ReleaseReason::kHalt);
+    EXPECT_GE(h.calls, 5);
+}
+
+TEST_F(CoreTest, MwaitNotCountedAsSpin)
+{
+    init(2, 1, PolicyKind::kVanilla);
+    ASSERT_TRUE(core_->acquire(0));
+    for (int i = 0; i < 100; i++) {
+        host_->advance(5'000);
+        core_->on_mwait(0);
+    }
+    auto c = core_->counters();
+    EXPECT_EQ(c[Ctr::mwait_events], 100u);
+    EXPECT_EQ(c[Ctr::spins_detected], 0u);
+    EXPECT_EQ(c[Ctr::pause_events], 0u);
+}
+
+TEST_F(CoreTest, InvalidIndicesAreHarmless)
+{
+    init(2, 1, PolicyKind::kIpiPrio);
+    EXPECT_FALSE(core_->acquire(-1));
+    EXPECT_FALSE(core_->acquire(2));
+    EXPECT_TRUE(core_->after_exec(7, 0));
+    core_->release(9, ReleaseReason::kHalt);
+    EXPECT_FALSE(core_->on_pause(5, 0));
+    int dst[] = {-3, 8};
+    core_->on_ipi(0, dst, 2, 0xfb, kApicDmFixed, kApicShNone);
+    core_->on_eoi(12, 0xfb);
+    VcpuInfo i;
+    EXPECT_FALSE(core_->vcpu_info(3, &i));
+    ok();
+}
+
+TEST_F(CoreTest, JsonIsOneLineWithEveryCounter)
+{
+    init(2, 1, PolicyKind::kVanilla);
+    ASSERT_TRUE(core_->acquire(0));
+    std::string j = core_->counters_json();
+    EXPECT_EQ(j.find('\n'), std::string::npos);
+    EXPECT_EQ(j.front(), '{');
+    EXPECT_EQ(j.back(), '}');
+    for (int i = 0; i < kNumCounters; i++) {
+        EXPECT_NE(j.find(std::string("\"") + counter_name(i) + "\":"), std::string::npos);
+    }
+    EXPECT_NE(j.find("\"grants_immediate\":1"), std::string::npos);
+}
+
+} // namespace
+} // namespace vsched::test

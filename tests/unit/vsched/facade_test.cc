@@ -1,0 +1,204 @@
+/* The C facade, used as the QEMU glue will use it. */
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "vsched-core.h"
+
+namespace {
+
+struct Glue {
+    uint64_t now = 1'000'000;
+    std::vector<int> kicks, wakes;
+    std::vector<int> events;
+};
+
+uint64_t glue_now(void *o) { return static_cast<Glue *>(o)->now; }
+void glue_kick(void *o, int v) { static_cast<Glue *>(o)->kicks.push_back(v); }
+void glue_wake(void *o, int v) { static_cast<Glue *>(o)->wakes.push_back(v); }
+void glue_trace(void *o, int ev, int, int, int64_t)
+{
+    static_cast<Glue *>(o)->events.push_back(ev);
+}
+
+const VschedHostOps kOps = {glue_now, glue_kick, glue_wake, glue_trace};
+
+TEST(Facade, DefaultsAndWords)
+{
+    VschedConfig c;
+    std::memset(&c, 0xff, sizeof(c));
+    vsched_config_defaults(&c);
+    EXPECT_EQ(c.pcpus, 1);
+    EXPECT_EQ(c.slice_ns, 5'000'000u);
+    EXPECT_EQ(c.policy, VSCHED_POLICY_VANILLA);
+    EXPECT_TRUE(c.relaxed_boost);
+    EXPECT_TRUE(c.ipi_tracking);
+    EXPECT_EQ(c.ipi_window_ns, 50'000'000u);
+    EXPECT_EQ(c.yield_budget, 3);
+    EXPECT_TRUE(c.yielder_preempted);
+
+    int p = -1;
+    EXPECT_TRUE(vsched_parse_policy("ipi-prio", &p));
+    EXPECT_EQ(p, VSCHED_POLICY_IPI_PRIO);
+    EXPECT_FALSE(vsched_parse_policy("fast", &p));
+    EXPECT_FALSE(vsched_parse_policy(nullptr, &p));
+    EXPECT_STREQ(vsched_policy_name(VSCHED_POLICY_IPI), "ipi");
+    EXPECT_STREQ(vsched_policy_name(42), "unknown");
+
+    uint64_t ns = 0;
+    char err[128] = "";
+    EXPECT_TRUE(vsched_parse_duration("100us", &ns, err, sizeof(err)));
+    EXPECT_EQ(ns, 100'000u);
+    EXPECT_FALSE(vsched_parse_duration("-1ms", &ns, err, sizeof(err)));
+    EXPECT_GT(std::strlen(err), 0u);
+    EXPECT_FALSE(vsched_parse_duration("12 apples", &ns, err, 4));
+    EXPECT_EQ(std::strlen(err), 3u); /* truncated, NUL-terminated */
+}
+
+TEST(Facade, NewValidates)
+{
+    VschedConfig c;
+    vsched_config_defaults(&c);
+    char err[128] = "";
+    EXPECT_EQ(vsched_core_new(&c, 0, &kOps, nullptr, err, sizeof(err)), nullptr);
+    EXPECT_NE(std::string(err).find("vCPU"), std::string::npos);
+    c.pcpus = 0;
+    EXPECT_EQ(vsched_core_new(&c, 4, &kOps, nullptr, err, sizeof(err)), nullptr);
+    EXPECT_NE(std::string(err).find("pcpus"), std::string::npos);
+    c.pcpus = 1;
+    EXPECT_EQ(vsched_core_new(&c, 4, nullptr, nullptr, err, sizeof(err)), nullptr);
+    EXPECT_EQ(vsched_core_new(nullptr, 4, &kOps, nullptr, err, sizeof(err)), nullptr);
+    c.policy = 17;
+    EXPECT_EQ(vsched_core_new(&c, 4, &kOps, nullptr, err, sizeof(err)), nullptr);
+}
+
+TEST(Facade, GlueProtocolEndToEnd)
+{
+    Glue g;
+    VschedConfig c;
+    vsched_config_defaults(&c);
+    c.pcpus = 1;
+    c.slice_ns = 1'000'000;
+    c.policy = VSCHED_POLICY_IPI_PRIO;
+    char err[128];
+    VschedCore *core = vsched_core_new(&c, 3, &kOps, &g, err, sizeof(err));
+    ASSERT_NE(core, nullptr) << err;
+
+    ASSERT_TRUE(vsched_acquire(core, 0));
+    ASSERT_FALSE(vsched_acquire(core, 1));
+    ASSERT_FALSE(vsched_acquire(core, 2));
+    int dst[] = {1, 2};
+    vsched_on_ipi(core, 0, dst, 2, 0xfd, 0, 0); /* TLB-shootdown-like */
+
+    /* PAUSE loop until the detector fires. */
+    bool fired = false;
+    for (int i = 0; i < 1000 && !fired; i++) {
+        g.now += 2'000;
+        fired = vsched_on_pause(core, 0, 0);
+    }
+    ASSERT_TRUE(fired);
+    EXPECT_TRUE(vsched_after_exec(core, 0, 0));
+    ASSERT_EQ(g.wakes.size(), 1u);
+    int target = g.wakes[0];
+    EXPECT_EQ(target, 1); /* first receiver in scan order */
+    EXPECT_TRUE(vsched_acquire(core, target));
+
+    VschedVcpuInfo info;
+    ASSERT_TRUE(vsched_vcpu_info(core, 0, &info));
+    EXPECT_STREQ(info.state, "runnable-queued");
+    EXPECT_EQ(info.state_id, VSCHED_STATE_QUEUED);
+    EXPECT_FALSE(info.holds_slot);
+    EXPECT_TRUE(info.ready);
+    EXPECT_EQ(info.nr_receivers, 2);
+    ASSERT_TRUE(vsched_vcpu_info(core, 1, &info));
+    EXPECT_TRUE(info.holds_slot);
+    EXPECT_EQ(info.nr_pending_ipis, 1);
+    EXPECT_EQ(info.pending_from[0], 0);
+    EXPECT_EQ(info.pending_vector[0], 0xfd);
+    EXPECT_FALSE(vsched_vcpu_info(core, 3, &info));
+
+    vsched_on_irq_accept(core, 1, 0xfd);
+    vsched_on_eoi(core, 1, 0xfd);
+    ASSERT_TRUE(vsched_vcpu_info(core, 1, &info));
+    EXPECT_EQ(info.nr_pending_ipis, 0);
+
+    /* Slice expiry through the timer thread. */
+    g.now += 2'000'000;
+    uint64_t next = vsched_tick(core);
+    EXPECT_GT(next, g.now);
+    ASSERT_EQ(g.kicks.size(), 1u);
+    EXPECT_EQ(g.kicks[0], 1);
+    EXPECT_TRUE(vsched_after_exec(core, 1, 0));
+
+    vsched_release(core, 2, VSCHED_RELEASE_HALT);
+    vsched_release(core, 2, 99); /* ignored */
+
+    /* Counters: by name, by value and as JSON. */
+    int n = vsched_counter_count();
+    ASSERT_GT(n, 10);
+    int handoffs = -1;
+    for (int i = 0; i < n; i++) {
+        ASSERT_NE(vsched_counter_name(i), nullptr);
+        ASSERT_NE(vsched_counter_description(i), nullptr);
+        if (std::string(vsched_counter_name(i)) == "handoffs") {
+            handoffs = i;
+        }
+    }
+    EXPECT_EQ(vsched_counter_name(n), nullptr);
+    ASSERT_GE(handoffs, 0);
+    EXPECT_EQ(vsched_counter_value(core, handoffs), 1u);
+    EXPECT_EQ(vsched_counter_value(core, -1), 0u);
+    size_t need = vsched_counters_json(core, nullptr, 0);
+    std::string buf(need + 1, '\0');
+    EXPECT_EQ(vsched_counters_json(core, buf.data(), buf.size()), need);
+    EXPECT_EQ(buf[need], '\0');
+    EXPECT_NE(buf.find("\"handoffs\":1"), std::string::npos);
+    char small[8];
+    EXPECT_EQ(vsched_counters_json(core, small, sizeof(small)), need);
+    EXPECT_EQ(std::strlen(small), 7u);
+
+    /* Trace: spin-detected, receiver yield, handoff, preempt were seen. */
+    for (int ev : {VSCHED_TRACE_SPIN_DETECTED, VSCHED_TRACE_YIELD_RECEIVER,
+                   VSCHED_TRACE_HANDOFF, VSCHED_TRACE_PREEMPT, VSCHED_TRACE_ACQUIRE_WAIT,
+                   VSCHED_TRACE_RELEASE}) {
+        EXPECT_NE(std::find(g.events.begin(), g.events.end(), ev), g.events.end())
+            << vsched_trace_event_name(ev);
+    }
+    EXPECT_STREQ(vsched_trace_event_name(VSCHED_TRACE_HANDOFF), "handoff");
+    EXPECT_EQ(vsched_trace_event_name(VSCHED_TRACE__MAX), nullptr);
+    vsched_core_free(core);
+}
+
+TEST(Facade, KnobsAreRuntimeChangeable)
+{
+    VschedConfig c;
+    vsched_config_defaults(&c);
+    VschedHostOps ops = {nullptr, nullptr, nullptr, nullptr}; /* all optional */
+    VschedCore *core = vsched_core_new(&c, 2, &ops, nullptr, nullptr, 0);
+    ASSERT_NE(core, nullptr);
+    EXPECT_TRUE(vsched_set_policy(core, VSCHED_POLICY_IPI));
+    EXPECT_EQ(vsched_get_policy(core), VSCHED_POLICY_IPI);
+    EXPECT_FALSE(vsched_set_policy(core, 7));
+    EXPECT_EQ(vsched_get_policy(core), VSCHED_POLICY_IPI);
+    vsched_set_relaxed_boost(core, false);
+    EXPECT_FALSE(vsched_get_relaxed_boost(core));
+    vsched_set_ipi_tracking(core, false);
+    EXPECT_FALSE(vsched_get_ipi_tracking(core));
+    vsched_set_ipi_window_ns(core, 7'000'000);
+    EXPECT_EQ(vsched_get_ipi_window_ns(core), 7'000'000u);
+    vsched_set_ple_gap_ns(core, 1234);
+    EXPECT_EQ(vsched_get_ple_gap_ns(core), 1234u);
+    vsched_set_ple_window_ns(core, 99'000);
+    EXPECT_EQ(vsched_get_ple_window_ns(core), 99'000u);
+    /* Real clock when now_ns is NULL: tick returns a future time. */
+    EXPECT_TRUE(vsched_acquire(core, 0));
+    EXPECT_GT(vsched_tick(core), 0u);
+    vsched_on_mwait(core, 0);
+    vsched_vcpu_reset(core, 0);
+    vsched_core_free(core);
+}
+
+} // namespace

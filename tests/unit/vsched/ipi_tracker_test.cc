@@ -1,0 +1,168 @@
+/* IPI tracker: what the series records and what it misses. */
+#include <gtest/gtest.h>
+
+#include "ipi_tracker.h"
+
+namespace vsched::test {
+namespace {
+
+constexpr uint64_t kT = 1'000'000'000;
+constexpr uint64_t kWin = 50'000'000;
+
+class IpiTrackerTest : public ::testing::Test {
+protected:
+    Counters ctr_;
+    IpiTracker t_{8, ctr_};
+    void send(int src, std::initializer_list<int> dst, int vector = 0xfb,
+              int mode = kApicDmFixed, int sh = kApicShNone, uint64_t at = kT)
+    {
+        std::vector<int> d(dst);
+        t_.on_ipi(src, d.data(), static_cast<int>(d.size()), vector, mode, sh, at);
+    }
+};
+
+TEST_F(IpiTrackerTest, SeriesRecordsUnicastFixedOnly)
+{
+    send(1, {2});
+    EXPECT_TRUE(t_.series_is_receiver(1, 2, kT));
+    EXPECT_EQ(t_.series_last_receiver(1), 2);
+    EXPECT_EQ(t_.series_last_sender(2), 1);
+    EXPECT_EQ(ctr_.get(Ctr::ipi_series_tracked), 1u);
+    EXPECT_EQ(ctr_.get(Ctr::ipi_unicast), 1u);
+
+    send(3, {4, 5});                            /* multicast */
+    send(3, {4}, 0xfb, kApicDmLowest);          /* lowest priority */
+    send(3, {4, 5, 6}, 0xfb, kApicDmFixed, kApicShAllButSelf);
+    EXPECT_FALSE(t_.series_pending(3));
+    EXPECT_EQ(ctr_.get(Ctr::ipi_series_missed), 3u);
+    /* ...but our view has all of them. */
+    EXPECT_TRUE(t_.is_receiver(3, 4, kT));
+    EXPECT_TRUE(t_.is_receiver(3, 5, kT));
+    EXPECT_TRUE(t_.is_receiver(3, 6, kT));
+    EXPECT_EQ(ctr_.get(Ctr::ipi_multicast), 1u);
+    EXPECT_EQ(ctr_.get(Ctr::ipi_shorthand), 1u);
+}
+
+TEST_F(IpiTrackerTest, SelfAndNonFixedIgnored)
+{
+    send(1, {1});
+    send(1, {2}, 0x02, kApicDmNmi);
+    send(1, {2}, 0, kApicDmInit);
+    send(1, {1}, 0xfb, kApicDmFixed, kApicShSelf);
+    EXPECT_FALSE(t_.series_pending(1));
+    EXPECT_FALSE(t_.is_receiver(1, 2, kT));
+    EXPECT_EQ(ctr_.get(Ctr::ipi_self), 2u);
+    EXPECT_EQ(ctr_.get(Ctr::ipi_nonfixed), 2u);
+    EXPECT_EQ(ctr_.get(Ctr::ipi_calls), 4u);
+}
+
+/* Last writer wins in the series view; ours keeps both receivers. */
+TEST_F(IpiTrackerTest, SeriesKeepsOneReceiverOursKeepsAll)
+{
+    send(1, {2});
+    send(1, {3});
+    EXPECT_FALSE(t_.series_is_receiver(1, 2, kT));
+    EXPECT_TRUE(t_.series_is_receiver(1, 3, kT));
+    EXPECT_TRUE(t_.is_receiver(1, 2, kT));
+    EXPECT_TRUE(t_.is_receiver(1, 3, kT));
+    int r[8];
+    EXPECT_EQ(t_.receivers_of(1, kT, r, 8), 2);
+}
+
+TEST_F(IpiTrackerTest, WindowCheckedLazily)
+{
+    send(1, {2});
+    EXPECT_TRUE(t_.series_is_receiver(1, 2, kT + kWin));
+    EXPECT_FALSE(t_.series_is_receiver(1, 2, kT + kWin + 1));
+    EXPECT_TRUE(t_.is_receiver(1, 2, kT + kWin));
+    EXPECT_FALSE(t_.is_receiver(1, 2, kT + kWin + 1));
+    t_.set_window(2 * kWin);
+    EXPECT_TRUE(t_.is_receiver(1, 2, kT + kWin + 1));
+}
+
+/* Series EOI (v1/v2): any vector, and it wipes the receiver's own sender
+ * state.  Ours: only the EOI'd vector, and 2's own IPI to 3 survives. */
+TEST_F(IpiTrackerTest, EoiSeriesWipesOwnSenderStateOursDoesNot)
+{
+    send(1, {2}, 0xfb);
+    send(2, {3}, 0xfc);
+    ASSERT_TRUE(t_.series_is_receiver(2, 3, kT));
+    t_.on_eoi(2, 0xec, kT); /* some unrelated vector */
+    EXPECT_FALSE(t_.series_is_receiver(1, 2, kT)); /* cleared: any EOI */
+    EXPECT_FALSE(t_.series_is_receiver(2, 3, kT)); /* side effect */
+    EXPECT_EQ(ctr_.get(Ctr::eoi_series_cleared), 1u);
+    EXPECT_TRUE(t_.is_receiver(1, 2, kT));  /* vector did not match */
+    EXPECT_TRUE(t_.is_receiver(2, 3, kT));
+    t_.on_eoi(2, 0xfb, kT);
+    EXPECT_FALSE(t_.is_receiver(1, 2, kT));
+    EXPECT_TRUE(t_.is_receiver(2, 3, kT));
+    EXPECT_FALSE(t_.may_have_receivers(1));
+    EXPECT_EQ(ctr_.get(Ctr::eoi_cleared), 1u);
+}
+
+/* The series clears the sender's pending only if the sender's last
+ * receiver is this receiver and within the window. */
+TEST_F(IpiTrackerTest, SeriesEoiChecksSenderStillPointsHere)
+{
+    send(1, {2});
+    send(1, {3});
+    t_.on_eoi(2, 0xfb, kT);
+    EXPECT_TRUE(t_.series_is_receiver(1, 3, kT));
+    send(4, {5}, 0xfb, kApicDmFixed, kApicShNone, kT - kWin - 1);
+    t_.on_eoi(5, 0xfb, kT);
+    EXPECT_TRUE(t_.series_pending(4)); /* stale: left alone */
+}
+
+TEST_F(IpiTrackerTest, AcceptMarksEntryNotPending)
+{
+    send(1, {2}, 0xfb);
+    EXPECT_TRUE(t_.has_pending_interrupt(2, kT));
+    t_.on_accept(2, 0xfa);
+    EXPECT_TRUE(t_.has_pending_interrupt(2, kT));
+    t_.on_accept(2, 0xfb);
+    EXPECT_FALSE(t_.has_pending_interrupt(2, kT));
+    EXPECT_TRUE(t_.is_receiver(1, 2, kT)); /* until EOI */
+}
+
+TEST_F(IpiTrackerTest, OldestEntryEvictedWhenFull)
+{
+    IpiTracker big(16, ctr_);
+    for (int s = 0; s < kPendingPerVcpu + 1; s++) {
+        int d = 15;
+        big.on_ipi(s, &d, 1, 0xf0, kApicDmFixed, kApicShNone, kT + s);
+    }
+    EXPECT_FALSE(big.is_receiver(0, 15, kT + 20));
+    EXPECT_TRUE(big.is_receiver(kPendingPerVcpu, 15, kT + 20));
+    EXPECT_EQ(ctr_.get(Ctr::ipi_entries_evicted), 1u);
+    EXPECT_FALSE(big.may_have_receivers(0));
+}
+
+TEST_F(IpiTrackerTest, TrackingOffRecordsNothing)
+{
+    t_.set_enabled(false);
+    send(1, {2});
+    EXPECT_EQ(ctr_.get(Ctr::ipi_untracked), 1u);
+    t_.set_enabled(true);
+    EXPECT_FALSE(t_.series_pending(1));
+    EXPECT_FALSE(t_.is_receiver(1, 2, kT));
+}
+
+TEST_F(IpiTrackerTest, ResetForgetsVcpu)
+{
+    send(1, {2});
+    t_.reset_vcpu(2);
+    EXPECT_FALSE(t_.is_receiver(1, 2, kT));
+    EXPECT_EQ(t_.series_last_sender(2), -1);
+}
+
+TEST_F(IpiTrackerTest, InvalidIndicesIgnored)
+{
+    send(1, {-1, 99});
+    send(-5, {2});
+    EXPECT_FALSE(t_.series_pending(1));
+    t_.on_eoi(42, 0xfb, kT);
+    t_.on_accept(-1, 0xfb);
+}
+
+} // namespace
+} // namespace vsched::test

@@ -1,0 +1,151 @@
+/* policy "ipi-prio": receivers first (real priority), lock holders, then
+ * the relaxed pass; separate budgets; multicast receivers count. */
+#include "policy_fixture.h"
+
+namespace vsched::test {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+class IpiPrioTest : public PolicyTest {
+protected:
+    std::unique_ptr<YieldPolicy> p_ = make_ipi_prio_policy();
+};
+
+/* The case the series gets "wrong": the receiver (7) beats the earlier
+ * preempted-in-kernel vCPU (6). */
+TEST_F(IpiPrioTest, ReceiverBeatsEarlierLockHolder)
+{
+    init(8, 2);
+    set_last_boosted(5);
+    preempted(6, 0);
+    woken(7);
+    ipi(2, 7);
+    Decision d = decide(*p_, true);
+    EXPECT_THAT(mech_.attempts, ElementsAre(7));
+    EXPECT_EQ(d.pass, Ctr::yield_receiver);
+    EXPECT_TRUE(d.receiver_hit);
+    EXPECT_EQ(last_boosted(), 7);
+}
+
+/* Multicast: both destinations are receivers; 5 runs (not ready), 7 is
+ * queued and gets the slot. */
+TEST_F(IpiPrioTest, MulticastReceiversCount)
+{
+    init(8, 2);
+    set_last_boosted(0);
+    preempted(1, 0);
+    woken(7);
+    int dst[] = {5, 7};
+    ipi_->on_ipi(2, dst, 2, 0xfd, kApicDmFixed, kApicShNone, kNow);
+    Decision d = decide(*p_, true);
+    EXPECT_EQ(d.target, 7);
+    EXPECT_EQ(d.pass, Ctr::yield_receiver);
+}
+
+/* Receivers are tried in scan order among themselves. */
+TEST_F(IpiPrioTest, ReceiversInScanOrder)
+{
+    init(8, 0);
+    set_last_boosted(4);
+    woken(2);
+    woken(6);
+    int dst[] = {2, 6};
+    ipi_->on_ipi(0, dst, 2, 0xfd, kApicDmFixed, kApicShNone, kNow);
+    mech_.results[6] = 0;
+    Decision d = decide(*p_, true);
+    EXPECT_THAT(mech_.attempts, ElementsAre(6, 2));
+    EXPECT_EQ(d.target, 2);
+}
+
+/* Separate budgets, hand-counted: n=8, me=0, everyone preempted in kernel
+ * and everything returns -ESRCH; receivers 3 and 5.
+ *   receiver pass (start 1): 3, 5                -> 2 attempts, budget left
+ *   lock-holder pass: 1, 2, 4 (3, 5 done)        -> budget 3 used up
+ *   relaxed pass: 6, 7 (1..5 already looked at)  -> 2 attempts
+ * No candidate is tried twice; no underflow. */
+TEST_F(IpiPrioTest, SeparateBudgetsPerPass)
+{
+    init(8, 0);
+    for (int v = 1; v < 8; v++) {
+        preempted(v, 0);
+        mech_.results[v] = kYieldEsrch;
+    }
+    int dst[] = {3, 5};
+    ipi_->on_ipi(0, dst, 2, 0xfd, kApicDmFixed, kApicShNone, kNow);
+    Decision d = decide(*p_, true);
+    EXPECT_THAT(mech_.attempts, ElementsAre(3, 5, 1, 2, 4, 6, 7));
+    EXPECT_EQ(d.target, kNone);
+    EXPECT_EQ(ctr_.get(Ctr::yield_budget_exhausted), 1u);
+}
+
+/* Woken-but-not-preempted vCPUs stay candidates (relaxed pass). */
+TEST_F(IpiPrioTest, WokenNotPreemptedIsCandidate)
+{
+    init(4, 0);
+    woken(2);
+    Decision d = decide(*p_, true);
+    EXPECT_EQ(d.target, 2);
+    EXPECT_EQ(d.pass, Ctr::yield_relaxed);
+}
+
+/* Lock-holder pass before relaxed pass: user-mode preempted 1 comes first
+ * in scan order but the kernel-mode preempted 3 is taken first. */
+TEST_F(IpiPrioTest, LockHolderBeforeRelaxed)
+{
+    init(4, 0);
+    preempted(1, 3);
+    preempted(3, 0);
+    Decision d = decide(*p_, true);
+    EXPECT_THAT(mech_.attempts, ElementsAre(3));
+    EXPECT_EQ(d.pass, Ctr::yield_lock_holder);
+}
+
+/* A pending, not yet accepted interrupt makes a user-mode preempted vCPU a
+ * lock-holder-pass candidate (upstream's "in kernel for directed yield"). */
+TEST_F(IpiPrioTest, PendingInterruptCountsAsInKernel)
+{
+    init(4, 0);
+    preempted(1, 3);
+    preempted(3, 3);
+    ipi(2, 3); /* from someone else: not my receiver */
+    Decision d = decide(*p_, true, /*relaxed=*/false);
+    EXPECT_THAT(mech_.attempts, ElementsAre(3));
+    EXPECT_EQ(d.pass, Ctr::yield_lock_holder);
+}
+
+/* dy_eligible is toggled at most once per decision. */
+TEST_F(IpiPrioTest, EligibilityToggledOnce)
+{
+    init(4, 0);
+    preempted(1, 0);
+    add_flag(1, vflag::kInSpinLoop);
+    Decision d = decide(*p_, true);
+    EXPECT_EQ(d.target, kNone);
+    EXPECT_TRUE(flag(1, vflag::kDyEligible));
+    EXPECT_THAT(mech_.attempts, IsEmpty());
+}
+
+/* EOI is matched by vector and leaves the receiver's own IPIs alone. */
+TEST_F(IpiPrioTest, EoiMatchedByVector)
+{
+    init(4, 0);
+    woken(1);
+    woken(2);
+    ipi(0, 1, kNow, 0xfb);
+    ipi(1, 2, kNow, 0xfc); /* 1's own IPI, as a sender */
+    ipi_->on_eoi(1, 0xfd, kNow); /* unrelated vector */
+    EXPECT_TRUE(ipi_->is_receiver(0, 1, kNow));
+    ipi_->on_eoi(1, 0xfb, kNow);
+    EXPECT_FALSE(ipi_->is_receiver(0, 1, kNow));
+    EXPECT_TRUE(ipi_->is_receiver(1, 2, kNow));
+    ipi_->on_accept(2, 0xfc); /* 2 took it: no interrupt pending there */
+    set_last_boosted(0);
+    Decision d = decide(*p_, true);
+    EXPECT_EQ(d.target, 1);
+    EXPECT_EQ(d.pass, Ctr::yield_relaxed); /* no receiver left for me */
+}
+
+} // namespace
+} // namespace vsched::test

@@ -1,0 +1,177 @@
+/*
+ * policy "ipi": hand-worked cases from the series' KVM half (v2 8/9 + 9/9,
+ * reference §1.3 and §6).  Round 1 accepts (IPI receiver of me) OR (pending
+ * interrupt: false without APICv) OR (preempted AND (user-mode spin OR
+ * preempted in kernel)) in plain scan order; round 2 (relaxed_boost)
+ * rescans from the same start accepting only `preempted`.
+ */
+#include "policy_fixture.h"
+
+namespace vsched::test {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+class IpiTest : public PolicyTest {
+protected:
+    std::unique_ptr<YieldPolicy> p_ = make_ipi_policy();
+};
+
+/* The "priority" is only an OR filter: me=2, last_boosted=5, 7 is me's
+ * tracked receiver (woken, not preempted), 6 was preempted in kernel.
+ * Scan 6,7,...: 6 passes first and wins over the receiver. */
+TEST_F(IpiTest, ReceiverLaterInScanOrderLoses)
+{
+    init(8, 2);
+    set_last_boosted(5);
+    preempted(6, 0);
+    woken(7);
+    ipi(2, 7);
+    Decision d = decide(*p_, true);
+    EXPECT_THAT(mech_.attempts, ElementsAre(6));
+    EXPECT_EQ(d.pass, Ctr::yield_strict);
+    EXPECT_FALSE(d.receiver_hit);
+}
+
+/* Same, but 6 was preempted in user mode: the strict filter rejects it
+ * (kernel-mode spin), the receiver 7 is accepted although not preempted. */
+TEST_F(IpiTest, ReceiverAcceptedEvenIfNotPreempted)
+{
+    init(8, 2);
+    set_last_boosted(5);
+    preempted(6, 3);
+    woken(7);
+    ipi(2, 7);
+    Decision d = decide(*p_, true);
+    EXPECT_THAT(mech_.attempts, ElementsAre(7));
+    EXPECT_EQ(d.target, 7);
+    EXPECT_EQ(d.pass, Ctr::yield_strict);
+    EXPECT_TRUE(d.receiver_hit);
+    EXPECT_EQ(ctr_.get(Ctr::reject_strict), 1u);
+}
+
+/* A woken, not preempted, non-receiver is rejected by both rounds (a
+ * behaviour change against upstream, which accepts it). */
+TEST_F(IpiTest, WokenNonReceiverRejectedByBothRounds)
+{
+    init(4, 0);
+    woken(1);
+    Decision d = decide(*p_, true);
+    EXPECT_THAT(mech_.attempts, IsEmpty());
+    EXPECT_EQ(d.target, kNone);
+    EXPECT_EQ(ctr_.get(Ctr::reject_strict), 1u);
+    EXPECT_EQ(ctr_.get(Ctr::reject_not_preempted), 1u);
+}
+
+/* Relaxed round: a user-mode preempted vCPU, rejected in round 1 of a
+ * kernel-mode spin, is taken by round 2; not at all with relaxed off. */
+TEST_F(IpiTest, RelaxedRoundTakesPreemptedOnly)
+{
+    init(8, 2);
+    set_last_boosted(5);
+    preempted(6, 3);
+    Decision d = decide(*p_, true);
+    EXPECT_THAT(mech_.attempts, ElementsAre(6));
+    EXPECT_EQ(d.pass, Ctr::yield_relaxed);
+
+    mech_.attempts.clear();
+    set_last_boosted(5);
+    d = decide(*p_, true, /*relaxed=*/false);
+    EXPECT_THAT(mech_.attempts, IsEmpty());
+    EXPECT_EQ(d.target, kNone);
+}
+
+/* Round 2 also runs when round 1 found candidates but every yield_to
+ * returned 0 (`yielded <= 0`): 6 (kernel) -> 0, round 2 retries 6 -> 0,
+ * then 7 (user-mode preempted) succeeds. */
+TEST_F(IpiTest, RelaxedRoundAfterZeroResults)
+{
+    init(8, 2);
+    set_last_boosted(5);
+    preempted(6, 0);
+    preempted(7, 3);
+    mech_.results[6] = 0;
+    Decision d = decide(*p_, true);
+    EXPECT_THAT(mech_.attempts, ElementsAre(6, 6, 7));
+    EXPECT_EQ(d.target, 7);
+    EXPECT_EQ(d.pass, Ctr::yield_relaxed);
+}
+
+/* The shared `try` underflows (v1/v2 as published): all seven candidates
+ * return -ESRCH.  Round 1: 1,2,3 (try 3->0, break).  Round 2 starts with
+ * try 0: -1, -2, ... never 0 again, so it tries all seven: 10 attempts. */
+TEST_F(IpiTest, SharedTryUnderflowsInRelaxedRound)
+{
+    init(8, 0);
+    for (int v = 1; v < 8; v++) {
+        preempted(v, 0);
+        mech_.results[v] = kYieldEsrch;
+    }
+    decide(*p_, true);
+    EXPECT_THAT(mech_.attempts, ElementsAre(1, 2, 3, 1, 2, 3, 4, 5, 6, 7));
+    EXPECT_EQ(ctr_.get(Ctr::yield_budget_exhausted), 1u);
+}
+
+/* Edge case (b): round 1 toggles dy_eligible of a spinning candidate, so
+ * round 2 sees it eligible: 6 skipped in round 1, taken in round 2. */
+TEST_F(IpiTest, EligibilityToggledAgainInRelaxedRound)
+{
+    init(8, 2);
+    set_last_boosted(5);
+    preempted(6, 0);
+    add_flag(6, vflag::kInSpinLoop);
+    Decision d = decide(*p_, true);
+    EXPECT_THAT(mech_.attempts, ElementsAre(6));
+    EXPECT_EQ(d.pass, Ctr::yield_relaxed);
+    EXPECT_FALSE(flag(6, vflag::kDyEligible));
+}
+
+/* Only the series' unicast record counts: a multicast IPI leaves no
+ * receiver, so a woken multicast receiver is rejected. */
+TEST_F(IpiTest, MulticastReceiverNotRecognised)
+{
+    init(8, 2);
+    woken(7);
+    int dst[] = {5, 7};
+    ipi_->on_ipi(2, dst, 2, 0xfd, kApicDmFixed, kApicShNone, kNow);
+    Decision d = decide(*p_, true, /*relaxed=*/false);
+    EXPECT_EQ(d.target, kNone);
+}
+
+/* Window: the record is ignored once older than ipi_window_ns (50 ms),
+ * checked lazily at read time. */
+TEST_F(IpiTest, ReceiverExpiresAfterWindow)
+{
+    init(4, 0);
+    woken(1);
+    ipi(0, 1, kNow - 50'000'000);
+    EXPECT_EQ(decide(*p_, true, false, kNow).target, 1);
+    mech_.attempts.clear();
+    ipi(0, 1, kNow - 50'000'001);
+    EXPECT_EQ(decide(*p_, true, false, kNow).target, kNone);
+}
+
+TEST_F(IpiTest, TrackingOffIgnoresReceiver)
+{
+    init(4, 0);
+    woken(1);
+    ipi(0, 1);
+    ipi_->set_enabled(false);
+    EXPECT_EQ(decide(*p_, true, false).target, kNone);
+    ipi_->set_enabled(true);
+    EXPECT_EQ(decide(*p_, true, false).target, 1);
+}
+
+/* The receiver's EOI (any vector, v1/v2) clears the sender's pending. */
+TEST_F(IpiTest, EoiClearsReceiver)
+{
+    init(4, 0);
+    woken(1);
+    ipi(0, 1);
+    ipi_->on_eoi(1, 0x30, kNow);
+    EXPECT_EQ(decide(*p_, true, false).target, kNone);
+}
+
+} // namespace
+} // namespace vsched::test
