@@ -16,11 +16,32 @@ int key_vector(int32_t key) { return key & 0xff; }
 
 IpiTracker::IpiTracker(int nr_vcpus, Counters &ctr)
     : nr_(nr_vcpus), ctr_(ctr), ctx_(new SeriesCtx[nr_vcpus]),
-      rx_(new Receiver[nr_vcpus]), outstanding_(new std::atomic<int32_t>[nr_vcpus])
+      rx_(new Receiver[nr_vcpus]), outstanding_(new std::atomic<int32_t>[nr_vcpus]),
+      hints_(new Hints[nr_vcpus])
 {
     for (int v = 0; v < nr_; v++) {
         outstanding_[v].store(0, rlx);
+        for (auto &h : hints_[v].v) {
+            h.store(-1, rlx);
+        }
     }
+}
+
+int IpiTracker::receiver_hints(int sender, uint64_t now, int *out) const
+{
+    const Hints &h = hints_[sender];
+    uint64_t of = h.overflow_ns.load(rlx);
+    if (of != 0 && live(of, now)) {
+        return -1;
+    }
+    int n = 0;
+    for (const auto &x : h.v) {
+        int32_t r = x.load(rlx);
+        if (r >= 0) {
+            out[n++] = r;
+        }
+    }
+    return n;
 }
 
 /* kvm_track_ipi_communication() */
@@ -122,13 +143,24 @@ void IpiTracker::on_ipi(int src, const int *dst, int ndst, int vector,
     } else {
         ctr_.add(Ctr::ipi_series_missed);
     }
+    Hints &h = hints_[src];
+    if (others > kReceiverHints) {
+        h.overflow_ns.store(now, rlx);
+    }
     for (int i = 0; i < ndst; i++) {
         int d = dst[i];
         if (!valid(d) || d == src) {
             continue;
         }
-        Guard g(rx_[d].lock);
-        record_entry(src, d, vector, now);
+        {
+            Guard g(rx_[d].lock);
+            record_entry(src, d, vector, now);
+        }
+        if (others <= kReceiverHints) {
+            uint32_t p = h.pos.load(rlx);
+            h.v[p % kReceiverHints].store(d, rlx);
+            h.pos.store(p + 1, rlx);
+        }
     }
 }
 

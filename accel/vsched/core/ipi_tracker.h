@@ -49,6 +49,8 @@ enum : int {
 };
 
 inline constexpr int kPendingPerVcpu = 8;
+/* Recent receivers remembered per sender (a hint for the receiver pass). */
+inline constexpr int kReceiverHints = 8;
 
 class IpiTracker {
 public:
@@ -85,6 +87,13 @@ public:
     {
         return outstanding_[sender].load(rlx) > 0;
     }
+    /*
+     * Candidates for "receivers of sender": copies up to kReceiverHints
+     * vCPU indices (unvalidated, may repeat; check with is_receiver()) and
+     * returns how many, or -1 when the hints may be incomplete (a multicast
+     * wider than the ring within the window): then scan everyone.
+     */
+    int receiver_hints(int sender, uint64_t now, int *out) const;
     /* Is an IPI pending at v that it has not accepted yet (IRR)? */
     bool has_pending_interrupt(int v, uint64_t now) const;
     /* Entries at receiver v that are live; returns how many were copied. */
@@ -139,6 +148,12 @@ private:
     std::unique_ptr<SeriesCtx[]> ctx_;
     std::unique_ptr<Receiver[]> rx_;
     std::unique_ptr<std::atomic<int32_t>[]> outstanding_;
+    struct alignas(64) Hints {
+        std::atomic<int32_t> v[kReceiverHints];
+        std::atomic<uint32_t> pos{0};
+        std::atomic<uint64_t> overflow_ns{0}; /* last too-wide multicast */
+    };
+    std::unique_ptr<Hints[]> hints_;
 };
 
 } // namespace vsched

@@ -36,6 +36,10 @@ private:
     enum class Pass { kReceiver, kLockHolder, kRelaxed };
     /* Returns true when it yielded. */
     bool run_pass(PolicyContext &c, Pass pass, int me, bool kernel_mode, Decision *d);
+    bool receiver_pass_hinted(PolicyContext &c, int me, const int *hint, int nh,
+                              Decision *d);
+    bool try_receiver(PolicyContext &c, int me, int idx, int *tries, bool *stop,
+                      Decision *d);
     bool seen(int idx) const { return seen_[idx] == epoch_; }
     void mark(int idx) { seen_[idx] = epoch_; }
 
@@ -97,6 +101,69 @@ bool IpiPrioPolicy::run_pass(PolicyContext &c, Pass pass, int me, bool kernel_mo
     return false;
 }
 
+bool IpiPrioPolicy::try_receiver(PolicyContext &c, int me, int idx, int *tries, bool *stop,
+                                 Decision *d)
+{
+    using namespace detail;
+    *stop = false;
+    if (idx == me || seen(idx) || !c.ipi.is_receiver(me, idx, c.now)) {
+        return false;
+    }
+    mark(idx);
+    if (!ready_and_runnable(c, idx)) {
+        return false;
+    }
+    if (attempt(c, me, idx, tries, stop) > 0) {
+        d->target = idx;
+        d->pass = Ctr::yield_receiver;
+        d->receiver_hit = true;
+        return true;
+    }
+    return false;
+}
+
+/* The same receiver pass over the sender's hint ring: the candidates, in
+ * scan order from last_boosted_vcpu + 1, without touching anyone else. */
+bool IpiPrioPolicy::receiver_pass_hinted(PolicyContext &c, int me, const int *hint, int nh,
+                                         Decision *d)
+{
+    const int n = c.pool.data().nr_vcpus;
+    const int start = c.pool.data().last_boosted_vcpu + 1;
+    int order[kReceiverHints];
+    int m = 0;
+    for (int i = 0; i < nh; i++) {
+        if (hint[i] < 0 || hint[i] >= n) {
+            continue;
+        }
+        int dist = ((hint[i] - start) % n + n) % n;
+        int j = m++;
+        /* insertion sort by scan distance, dropping duplicates */
+        while (j > 0 && ((order[j - 1] - start) % n + n) % n > dist) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        if (j > 0 && order[j - 1] == hint[i]) {
+            for (int k = j; k < m - 1; k++) {
+                order[k] = order[k + 1];
+            }
+            m--;
+            continue;
+        }
+        order[j] = hint[i];
+    }
+    int tries = c.budget;
+    for (int i = 0; i < m; i++) {
+        bool stop;
+        if (try_receiver(c, me, order[i], &tries, &stop, d)) {
+            return true;
+        }
+        if (stop) {
+            return false;
+        }
+    }
+    return false;
+}
+
 Decision IpiPrioPolicy::decide(PolicyContext &c, int me, bool kernel_mode)
 {
     using namespace detail;
@@ -111,7 +178,10 @@ Decision IpiPrioPolicy::decide(PolicyContext &c, int me, bool kernel_mode)
     begin_spin(c, me);
     bool done = false;
     if (c.ipi.enabled() && c.ipi.may_have_receivers(me)) {
-        done = run_pass(c, Pass::kReceiver, me, kernel_mode, &d);
+        int hint[kReceiverHints];
+        int nh = c.ipi.receiver_hints(me, c.now, hint);
+        done = nh < 0 ? run_pass(c, Pass::kReceiver, me, kernel_mode, &d)
+                      : receiver_pass_hinted(c, me, hint, nh, &d);
     }
     if (!done) {
         done = run_pass(c, Pass::kLockHolder, me, kernel_mode, &d);

@@ -137,6 +137,18 @@ TEST_F(IpiTrackerTest, OldestEntryEvictedWhenFull)
     EXPECT_FALSE(big.may_have_receivers(0));
 }
 
+TEST_F(IpiTrackerTest, ReceiverHintsRememberRecentDestinations)
+{
+    int hint[kReceiverHints];
+    EXPECT_EQ(t_.receiver_hints(1, kT, hint), 0);
+    send(1, {2});
+    send(1, {3, 4});
+    ASSERT_EQ(t_.receiver_hints(1, kT, hint), 3);
+    EXPECT_EQ(hint[0], 2);
+    EXPECT_EQ(hint[1], 3);
+    EXPECT_EQ(hint[2], 4);
+}
+
 TEST_F(IpiTrackerTest, TrackingOffRecordsNothing)
 {
     t_.set_enabled(false);
