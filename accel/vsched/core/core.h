@@ -80,6 +80,13 @@ public:
         return spin_.on_pause(v, cpl, now);
     }
     void on_mwait(int v);
+    /* Tests/benchmarks: a spin fires for v as if its PAUSE loop had. */
+    void inject_spin(int v, int cpl)
+    {
+        if (valid(v)) {
+            spin_.inject(v, cpl);
+        }
+    }
     void on_ipi(int src, const int *dst, int ndst, int vector, int delivery_mode,
                 int shorthand);
     void on_irq_accept(int v, int vector);

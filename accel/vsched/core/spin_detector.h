@@ -57,6 +57,17 @@ public:
         s.last_pause_ns.store(0, std::memory_order_relaxed);
     }
 
+    /* Tests/benchmarks: make a spin fire now without PAUSEs. */
+    void inject(int v, int cpl)
+    {
+        Slot &s = slots_[v];
+        if (!s.pending.load(std::memory_order_relaxed)) {
+            s.pending_cpl.store(cpl, std::memory_order_relaxed);
+            s.pending.store(1, std::memory_order_release);
+            bump(s.spins);
+        }
+    }
+
     /* Consume a fired spin; returns false if none; *cpl gets its CPL. */
     bool take_pending(int v, int *cpl)
     {
