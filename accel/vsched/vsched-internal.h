@@ -6,6 +6,7 @@
 #ifndef ACCEL_VSCHED_INTERNAL_H
 #define ACCEL_VSCHED_INTERNAL_H
 
+#include "qemu/atomic.h"
 #include "core/vsched-core.h"
 
 /* What -accel tcg,... asked for; read at machine-init-done. */

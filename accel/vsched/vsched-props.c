@@ -11,6 +11,7 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qapi/visitor.h"
+#include "qemu/option.h"
 #include "qom/object.h"
 #include "accel/vsched.h"
 #include "vsched-internal.h"
@@ -291,5 +292,13 @@ void vsched_kvm_accel_class_init(ObjectClass *oc)
                                   NULL, NULL);
         object_class_property_set_description(oc, names[i],
             "vsched (TCG only): refused with KVM");
+    }
+}
+
+void vsched_accel_help(QemuOpts *opts, ObjectClass *oc)
+{
+    if (qemu_opt_has_help_opt(opts)) {
+        type_print_class_properties(object_class_get_name(oc));
+        exit(0);
     }
 }

@@ -16,6 +16,8 @@ extern bool vsched_active;
 /* Class init of tcg-accel / kvm-accel: add the vsched properties. */
 void vsched_tcg_accel_class_init(ObjectClass *oc);
 void vsched_kvm_accel_class_init(ObjectClass *oc);
+/* -accel NAME,help: list the accelerator's properties and exit. */
+void vsched_accel_help(QemuOpts *opts, ObjectClass *oc);
 
 void vsched_tcg_pause(CPUState *cs, int cpl);
 void vsched_tcg_mwait(CPUState *cs);

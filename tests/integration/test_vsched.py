@@ -178,7 +178,8 @@ def test_ipi_workload_under_scheduler(qemu, image_dir, tmp_path):
     c = stats_file(stats)
     assert c["pause_events"] > 0
     assert c["spins_detected"] > 0
-    assert c["ipi_icr_x2apic"] > 0 and c["ipi_icr_xapic"] == 0
+    # Firmware and early boot write the xAPIC ICR; Linux then switches to x2APIC.
+    assert c["ipi_icr_x2apic"] > 100 * c["ipi_icr_xapic"]
     assert c["ipi_unicast"] + c["ipi_multicast"] > 0
     assert c["yield_strict"] > 0, c
     assert c["yield_relaxed"] > 0, c
