@@ -112,7 +112,10 @@ def test_bad_workload_and_concurrent_vms(qemu, image_dir, tmp_path):
     results = [None, None]
 
     def run(i):
-        results[i] = vms[i].run(timeout=120)
+        try:
+            results[i] = vms[i].run(timeout=120)
+        except Exception as e:  # reported by the asserts below
+            results[i] = e
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
     for t in threads:
@@ -120,6 +123,8 @@ def test_bad_workload_and_concurrent_vms(qemu, image_dir, tmp_path):
     for t in threads:
         t.join()
     bad, hb = results
+    for r in results:
+        assert not isinstance(r, Exception), repr(r)
     assert not bad.ok
     assert bad.reason == "unknown workload", (bad.reason, bad.log_path)
     assert bad.result["status"] == "fail" and bad.result["exit"] == 127
