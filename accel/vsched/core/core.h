@@ -71,7 +71,7 @@ public:
     bool acquire_blocking(int v, const std::atomic<bool> *stop_flag = nullptr);
 
     /* Hooks. */
-    bool on_pause(int v, int cpl) { return on_pause_at(v, cpl, host_.now_ns()); }
+    bool on_pause(int v, int cpl) { return on_pause_at(v, cpl, host_.pause_now_ns()); }
     bool on_pause_at(int v, int cpl, uint64_t now)
     {
         if (static_cast<unsigned>(v) >= static_cast<unsigned>(nr_)) {

@@ -45,6 +45,9 @@ public:
      * Only standalone users (tests, benchmarks) call this; QEMU waits on
      * its own halt_cond instead. */
     virtual void wait(int vcpu, uint64_t deadline_ns) = 0;
+    /* Clock of the PAUSE/MWAIT hook; only compared with itself (spin gap
+     * and window), so a host may return something cheaper than now_ns(). */
+    virtual uint64_t pause_now_ns() { return now_ns(); }
     /* Optional decision trace. */
     virtual void trace(TraceEvent, int /*vcpu*/, int /*target*/, int64_t /*arg*/) {}
 };

@@ -47,6 +47,15 @@ enum : uint8_t {
     kWakeUrgent = 2,  /* NMI/INIT/SIPI/SMI: always runnable (KVM_REQ_NMI) */
 };
 
+/* Counters bumped per candidate, kept local to one decision and added to
+ * Counters once at its end (an atomic RMW per rejected candidate would
+ * dominate a full scan). */
+struct DecisionTally {
+    uint32_t not_ready = 0, blocking = 0, user_mode = 0, strict = 0;
+    uint32_t not_preempted = 0, not_eligible = 0;
+    void flush(Counters &c) const;
+};
+
 struct PolicyContext {
     SlotPool pool;
     const IpiTracker &ipi;
@@ -56,6 +65,7 @@ struct PolicyContext {
     uint64_t now;
     bool relaxed_boost;
     int budget;
+    DecisionTally tally = {};
 };
 
 struct Decision {

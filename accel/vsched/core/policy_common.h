@@ -23,6 +23,19 @@ inline void end_spin(PolicyContext &c, int me)
     if (c.pool.state(me) == VcpuState::kRunning) {
         c.pool.clear_flag(me, vflag::kInSpinLoop | vflag::kDyEligible);
     }
+    c.tally.flush(c.ctr);
+    c.tally = {};
+}
+
+/* The kernel's idx = (start + i) % n without a division per candidate:
+ * start is last_boosted + 1 <= n, so one conditional wrap is enough. */
+inline int scan_first(int start, int n)
+{
+    return start >= n ? start - n : start;
+}
+inline int scan_next(int idx, int n)
+{
+    return idx + 1 == n ? 0 : idx + 1;
 }
 
 inline bool halted_or_stopped(const PolicyContext &c, int idx)
@@ -49,12 +62,12 @@ inline bool ready_and_runnable(PolicyContext &c, int idx)
         hint = c.wake_hint[idx].load(std::memory_order_relaxed);
     }
     if (hint == kWakeNone) {
-        c.ctr.add(Ctr::reject_not_ready);
+        c.tally.not_ready++;
         return false;
     }
     bool dy_runnable = hint == kWakeUrgent || c.ipi.has_pending_interrupt(idx, c.now);
     if (!dy_runnable) {
-        c.ctr.add(Ctr::reject_blocking);
+        c.tally.blocking++;
         return false;
     }
     return true;
@@ -73,7 +86,7 @@ inline bool eligible_for_directed_yield(PolicyContext &c, int idx)
         }
     }
     if (in_spin && !elig) {
-        c.ctr.add(Ctr::reject_not_eligible);
+        c.tally.not_eligible++;
         return false;
     }
     return true;

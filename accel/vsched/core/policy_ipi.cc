@@ -78,16 +78,15 @@ Decision IpiPolicy::decide(PolicyContext &c, int me, bool kernel_mode)
     int yielded;
 retry:
     yielded = 0;
-    for (int i = 0; i < n; i++) {
-        int idx = (start + i) % n;
+    for (int i = 0, idx = scan_first(start, n); i < n; i++, idx = scan_next(idx, n)) {
         if (idx == me || !ready_and_runnable(c, idx)) {
             continue;
         }
         if (first_round && !good_candidate(c, me, idx, kernel_mode)) {
-            c.ctr.add(Ctr::reject_strict);
+            c.tally.strict++;
             continue;
         } else if (!first_round && !preempted(c, idx)) {
-            c.ctr.add(Ctr::reject_not_preempted);
+            c.tally.not_preempted++;
             continue;
         }
         if (!eligible_for_directed_yield(c, idx)) {

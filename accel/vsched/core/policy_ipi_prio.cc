@@ -54,8 +54,7 @@ bool IpiPrioPolicy::run_pass(PolicyContext &c, Pass pass, int me, bool kernel_mo
     const int n = c.pool.data().nr_vcpus;
     const int start = c.pool.data().last_boosted_vcpu + 1;
     int tries = c.budget;
-    for (int i = 0; i < n; i++) {
-        int idx = (start + i) % n;
+    for (int i = 0, idx = scan_first(start, n); i < n; i++, idx = scan_next(idx, n)) {
         if (idx == me || seen(idx)) {
             continue;
         }
@@ -76,7 +75,7 @@ bool IpiPrioPolicy::run_pass(PolicyContext &c, Pass pass, int me, bool kernel_mo
                 bool holder = preempted(c, idx) &&
                               (!kernel_mode || preempted_in_kernel(c, idx));
                 if (!holder && !c.ipi.has_pending_interrupt(idx, c.now)) {
-                    c.ctr.add(Ctr::reject_strict);
+                    c.tally.strict++;
                     continue; /* left for the relaxed pass */
                 }
             }

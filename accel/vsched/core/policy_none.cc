@@ -13,6 +13,28 @@ public:
 
 } // namespace
 
+void DecisionTally::flush(Counters &c) const
+{
+    if (not_ready) {
+        c.add(Ctr::reject_not_ready, not_ready);
+    }
+    if (blocking) {
+        c.add(Ctr::reject_blocking, blocking);
+    }
+    if (user_mode) {
+        c.add(Ctr::reject_user_mode, user_mode);
+    }
+    if (strict) {
+        c.add(Ctr::reject_strict, strict);
+    }
+    if (not_preempted) {
+        c.add(Ctr::reject_not_preempted, not_preempted);
+    }
+    if (not_eligible) {
+        c.add(Ctr::reject_not_eligible, not_eligible);
+    }
+}
+
 std::unique_ptr<YieldPolicy> make_none_policy()
 {
     return std::make_unique<NonePolicy>();

@@ -44,13 +44,12 @@ Decision VanillaPolicy::decide(PolicyContext &c, int me, bool kernel_mode)
     begin_spin(c, me);
     const int start = c.pool.data().last_boosted_vcpu + 1;
     int tries = c.budget;
-    for (int i = 0; i < n; i++) {
-        int idx = (start + i) % n;
+    for (int i = 0, idx = scan_first(start, n); i < n; i++, idx = scan_next(idx, n)) {
         if (idx == me || !ready_and_runnable(c, idx)) {
             continue;
         }
         if (preempted(c, idx) && kernel_mode && !preempted_in_kernel(c, idx)) {
-            c.ctr.add(Ctr::reject_user_mode);
+            c.tally.user_mode++;
             continue;
         }
         if (!eligible_for_directed_yield(c, idx)) {

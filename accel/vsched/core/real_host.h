@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 
+#include "fast_clock.h"
 #include "host.h"
 
 namespace vsched {
@@ -27,8 +28,6 @@ struct RealHostCallbacks {
     void *opaque = nullptr;
 };
 
-uint64_t steady_now_ns();
-
 class RealHost final : public HostInterface {
 public:
     RealHost(int nr_vcpus, const RealHostCallbacks &cb);
@@ -37,6 +36,12 @@ public:
     {
         return cb_.now_ns ? cb_.now_ns(cb_.opaque) : steady_now_ns();
     }
+    /* The TSC clock when the core owns the clock (no now_ns callback). */
+    uint64_t pause_now_ns() override
+    {
+        return cb_.now_ns ? cb_.now_ns(cb_.opaque) : fast_.now_ns();
+    }
+    bool pause_clock_uses_tsc() const { return !cb_.now_ns && fast_.uses_tsc(); }
     void kick(int vcpu) override;
     void wake(int vcpu) override;
     void wait(int vcpu, uint64_t deadline_ns) override;
@@ -50,6 +55,7 @@ private:
         bool token = false;
     };
     RealHostCallbacks cb_;
+    FastClock fast_;
     int nr_;
     std::unique_ptr<Waiter[]> waiters_;
 };

@@ -143,7 +143,11 @@ uint64_t vsched_tick(VschedCore *core);
 /* PAUSE executed by vcpu at cpl; lock-free.  Returns true when this PAUSE
  * completed a spin (the next vsched_after_exec will decide). */
 bool vsched_on_pause(VschedCore *core, int vcpu, int cpl);
-/* Same with a caller-supplied timestamp (avoids a clock read). */
+/* Same with a caller-supplied timestamp in ns.  The detector compares a
+ * vCPU's PAUSE times only with each other, so any monotonic ns clock
+ * works, but do not mix it with vsched_on_pause() on one core: with
+ * now_ns == NULL that reads an invariant-TSC clock (about CLOCK_MONOTONIC,
+ * ~10 ns instead of clock_gettime's 20-30 ns on a VM). */
 bool vsched_on_pause_at(VschedCore *core, int vcpu, int cpl, uint64_t now_ns);
 /* MWAIT (idle): never a spin; ends any spin in progress. */
 void vsched_on_mwait(VschedCore *core, int vcpu);
