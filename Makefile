@@ -35,9 +35,13 @@ qemu-source: $(BUILD)/qemu-pristine/VERSION
 qemu: qemu-source
 	scripts/build-qemu.sh
 
+# The core alone (no QEMU): library, unit tests, benchmarks; and the fuzz
+# target, which needs clang's libFuzzer.
 core: setup
 	@[ -f $(BUILD)/core/build.ninja ] || meson setup $(BUILD)/core . >/dev/null
 	meson compile -C $(BUILD)/core
+	@[ -f $(BUILD)/fuzz/build.ninja ] || CXX=clang++ meson setup -Dfuzz=true $(BUILD)/fuzz . >/dev/null
+	meson compile -C $(BUILD)/fuzz
 
 guest: setup
 	scripts/guest/build-image.sh $(GUEST)

@@ -4,8 +4,15 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-src=$top/build/qemu-src
-bld=$top/build/qemu-build
+# VSCHED_QEMU_VARIANT=upstream builds the pristine tree (no vsched) for A/B
+# benchmarks, in its own build directory.
+if [ "${VSCHED_QEMU_VARIANT:-}" = upstream ]; then
+    src=$top/build/qemu-pristine
+    bld=$top/build/qemu-upstream-build
+else
+    src=$top/build/qemu-src
+    bld=$top/build/qemu-build
+fi
 ccache=${VSCHED_CCACHE:-yes}
 
 QEMU_FLAGS=(
@@ -23,7 +30,7 @@ QEMU_FLAGS=(
 # shellcheck disable=SC2206
 QEMU_FLAGS+=(${VSCHED_QEMU_EXTRA_FLAGS:-})
 
-flags_stamp=$(printf '%s\n' "${QEMU_FLAGS[@]}" "$ccache" "$(cat "$src/.vsched-stamp")" | sha256sum | cut -c1-16)
+flags_stamp=$(printf '%s\n' "${QEMU_FLAGS[@]}" "$ccache" "$(cat "$src/.vsched-stamp" 2>/dev/null || cat "$src/.vsched-source")" | sha256sum | cut -c1-16)
 if [ "$(cat "$bld/.vsched-flags" 2>/dev/null)" != "$flags_stamp" ] || [ ! -f "$bld/build.ninja" ]; then
     rm -rf "$bld" && mkdir -p "$bld"
     if [ "$ccache" = yes ] && command -v ccache >/dev/null; then
@@ -38,4 +45,9 @@ if [ "$(cat "$bld/.vsched-flags" 2>/dev/null)" != "$flags_stamp" ] || [ ! -f "$b
 fi
 [ $# -gt 0 ] || set -- qemu-system-x86_64
 ninja -C "$bld" "$@"
-ln -sfn qemu-build/qemu-system-x86_64 "$top/build/qemu-system-x86_64"
+# Run from its build tree, QEMU looks for --firmwarepath under qemu-bundle/.
+for d in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu; do
+    mkdir -p "$bld/qemu-bundle${d%/*}"
+    [ -L "$bld/qemu-bundle$d" ] || ln -s "$d" "$bld/qemu-bundle$d"
+done
+[ "$bld" != "$top/build/qemu-build" ] || ln -sfn qemu-build/qemu-system-x86_64 "$top/build/qemu-system-x86_64"

@@ -10,6 +10,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 results=$top/build/test-results
 qemu_build=$top/build/qemu-build
 export VSCHED_QEMU=$top/build/qemu-system-x86_64
+export VSCHED_REQUIRE_QEMU=1    # integration tests fail, never skip, without QEMU
 ALL_SUITES="core fuzz qemu-unit qtest integration"
 suites=${*:-$ALL_SUITES}
 
@@ -36,23 +37,46 @@ run_core() {
     meson_suite core "$top/build/core" core --num-processes 2
 }
 
+# One command as one test case.
+record_cmd() {  # suite name command...
+    local suite=$1 name=$2 log status
+    shift 2
+    log=$results/$suite-$name.log
+    if "$@" > "$log" 2>&1; then status=""; else status='<failure message="exit status non-zero"/>'; fi
+    tail -5 "$log"
+    printf '<testsuite name="%s"><testcase classname="%s" name="%s">%s</testcase></testsuite>\n' \
+        "$suite" "$suite" "$name" "$status" > "$results/$suite-$name.xml"
+}
+
 run_fuzz() {
-    banner "vsched core: fuzz target (bounded run)"
-    "$top/tests/fuzz/run-fuzz.sh" "$results/fuzz.xml" || true
-    [ -f "$results/fuzz.xml" ] || record_error fuzz "fuzz run produced no result"
+    banner "vsched core: fuzz corpus replay and a bounded fuzzing run"
+    meson_suite fuzz-replay "$top/build/fuzz" fuzz --suite fuzz
+    record_cmd fuzz run-30s "$top/tests/fuzz/run-fuzz.sh" "$top/build/fuzz" 30
+}
+
+# Build just what the chosen upstream tests need, then run them unrebuilt.
+qemu_suite() {  # name selection...
+    local name=$1 targets
+    shift
+    # shellcheck disable=SC2086
+    targets=$("$top/scripts/qemu-test-targets.py" "$qemu_build" "$@") &&
+        ninja -C "$qemu_build" $targets > "$results/$name-build.log" 2>&1 || {
+            tail -20 "$results/$name-build.log"
+            record_error "$name" "building the test binaries failed"
+            return
+        }
+    meson_suite "$name" "$qemu_build" "$name" --no-rebuild --num-processes 2 -t 2 "$@"
 }
 
 run_qemu_unit() {
     banner "upstream QEMU unit tests (check-unit) on the patched tree"
-    meson_suite qemu-unit "$qemu_build" qemu-unit --suite unit --num-processes 2 -t 2
+    qemu_suite qemu-unit --suite unit
 }
 
 run_qtest() {
     banner "upstream x86_64 qtests on the patched tree"
-    local tests
-    tests=$(sed 's/#.*//' "$top/tests/qemu-selected-qtests.txt" | awk 'NF {print "qtest-x86_64/" $1}')
-    # shellcheck disable=SC2086
-    meson_suite qtest "$qemu_build" qtest --num-processes 2 -t 2 $tests
+    # shellcheck disable=SC2046
+    qemu_suite qtest $(sed 's/#.*//' "$top/tests/qemu-selected-qtests.txt" | awk 'NF {print "qtest-x86_64/" $1}')
 }
 
 run_integration() {

@@ -18,7 +18,7 @@ PKGS=(
     # our core: tests, benchmarks, fuzzing
     libgtest-dev libgmock-dev libbenchmark-dev clang
     # guest image, debugging, experiment
-    busybox-static cpio gzip gdb python3-matplotlib
+    busybox-static cpio gzip gdb python3-matplotlib python3-pytest rt-tests libc6-dev
 )
 
 missing_pkgs() {

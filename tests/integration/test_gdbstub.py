@@ -33,13 +33,11 @@ def image_dir():
     return out
 
 
-def symbol_address(image_dir, name):
-    with open(os.path.join(image_dir, "System.map")) as f:
-        for line in f:
-            addr, _, sym = line.split()
-            if sym == name:
-                return int(addr, 16)
-    raise LookupError(name)
+def symbol_address(vm, name):
+    """The guest prints the address from /proc/kallsyms (vsched.ksym=)."""
+    m = re.search(r"VSCHED-KSYM %s ([0-9a-f]+)" % name, vm.read_log())
+    assert m, "guest did not print the address of %s" % name
+    return int(m.group(1), 16)
 
 
 def free_port():
@@ -74,14 +72,14 @@ def gdb_script(port, addr):
 def test_gdb_breakpoint_step_threads_detach(image_dir, tmp_path):
     assert os.access(QEMU, os.X_OK), "QEMU not built"
     port = free_port()
-    addr = symbol_address(image_dir, FUNCTION)
     vm = VM(qemu=QEMU, image_dir=image_dir, workdir=str(tmp_path), smp=4,
-            workload="ipistorm", args="-r 3", append="nokaslr",
+            workload="ipistorm", args="-r 3", append="nokaslr vsched.ksym=%s" % FUNCTION,
             accel="tcg,thread=multi,vcpu-sched=on,pcpus=1,directed-yield=ipi",
             extra_args=["-gdb", "tcp:127.0.0.1:%d" % port])
     with vm:
         vm.start()
         wait_for(vm, "vsched: workload=", 120)
+        addr = symbol_address(vm, FUNCTION)
         cmd = ["gdb", "-nx", "-batch"]
         for line in gdb_script(port, addr):
             cmd += ["-ex", line]
@@ -95,5 +93,5 @@ def test_gdb_breakpoint_step_threads_detach(image_dir, tmp_path):
     threads = re.findall(r"THREAD (\d) rip=([0-9a-f]+) rsp=([0-9a-f]+)", out)
     assert [t[0] for t in threads] == ["1", "2", "3", "4"], out
     assert all(int(rsp, 16) != 0 for _, _, rsp in threads), out
-    assert "Thread 4" in out, out
+    assert "Thread 1.4" in out, out
     assert res.ok, res.summary()
