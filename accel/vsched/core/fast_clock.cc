@@ -41,7 +41,7 @@ FastClock::FastClock()
     if (t1 <= t0) {
         return;
     }
-    mult_ = static_cast<uint64_t>((static_cast<unsigned __int128>(ns1 - ns0) << 32) /
+    mult_ = static_cast<uint64_t>((static_cast<vsched_u128>(ns1 - ns0) << 32) /
                                   (t1 - t0));
     base_tsc_ = t1;
     base_ns_ = ns1;

@@ -20,6 +20,8 @@
 
 namespace vsched {
 
+__extension__ typedef unsigned __int128 vsched_u128;
+
 uint64_t steady_now_ns();
 
 class FastClock {
@@ -33,7 +35,7 @@ public:
         if (tsc_) {
             uint64_t d = __rdtsc() - base_tsc_;
             return base_ns_ + static_cast<uint64_t>(
-                                  (static_cast<unsigned __int128>(d) * mult_) >> 32);
+                                  (static_cast<vsched_u128>(d) * mult_) >> 32);
         }
 #endif
         return steady_now_ns();
