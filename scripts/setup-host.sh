@@ -75,5 +75,9 @@ if ! meson_ok; then
     fi
 fi
 meson_ok || { echo "setup-host: meson >= 1.5.0 could not be installed" >&2; exit 1; }
+# libFuzzer comes with clang's runtime package, named after clang's version.
+rt=libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev
+dpkg-query -W -f='${Status}' "$rt" 2>/dev/null | grep -q 'install ok installed' ||
+    apt_get install --no-install-recommends "$rt" >/dev/null
 mkdir -p "$stamp_dir" && rm -f "$stamp_dir"/setup-host.* && touch "$stamp"
 echo "setup-host: packages ready (meson $(meson --version))"
