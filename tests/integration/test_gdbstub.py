@@ -18,19 +18,9 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 
-import vsched_vm  # noqa: E402
 from vsched_vm import VM  # noqa: E402
 
-QEMU = os.environ.get("VSCHED_QEMU") or vsched_vm.DEFAULT_QEMU
 FUNCTION = "__x64_sys_mprotect"   # ipistorm's TLB phase calls mprotect
-
-
-@pytest.fixture(scope="module")
-def image_dir():
-    out = os.environ.get("VSCHED_IMAGE") or os.path.join(REPO, "build", "guest")
-    subprocess.run([os.path.join(REPO, "scripts", "guest", "build-image.sh"), out],
-                   check=True, stdout=subprocess.DEVNULL)
-    return out
 
 
 def symbol_address(vm, name):
@@ -69,10 +59,9 @@ def gdb_script(port, addr):
     return lines
 
 
-def test_gdb_breakpoint_step_threads_detach(image_dir, tmp_path):
-    assert os.access(QEMU, os.X_OK), "QEMU not built"
+def test_gdb_breakpoint_step_threads_detach(qemu, image_dir, tmp_path):
     port = free_port()
-    vm = VM(qemu=QEMU, image_dir=image_dir, workdir=str(tmp_path), smp=4,
+    vm = VM(qemu=qemu, image_dir=image_dir, workdir=str(tmp_path), smp=4,
             workload="ipistorm", args="-r 3", append="nokaslr vsched.ksym=%s" % FUNCTION,
             accel="tcg,thread=multi,vcpu-sched=on,pcpus=1,directed-yield=ipi",
             extra_args=["-gdb", "tcp:127.0.0.1:%d" % port])

@@ -1,8 +1,7 @@
 """Integration tests: boot the vsched test guest under our QEMU build.
 
 Run: /usr/bin/python3 -m pytest tests/integration/test_guest.py
-QEMU: $VSCHED_QEMU, default build/qemu-system-x86_64. When it does not exist
-the tests are skipped, unless VSCHED_REQUIRE_QEMU=1 (then they fail).
+QEMU and the guest image come from conftest.py.
 The guest image is (re)built by scripts/guest/build-image.sh (idempotent).
 """
 
@@ -21,26 +20,6 @@ import vsched_vm  # noqa: E402
 from vsched_vm import VM, find_failure, guest_facts, encode_args  # noqa: E402
 
 ACCEL = os.environ.get("VSCHED_TEST_ACCEL", "tcg,thread=multi")
-QEMU = os.environ.get("VSCHED_QEMU") or vsched_vm.DEFAULT_QEMU
-
-
-@pytest.fixture(scope="session")
-def image_dir(tmp_path_factory):
-    out = os.environ.get("VSCHED_IMAGE") or os.path.join(REPO, "build", "guest")
-    r = subprocess.run([os.path.join(REPO, "scripts", "guest", "build-image.sh"), out],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert r.returncode == 0, "build-image.sh failed:\n" + r.stdout
-    return out
-
-
-@pytest.fixture(scope="session")
-def qemu():
-    if not (os.path.isfile(QEMU) and os.access(QEMU, os.X_OK)):
-        msg = "QEMU binary %s not built (set VSCHED_QEMU)" % QEMU
-        if os.environ.get("VSCHED_REQUIRE_QEMU") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return QEMU
 
 
 def make_vm(qemu, image_dir, tmp_path, **kw):

@@ -16,26 +16,9 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 
-import vsched_vm  # noqa: E402
 from vsched_vm import VM, guest_facts  # noqa: E402
 
-QEMU = os.environ.get("VSCHED_QEMU") or vsched_vm.DEFAULT_QEMU
 SCHED = "tcg,thread=multi,vcpu-sched=on,pcpus=2,directed-yield=ipi"
-
-
-@pytest.fixture(scope="module")
-def qemu():
-    if not (os.path.isfile(QEMU) and os.access(QEMU, os.X_OK)):
-        pytest.fail("QEMU binary %s not built (run make)" % QEMU)
-    return QEMU
-
-
-@pytest.fixture(scope="module")
-def image_dir():
-    out = os.environ.get("VSCHED_IMAGE") or os.path.join(REPO, "build", "guest")
-    subprocess.run([os.path.join(REPO, "scripts", "guest", "build-image.sh"), out],
-                   check=True, stdout=subprocess.DEVNULL)
-    return out
 
 
 def counters(vm):
