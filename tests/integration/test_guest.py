@@ -16,7 +16,6 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 
-import vsched_vm  # noqa: E402
 from vsched_vm import VM, find_failure, guest_facts, encode_args  # noqa: E402
 
 ACCEL = os.environ.get("VSCHED_TEST_ACCEL", "tcg,thread=multi")
