@@ -220,3 +220,14 @@ def test_info_vsched_hmp(qemu, image_dir, tmp_path):
     assert "vsched: 2 slots" in text and "directed-yield=ipi" in text
     assert len([l for l in text.splitlines() if l[:4].strip().isdigit()]) == 4
     assert "yield_strict" in text
+
+
+def test_round_robin_never_blocks(qemu, image_dir, tmp_path):
+    """thread=single: the scheduler only picks who runs next (skips, no waits)."""
+    vm, stats = sched_vm(qemu, image_dir, tmp_path, smp=4, args="-r 1",
+                         accel="tcg,thread=single,vcpu-sched=on,pcpus=1,directed-yield=ipi")
+    res = vm.run(timeout=300)
+    assert res.ok, res.summary()
+    c = stats_file(stats)
+    assert c["gate_rr_skips"] > 0 and c["gate_waits"] == 0
+    assert c["spins_detected"] > 0 and c["handoffs"] > 0
