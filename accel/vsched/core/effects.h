@@ -19,12 +19,29 @@ struct Effect {
     int vcpu;
     int target;
     int64_t arg;
+    /* kLocal: a vCPU of this process (the host runs it); otherwise the
+     * shared-pool member whose mailbox gets it (vcpu is its local id). */
+    int member = kLocal;
+    static constexpr int kLocal = -1;
+    bool local() const { return member == kLocal; }
 };
 
 class Effects {
 public:
     void kick(int v) { push({Effect::Kind::kKick, TraceEvent::kCount, v, -1, 0}); }
     void wake(int v) { push({Effect::Kind::kWake, TraceEvent::kCount, v, -1, 0}); }
+    /* For vCPU v (local id) of another member of a shared pool. */
+    void kick_remote(int member, int v)
+    {
+        push({Effect::Kind::kKick, TraceEvent::kCount, v, -1, 0, member});
+        remote_ = true;
+    }
+    void wake_remote(int member, int v)
+    {
+        push({Effect::Kind::kWake, TraceEvent::kCount, v, -1, 0, member});
+        remote_ = true;
+    }
+    bool has_remote() const { return remote_; }
     void trace(TraceEvent e, int v, int target, int64_t arg)
     {
         if (tracing_) {
@@ -37,7 +54,8 @@ public:
     {
         return i < kInline ? inline_[i] : more_[i - kInline];
     }
-    /* Run everything on the host, in order. */
+    /* Run the local effects on the host, in order (remote ones are posted
+     * to mailboxes by the shared pool). */
     void run(HostInterface &host) const;
 
 private:
@@ -53,6 +71,7 @@ private:
     Effect inline_[kInline];
     int n_ = 0;
     bool tracing_ = false;
+    bool remote_ = false;
     std::vector<Effect> more_;
 };
 

@@ -19,6 +19,9 @@ void Effects::run(HostInterface &host) const
 {
     for (int i = 0; i < size(); i++) {
         const Effect &e = (*this)[i];
+        if (!e.local()) {
+            continue;
+        }
         switch (e.kind) {
         case Effect::Kind::kKick:
             host.kick(e.vcpu);

@@ -110,7 +110,7 @@ inline int attempt(PolicyContext &c, int me, int idx, int *tries, bool *stop)
     int r = c.mech.yield_to(me, idx);
     *stop = false;
     if (r > 0) {
-        c.pool.data().last_boosted_vcpu = idx;
+        c.pool.set_last_boosted(idx);
     } else if (r < 0) {
         c.ctr.add(Ctr::yield_esrch);
         if (!--*tries) {

@@ -67,12 +67,12 @@ Decision IpiPolicy::decide(PolicyContext &c, int me, bool kernel_mode)
 {
     using namespace detail;
     Decision d;
-    const int n = c.pool.data().nr_vcpus;
+    const int n = c.pool.nr_vcpus();
     if (n < 2) {
         return d;
     }
     begin_spin(c, me);
-    const int start = c.pool.data().last_boosted_vcpu + 1;
+    const int start = c.pool.last_boosted() + 1;
     int tries = c.budget;
     bool first_round = true;
     int yielded;

@@ -51,8 +51,8 @@ bool IpiPrioPolicy::run_pass(PolicyContext &c, Pass pass, int me, bool kernel_mo
                              Decision *d)
 {
     using namespace detail;
-    const int n = c.pool.data().nr_vcpus;
-    const int start = c.pool.data().last_boosted_vcpu + 1;
+    const int n = c.pool.nr_vcpus();
+    const int start = c.pool.last_boosted() + 1;
     int tries = c.budget;
     for (int i = 0, idx = scan_first(start, n); i < n; i++, idx = scan_next(idx, n)) {
         if (idx == me || seen(idx)) {
@@ -126,8 +126,8 @@ bool IpiPrioPolicy::try_receiver(PolicyContext &c, int me, int idx, int *tries, 
 bool IpiPrioPolicy::receiver_pass_hinted(PolicyContext &c, int me, const int *hint, int nh,
                                          Decision *d)
 {
-    const int n = c.pool.data().nr_vcpus;
-    const int start = c.pool.data().last_boosted_vcpu + 1;
+    const int n = c.pool.nr_vcpus();
+    const int start = c.pool.last_boosted() + 1;
     int order[kReceiverHints];
     int m = 0;
     for (int i = 0; i < nh; i++) {
@@ -167,7 +167,7 @@ Decision IpiPrioPolicy::decide(PolicyContext &c, int me, bool kernel_mode)
 {
     using namespace detail;
     Decision d;
-    if (c.pool.data().nr_vcpus < 2) {
+    if (c.pool.nr_vcpus() < 2) {
         return d;
     }
     if (++epoch_ == 0) { /* wrapped: forget every old mark */

@@ -37,12 +37,12 @@ Decision VanillaPolicy::decide(PolicyContext &c, int me, bool kernel_mode)
 {
     using namespace detail;
     Decision d;
-    const int n = c.pool.data().nr_vcpus;
+    const int n = c.pool.nr_vcpus();
     if (n < 2) {
         return d;
     }
     begin_spin(c, me);
-    const int start = c.pool.data().last_boosted_vcpu + 1;
+    const int start = c.pool.last_boosted() + 1;
     int tries = c.budget;
     for (int i = 0, idx = scan_first(start, n); i < n; i++, idx = scan_next(idx, n)) {
         if (idx == me || !ready_and_runnable(c, idx)) {

@@ -8,8 +8,9 @@ namespace vsched {
 
 Scheduler::Scheduler(int nr_vcpus, int nr_slots, uint64_t slice_ns, Counters &ctr,
                      SpinDetector &spin)
-    : state_(new PoolState), pool_(*state_), slice_ns_(slice_ns), ctr_(ctr),
-      spin_(spin), wake_hint_(new std::atomic<uint8_t>[nr_vcpus])
+    : owned_(new PoolState), state_(owned_.get()), pool_(*state_), n_(nr_vcpus),
+      slice_ns_(slice_ns), ctr_(ctr), spin_(spin),
+      wake_hint_(new std::atomic<uint8_t>[nr_vcpus])
 {
     pool_.init(nr_vcpus, nr_slots);
     for (int v = 0; v < nr_vcpus; v++) {
@@ -17,42 +18,115 @@ Scheduler::Scheduler(int nr_vcpus, int nr_slots, uint64_t slice_ns, Counters &ct
     }
 }
 
-bool Scheduler::set_state(int v, VcpuState to)
+Scheduler::Scheduler(PoolState *shared, int member, uint64_t slice_ns, Counters &ctr,
+                     SpinDetector &spin)
+    : state_(shared), pool_(*shared), shared_(true), member_(member),
+      base_(shared->member[member].base), n_(shared->member[member].nr_vcpus),
+      slice_ns_(slice_ns), ctr_(ctr), spin_(spin),
+      wake_hint_(new std::atomic<uint8_t>[shared->member[member].nr_vcpus])
 {
-    if (!pool_.set_state(v, to)) {
+    for (int v = 0; v < n_; v++) {
+        wake_hint_[v].store(kWakeNone, std::memory_order_relaxed);
+    }
+}
+
+void Scheduler::fx_kick(int g)
+{
+    if (own(g)) {
+        fx_->kick(g - base_);
+        return;
+    }
+    int m = state_->vcpu_member[g];
+    if (m >= 0) {
+        fx_->kick_remote(m, g - state_->member[m].base);
+    }
+}
+
+void Scheduler::fx_wake(int g)
+{
+    if (own(g)) {
+        fx_->wake(g - base_);
+        return;
+    }
+    int m = state_->vcpu_member[g];
+    if (m >= 0) {
+        fx_->wake_remote(m, g - state_->member[m].base);
+    }
+}
+
+bool Scheduler::set_state(int g, VcpuState to)
+{
+    if (!pool_.set_state(g, to)) {
         ctr_.add(Ctr::illegal_transitions);
         return false;
     }
     return true;
 }
 
-void Scheduler::enqueue(int v)
+void Scheduler::enqueue(int g)
 {
-    if (set_state(v, VcpuState::kQueued)) {
-        pool_.enqueue_tail(v);
-        state_->queued_at_ns[v] = now_;
+    if (set_state(g, VcpuState::kQueued)) {
+        pool_.enqueue_tail(g);
+        state_->queued_at_ns[g] = now_;
     }
 }
 
-void Scheduler::grant(int v, int slot, uint64_t deadline)
+void Scheduler::grant(int g, int slot, uint64_t deadline)
 {
     uint64_t waited = 0;
-    if (pool_.state(v) == VcpuState::kQueued) {
-        pool_.remove(v);
-        uint64_t at = state_->queued_at_ns[v];
+    int m = state_->vcpu_member[g];
+    if (pool_.state(g) == VcpuState::kQueued) {
+        pool_.remove(g);
+        uint64_t at = state_->queued_at_ns[g];
         waited = now_ > at ? now_ - at : 0;
         ctr_.add(Ctr::slot_waits);
         ctr_.add(Ctr::slot_wait_ns, waited);
         ctr_.max(Ctr::slot_wait_max_ns, waited);
+        if (m >= 0) {
+            MemberState &ms = state_->member[m];
+            ms.slot_waits++;
+            ms.slot_wait_ns += waited;
+            ms.slot_wait_max_ns = std::max(ms.slot_wait_max_ns, waited);
+        }
     }
-    set_state(v, VcpuState::kRunning);
-    pool_.assign(slot, v, deadline);
+    set_state(g, VcpuState::kRunning);
+    pool_.assign(slot, g, deadline);
+    state_->slot_granted_at_ns[slot] = now_;
+    if (m >= 0) {
+        state_->member[m].grants++;
+    }
     /* kvm_sched_in(): preempted = ready = false.  A yielder coming back
      * leaves kvm_vcpu_on_spin(): in_spin_loop = dy_eligible = false. */
-    pool_.clear_flag(v, vflag::kReady | vflag::kPreempted | vflag::kPreemptedInKernel |
+    pool_.clear_flag(g, vflag::kReady | vflag::kPreempted | vflag::kPreemptedInKernel |
                             vflag::kInSpinLoop | vflag::kDyEligible);
-    wake_hint_[v].store(kWakeNone, std::memory_order_relaxed);
-    fx_->trace(TraceEvent::kGrant, v, slot, static_cast<int64_t>(waited));
+    clear_hint(g);
+    if (own(g)) {
+        fx_->trace(TraceEvent::kGrant, g - base_, slot, static_cast<int64_t>(waited));
+    }
+}
+
+/* Unassign a held slot and account its grant to the holder's member. */
+void Scheduler::take_slot(int slot)
+{
+    int g = state_->slot_owner[slot];
+    int m = state_->vcpu_member[g];
+    if (m >= 0) {
+        uint64_t at = state_->slot_granted_at_ns[slot];
+        state_->member[m].slot_time_ns += now_ > at ? now_ - at : 0;
+    }
+    pool_.unassign(slot);
+}
+
+uint64_t Scheduler::member_slot_time(int m) const
+{
+    uint64_t t = state_->member[m].slot_time_ns;
+    for (int s = 0; s < state_->nr_slots; s++) {
+        int g = state_->slot_owner[s];
+        if (g != kNone && state_->vcpu_member[g] == m && now_ > state_->slot_granted_at_ns[s]) {
+            t += now_ - state_->slot_granted_at_ns[s];
+        }
+    }
+    return t;
 }
 
 void Scheduler::pass_slot_on(int slot)
@@ -65,12 +139,12 @@ void Scheduler::pass_slot_on(int slot)
     grant(h, slot, now_ + slice_ns_);
     ctr_.add(Ctr::grants_from_queue);
     ctr_.add(Ctr::wakes);
-    fx_->wake(h);
+    fx_wake(h);
 }
 
-void Scheduler::sched_out(int v)
+void Scheduler::sched_out(int g)
 {
-    if (spin_.reset_window(v)) {
+    if (own(g) && spin_.reset_window(g - base_)) {
         ctr_.add(Ctr::ple_window_reset);
     }
 }
@@ -90,13 +164,14 @@ void Scheduler::kick_expired_holder()
     if (best != kNone) {
         state_->slot_kicked_at_ns[best] = std::max<uint64_t>(now_, 1);
         ctr_.add(Ctr::kicks);
-        fx_->kick(state_->slot_owner[best]);
+        fx_kick(state_->slot_owner[best]);
     }
 }
 
 bool Scheduler::acquire(int v)
 {
-    switch (pool_.state(v)) {
+    const int g = base_ + v;
+    switch (pool_.state(g)) {
     case VcpuState::kRunning:
         return true;
     case VcpuState::kQueued:
@@ -107,16 +182,16 @@ bool Scheduler::acquire(int v)
         break;
     }
     /* Woken (kvm_vcpu_wake_up): ready, not preempted. */
-    pool_.set_flag(v, vflag::kReady);
-    pool_.clear_flag(v, vflag::kPreempted | vflag::kPreemptedInKernel);
-    wake_hint_[v].store(kWakeNone, std::memory_order_relaxed);
+    pool_.set_flag(g, vflag::kReady);
+    pool_.clear_flag(g, vflag::kPreempted | vflag::kPreemptedInKernel);
+    clear_hint(g);
     int slot = pool_.take_free_slot();
     if (slot != kNone) {
-        grant(v, slot, now_ + slice_ns_);
+        grant(g, slot, now_ + slice_ns_);
         ctr_.add(Ctr::grants_immediate);
         return true;
     }
-    enqueue(v);
+    enqueue(g);
     ctr_.add(Ctr::acquire_wait);
     fx_->trace(TraceEvent::kAcquireWait, v, -1, pool_.queue_len());
     kick_expired_holder();
@@ -125,17 +200,18 @@ bool Scheduler::acquire(int v)
 
 void Scheduler::release(int v, ReleaseReason why)
 {
-    VcpuState s = pool_.state(v);
+    const int g = base_ + v;
+    VcpuState s = pool_.state(g);
     int cpl;
     if (why == ReleaseReason::kYield) {
         if (s != VcpuState::kRunning || pool_.queue_len() == 0) {
             return;
         }
-        int slot = state_->slot_of[v];
-        pool_.unassign(slot);
-        enqueue(v);
-        pool_.set_flag(v, vflag::kReady);
-        sched_out(v);
+        int slot = state_->slot_of[g];
+        take_slot(slot);
+        enqueue(g);
+        pool_.set_flag(g, vflag::kReady);
+        sched_out(g);
         ctr_.add(Ctr::voluntary_yields);
         fx_->trace(TraceEvent::kRelease, v, -1, static_cast<int64_t>(why));
         pass_slot_on(slot);
@@ -146,44 +222,45 @@ void Scheduler::release(int v, ReleaseReason why)
         ctr_.add(Ctr::spins_dropped);
     }
     if (s == VcpuState::kRunning) {
-        int slot = state_->slot_of[v];
-        pool_.unassign(slot);
-        set_state(v, to);
-        sched_out(v);
+        int slot = state_->slot_of[g];
+        take_slot(slot);
+        set_state(g, to);
+        sched_out(g);
         pass_slot_on(slot);
     } else if (s == VcpuState::kQueued) {
-        pool_.remove(v);
-        set_state(v, to);
+        pool_.remove(g);
+        set_state(g, to);
         ctr_.add(Ctr::queue_removed);
     } else if (s != to) {
-        set_state(v, to);
+        set_state(g, to);
     }
-    pool_.clear_flag(v, vflag::kReady | vflag::kPreempted | vflag::kPreemptedInKernel |
+    pool_.clear_flag(g, vflag::kReady | vflag::kPreempted | vflag::kPreemptedInKernel |
                             vflag::kInSpinLoop | vflag::kDyEligible);
-    wake_hint_[v].store(kWakeNone, std::memory_order_relaxed);
+    clear_hint(g);
     ctr_.add(why == ReleaseReason::kHalt ? Ctr::release_halt : Ctr::release_stop);
     fx_->trace(TraceEvent::kRelease, v, -1, static_cast<int64_t>(why));
 }
 
 bool Scheduler::preempt_if_due(int v, int cpl)
 {
-    if (pool_.state(v) != VcpuState::kRunning || pool_.queue_len() == 0) {
+    const int g = base_ + v;
+    if (pool_.state(g) != VcpuState::kRunning || pool_.queue_len() == 0) {
         return false;
     }
-    int slot = state_->slot_of[v];
+    int slot = state_->slot_of[g];
     if (now_ < state_->slot_deadline_ns[slot]) {
         return false;
     }
-    pool_.unassign(slot);
-    enqueue(v);
+    take_slot(slot);
+    enqueue(g);
     /* kvm_sched_out() of a runnable vCPU; kvm_arch_vcpu_put() samples CPL. */
-    pool_.set_flag(v, vflag::kReady | vflag::kPreempted);
+    pool_.set_flag(g, vflag::kReady | vflag::kPreempted);
     if (cpl == 0) {
-        pool_.set_flag(v, vflag::kPreemptedInKernel);
+        pool_.set_flag(g, vflag::kPreemptedInKernel);
     } else {
-        pool_.clear_flag(v, vflag::kPreemptedInKernel);
+        pool_.clear_flag(g, vflag::kPreemptedInKernel);
     }
-    sched_out(v);
+    sched_out(g);
     ctr_.add(Ctr::preemptions);
     fx_->trace(TraceEvent::kPreempt, v, -1, cpl);
     pass_slot_on(slot);
@@ -211,7 +288,7 @@ uint64_t Scheduler::tick()
         if (kicked == 0 || now_ - kicked >= slice_ns_) {
             kicked = std::max<uint64_t>(now_, 1);
             ctr_.add(Ctr::kicks);
-            fx_->kick(owner);
+            fx_kick(owner);
         }
         next = std::min(next, kicked + slice_ns_);
     }
@@ -220,40 +297,166 @@ uint64_t Scheduler::tick()
 
 int Scheduler::yield_to(int me, int target)
 {
-    if (target == me || target < 0 || target >= state_->nr_vcpus ||
-        pool_.state(me) != VcpuState::kRunning) {
+    if (target == me || target < 0 || target >= n_ || me < 0 || me >= n_) {
+        return 0;
+    }
+    const int gm = base_ + me, gt = base_ + target;
+    if (pool_.state(gm) != VcpuState::kRunning) {
         return 0;
     }
     if (pool_.queue_len() == 0) {
         return kYieldEsrch; /* nobody contends for a slot */
     }
-    if (pool_.state(target) != VcpuState::kQueued) {
+    if (pool_.state(gt) != VcpuState::kQueued) {
         return 0; /* running, or halted/stopped (not runnable yet) */
     }
-    int slot = state_->slot_of[me];
+    int slot = state_->slot_of[gm];
     uint64_t deadline = state_->slot_deadline_ns[slot];
-    pool_.unassign(slot);
-    enqueue(me);
+    take_slot(slot);
+    enqueue(gm);
     /* Ready; preempted (with CPL) as kvm_sched_out() marks a runnable
      * vCPU, or not preempted if configured as voluntary.  in_spin_loop
      * stays set until the yielder gets a slot again (it is still "inside
      * yield_to()"). */
-    pool_.set_flag(me, vflag::kReady);
-    pool_.clear_flag(me, vflag::kPreempted | vflag::kPreemptedInKernel);
+    pool_.set_flag(gm, vflag::kReady);
+    pool_.clear_flag(gm, vflag::kPreempted | vflag::kPreemptedInKernel);
     if (yielder_preempted_) {
-        pool_.set_flag(me, vflag::kPreempted);
+        pool_.set_flag(gm, vflag::kPreempted);
         if (yielder_cpl_ == 0) {
-            pool_.set_flag(me, vflag::kPreemptedInKernel);
+            pool_.set_flag(gm, vflag::kPreemptedInKernel);
         }
     }
-    sched_out(me);
-    grant(target, slot, deadline);
+    sched_out(gm);
+    grant(gt, slot, deadline);
     ctr_.add(Ctr::handoffs);
     ctr_.add(Ctr::wakes);
-    fx_->wake(target);
+    fx_wake(gt);
     fx_->trace(TraceEvent::kHandoff, me, target,
                static_cast<int64_t>(deadline > now_ ? deadline - now_ : 0));
     return 1;
+}
+
+int Scheduler::evict_member(int m)
+{
+    MemberState &ms = state_->member[m];
+    if (!ms.active) {
+        return 0;
+    }
+    const int b = ms.base, n = ms.nr_vcpus;
+    /* Queue entries first, so no freed slot goes back to this member. */
+    for (int g = b; g < b + n; g++) {
+        if (pool_.state(g) == VcpuState::kQueued) {
+            pool_.remove(g);
+            set_state(g, VcpuState::kStopped);
+        }
+    }
+    int held = 0;
+    for (int g = b; g < b + n; g++) {
+        if (pool_.state(g) == VcpuState::kRunning) {
+            int slot = state_->slot_of[g];
+            take_slot(slot);
+            set_state(g, VcpuState::kStopped);
+            held++;
+            pass_slot_on(slot);
+        }
+    }
+    for (int g = b; g < b + n; g++) {
+        state_->state[g] = static_cast<uint8_t>(VcpuState::kStopped);
+        state_->flags[g] = 0;
+        state_->vcpu_member[g] = static_cast<int16_t>(kNone);
+    }
+    ms.active = 0;
+    state_->nr_members--;
+    return held;
+}
+
+bool Scheduler::repair()
+{
+    PoolState &s = *state_;
+    bool fixed = false;
+    /* Members: inactive members own no ids. */
+    int members = 0;
+    for (int m = 0; m < kMaxMembers; m++) {
+        members += s.member[m].active != 0;
+    }
+    if (members != s.nr_members) {
+        s.nr_members = members;
+        fixed = true;
+    }
+    for (int g = 0; g < s.nr_vcpus; g++) {
+        int m = s.vcpu_member[g];
+        if (m != kNone && (m < 0 || m >= kMaxMembers || !s.member[m].active ||
+                           g < s.member[m].base ||
+                           g >= s.member[m].base + s.member[m].nr_vcpus)) {
+            s.vcpu_member[g] = static_cast<int16_t>(kNone);
+            fixed = true;
+        }
+        if (s.vcpu_member[g] == kNone && s.state[g] != static_cast<uint8_t>(VcpuState::kStopped)) {
+            s.state[g] = static_cast<uint8_t>(VcpuState::kStopped);
+            fixed = true;
+        }
+        if (s.state[g] >= kNumVcpuStates) {
+            s.state[g] = static_cast<uint8_t>(VcpuState::kStopped);
+            fixed = true;
+        }
+    }
+    /* Slots: an owner must be running on exactly that slot. */
+    for (int sl = 0; sl < s.nr_slots; sl++) {
+        int o = s.slot_owner[sl];
+        if (o != kNone && (o < 0 || o >= s.nr_vcpus ||
+                           s.state[o] != static_cast<uint8_t>(VcpuState::kRunning) ||
+                           s.slot_of[o] != sl)) {
+            s.slot_owner[sl] = kNone;
+            fixed = true;
+        }
+    }
+    for (int g = 0; g < s.nr_vcpus; g++) {
+        bool running = s.state[g] == static_cast<uint8_t>(VcpuState::kRunning);
+        int sl = s.slot_of[g];
+        bool holds = sl >= 0 && sl < s.nr_slots && s.slot_owner[sl] == g;
+        if (running && !holds) {
+            /* Lost its slot in the torn update: wait for one again. */
+            s.slot_of[g] = kNone;
+            s.state[g] = static_cast<uint8_t>(VcpuState::kQueued);
+            s.flags[g] |= vflag::kReady;
+            s.queued_at_ns[g] = now_;
+            fixed = true;
+        } else if (!running && sl != kNone) {
+            s.slot_of[g] = kNone;
+            fixed = true;
+        }
+    }
+    /* Free stack: every slot without an owner, slot 0 on top. */
+    int old_top = s.free_top;
+    s.free_top = 0;
+    for (int sl = s.nr_slots - 1; sl >= 0; sl--) {
+        if (s.slot_owner[sl] == kNone) {
+            s.free_stack[s.free_top++] = sl;
+        }
+    }
+    fixed |= old_top != s.free_top;
+    /* Run queue: the queued vCPUs in queued_at order (FIFO). */
+    std::vector<int> q;
+    for (int g = 0; g < s.nr_vcpus; g++) {
+        if (s.state[g] == static_cast<uint8_t>(VcpuState::kQueued)) {
+            q.push_back(g);
+        }
+        s.q_next[g] = s.q_prev[g] = kNone;
+    }
+    std::stable_sort(q.begin(), q.end(),
+                     [&](int a, int b) { return s.queued_at_ns[a] < s.queued_at_ns[b]; });
+    fixed |= static_cast<int>(q.size()) != s.q_len;
+    s.q_head = s.q_tail = kNone;
+    s.q_len = 0;
+    for (int g : q) {
+        pool_.enqueue_tail(g);
+    }
+    /* Free slots go to waiters. */
+    while (pool_.free_slots() > 0 && pool_.queue_len() > 0) {
+        pass_slot_on(pool_.take_free_slot());
+        fixed = true;
+    }
+    return fixed;
 }
 
 bool Scheduler::check_invariants(std::string *why) const
@@ -314,6 +517,9 @@ bool Scheduler::check_invariants(std::string *why) const
     }
     for (int v = 0; v < s.nr_vcpus; v++) {
         auto st = static_cast<VcpuState>(s.state[v]);
+        if (s.vcpu_member[v] == kNone && st != VcpuState::kStopped) {
+            return fail("vCPU id " + std::to_string(v) + " belongs to no member but is not stopped");
+        }
         if ((st == VcpuState::kQueued) != (in_q[v] != 0)) {
             return fail("vCPU " + std::to_string(v) + " queue membership != state");
         }
@@ -324,6 +530,22 @@ bool Scheduler::check_invariants(std::string *why) const
             (s.flags[v] & (vflag::kReady | vflag::kPreempted))) {
             return fail("running vCPU " + std::to_string(v) + " still ready/preempted");
         }
+    }
+    int members = 0;
+    for (int m = 0; m < kMaxMembers; m++) {
+        const MemberState &ms = s.member[m];
+        if (!ms.active) {
+            continue;
+        }
+        members++;
+        for (int g = ms.base; g < ms.base + ms.nr_vcpus; g++) {
+            if (g < 0 || g >= s.nr_vcpus || s.vcpu_member[g] != m) {
+                return fail("member " + std::to_string(m) + " does not own its vCPU ids");
+            }
+        }
+    }
+    if (members != s.nr_members) {
+        return fail("member count mismatch");
     }
     return true;
 }

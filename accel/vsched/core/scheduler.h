@@ -9,8 +9,15 @@
  * a chain of handoffs never delays the queue head: it gets a slot at the
  * next expiry, as without the yield.
  *
- * REQUIRES: every method runs under the core mutex, between begin() and the
- * caller's run of the collected Effects.
+ * The same mechanism runs on a private pool (one VM, owned here) or on a
+ * pool in a shared-memory segment (several VMs, shared_pool.h).  The public
+ * methods take the VM's *local* vCPU ids; inside, PoolState is indexed by
+ * global ids (member base + local id).  Kicks and wakes for another
+ * member's vCPUs become remote effects (its mailbox), and only this VM's
+ * vCPUs are ever handed a directed-yield slot.
+ *
+ * REQUIRES: every method runs under the core mutex (or the shared pool's
+ * robust mutex), between begin() and the caller's run of the Effects.
  */
 #ifndef VSCHED_CORE_SCHEDULER_H
 #define VSCHED_CORE_SCHEDULER_H
@@ -36,7 +43,12 @@ enum class ReleaseReason : int {
 
 class Scheduler final : public YieldMechanism {
 public:
+    /* A private pool of nr_slots for one VM of nr_vcpus. */
     Scheduler(int nr_vcpus, int nr_slots, uint64_t slice_ns, Counters &ctr,
+              SpinDetector &spin);
+    /* Member `member` of a shared pool whose state lives elsewhere (the
+     * member must already be joined: its base and size are read here). */
+    Scheduler(PoolState *shared, int member, uint64_t slice_ns, Counters &ctr,
               SpinDetector &spin);
 
     void begin(uint64_t now, Effects *fx)
@@ -62,7 +74,7 @@ public:
         yielder_cpl_ = cpl;
     }
 
-    /* Lock-free: an interrupt was sent to v (see kWake*). */
+    /* Lock-free: an interrupt was sent to v (local id; see kWake*). */
     void note_wake(int v, uint8_t kind)
     {
         uint8_t cur = wake_hint_[v].load(std::memory_order_relaxed);
@@ -72,8 +84,28 @@ public:
     }
     const std::atomic<uint8_t> *wake_hints() const { return wake_hint_.get(); }
 
+    /* Every vCPU of the pool, global ids (private pool: the VM's ids). */
     SlotPool pool() { return SlotPool(*state_); }
+    /* This VM's vCPUs only, local ids: what the policies see. */
+    SlotPool vm_pool() { return shared_ ? SlotPool(*state_, member_) : SlotPool(*state_); }
     const PoolState &state() const { return *state_; }
+    PoolState &mutable_state() { return *state_; }
+    bool shared() const { return shared_; }
+    int member() const { return member_; }
+    int base() const { return base_; }
+    int nr_local() const { return n_; }
+
+    /* Shared pools.  Drop every vCPU of member m (dead, or leaving): its
+     * queue entries go, its slots pass to the queue head.  Returns the
+     * number of slots it held.  The member entry is then freed. */
+    int evict_member(int m);
+    /* After the robust mutex reported EOWNERDEAD: make the structure
+     * consistent again from the per-vCPU states (slots, free stack, queue
+     * in queued_at order, member count), then hand free slots to waiters.
+     * Returns true if anything had to be fixed. */
+    bool repair();
+    /* Slot time of member m including grants still running at now(). */
+    uint64_t member_slot_time(int m) const;
     uint64_t slice() const { return slice_ns_; }
     uint64_t now() const { return now_; }
     Effects &effects() { return *fx_; }
@@ -82,15 +114,31 @@ public:
     bool check_invariants(std::string *why) const;
 
 private:
-    bool set_state(int v, VcpuState to);
-    void grant(int v, int slot, uint64_t deadline);
+    /* All take global ids. */
+    bool set_state(int g, VcpuState to);
+    void grant(int g, int slot, uint64_t deadline);
+    void take_slot(int slot);
     void pass_slot_on(int slot);
-    void sched_out(int v);
-    void enqueue(int v);
+    void sched_out(int g);
+    void enqueue(int g);
     void kick_expired_holder();
+    bool own(int g) const { return static_cast<unsigned>(g - base_) < static_cast<unsigned>(n_); }
+    void fx_kick(int g);
+    void fx_wake(int g);
+    void clear_hint(int g)
+    {
+        if (own(g)) {
+            wake_hint_[g - base_].store(kWakeNone, std::memory_order_relaxed);
+        }
+    }
 
-    std::unique_ptr<PoolState> state_;
+    std::unique_ptr<PoolState> owned_;
+    PoolState *state_;
     SlotPool pool_;
+    bool shared_ = false;
+    int member_ = 0;
+    int base_ = 0;
+    int n_ = 0;
     uint64_t slice_ns_;
     Counters &ctr_;
     SpinDetector &spin_;

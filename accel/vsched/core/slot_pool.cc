@@ -9,6 +9,8 @@ void SlotPool::init(int nr_vcpus, int nr_slots)
 {
     s_.nr_vcpus = nr_vcpus;
     s_.nr_slots = nr_slots;
+    base_ = 0;
+    n_ = nr_vcpus;
     s_.last_boosted_vcpu = 0; /* kvm->last_boosted_vcpu starts zeroed */
     s_.q_head = s_.q_tail = kNone;
     s_.q_len = 0;
@@ -24,11 +26,32 @@ void SlotPool::init(int nr_vcpus, int nr_slots)
         s_.slot_owner[i] = kNone;
         s_.slot_deadline_ns[i] = 0;
         s_.slot_kicked_at_ns[i] = 0;
+        s_.slot_granted_at_ns[i] = 0;
+    }
+    s_.nr_members = 1;
+    for (int m = 0; m < kMaxMembers; m++) {
+        s_.member[m] = MemberState{};
+    }
+    s_.member[0].active = 1;
+    s_.member[0].nr_vcpus = nr_vcpus;
+    for (int v = 0; v < kMaxVcpus; v++) {
+        s_.vcpu_member[v] = v < nr_vcpus ? 0 : static_cast<int16_t>(kNone);
     }
     /* Push in reverse so slot 0 is handed out first. */
     for (int i = nr_slots - 1; i >= 0; i--) {
         s_.free_stack[s_.free_top++] = i;
     }
+}
+
+void SlotPool::init_empty(int nr_slots)
+{
+    init(kMaxVcpus, nr_slots);
+    s_.nr_members = 0;
+    s_.member[0] = MemberState{};
+    for (int v = 0; v < kMaxVcpus; v++) {
+        s_.vcpu_member[v] = static_cast<int16_t>(kNone);
+    }
+    n_ = kMaxVcpus;
 }
 
 bool SlotPool::set_state(int v, VcpuState to)
@@ -40,18 +63,20 @@ bool SlotPool::set_state(int v, VcpuState to)
     if (!transition_allowed(from, to)) {
         return false;
     }
-    s_.state[v] = static_cast<uint8_t>(to);
+    s_.state[base_ + v] = static_cast<uint8_t>(to);
     return true;
 }
 
 bool SlotPool::queued(int v) const
 {
+    v += base_;
     return s_.q_prev[v] != kNone || s_.q_head == v;
 }
 
 void SlotPool::enqueue_tail(int v)
 {
     assert(!queued(v));
+    v += base_;
     s_.q_next[v] = kNone;
     s_.q_prev[v] = s_.q_tail;
     if (s_.q_tail != kNone) {
@@ -66,6 +91,7 @@ void SlotPool::enqueue_tail(int v)
 void SlotPool::remove(int v)
 {
     assert(queued(v));
+    v += base_;
     int p = s_.q_prev[v];
     int n = s_.q_next[v];
     if (p != kNone) {
@@ -98,6 +124,7 @@ void SlotPool::put_free_slot(int slot)
 
 void SlotPool::assign(int slot, int v, uint64_t deadline_ns)
 {
+    v += base_;
     assert(s_.slot_owner[slot] == kNone && s_.slot_of[v] == kNone);
     s_.slot_owner[slot] = v;
     s_.slot_of[v] = slot;

@@ -2,11 +2,20 @@
  * vsched core: the slot pool as plain data.
  *
  * PoolState holds no pointers and no heap objects, only fixed-size arrays
- * indexed by vCPU or slot number, so a later issue can place it in shared
- * memory for several QEMU processes.  SlotPool is a thin, stateless view
- * with the operations the scheduler needs; it checks every state change.
+ * indexed by vCPU or slot number, so it can live in private memory (one VM)
+ * or in a shared-memory segment (several QEMU processes, shared_pool.h).
+ * vCPU numbers in PoolState are *global* ids: a member (VM) owns the range
+ * [member[m].base, member[m].base + member[m].nr_vcpus).  A private pool has
+ * one member, 0, with base 0, so global ids are the VM's own.
  *
- * REQUIRES: the caller serialises all writes (the scheduler's mutex).
+ * SlotPool is a thin, stateless view with the operations the scheduler
+ * needs; it checks every state change.  A view may be narrowed to one
+ * member (SlotPool(state, m)): its indices are then the member's local ones
+ * and last_boosted() is the member's.  Policies get such a view, so they
+ * only ever see their own VM's vCPUs.
+ *
+ * REQUIRES: the caller serialises all writes (the core's mutex, or the
+ * shared pool's robust mutex).
  */
 #ifndef VSCHED_CORE_SLOT_POOL_H
 #define VSCHED_CORE_SLOT_POOL_H
@@ -21,10 +30,28 @@ namespace vsched {
 
 inline constexpr int32_t kNone = -1;
 
-struct PoolState {
+/* Members (VMs) of one pool. */
+inline constexpr int kMaxMembers = 64;
+
+/* Scheduling state of one member; the process-side record (pid, mailbox)
+ * of a shared pool is in shared_pool.h. */
+struct MemberState {
+    int32_t active;             /* 1 while the member is joined */
+    int32_t base;               /* first global vCPU id */
     int32_t nr_vcpus;
+    int32_t last_boosted_vcpu;  /* local index; per VM (shared pools) */
+    uint64_t joined_ns;
+    uint64_t slot_time_ns;      /* slot time of finished grants */
+    uint64_t grants;            /* slots received */
+    uint64_t slot_waits;        /* waits in the queue that ended with a slot */
+    uint64_t slot_wait_ns;
+    uint64_t slot_wait_max_ns;
+};
+
+struct PoolState {
+    int32_t nr_vcpus;           /* global id space in use (private: the VM's) */
     int32_t nr_slots;
-    int32_t last_boosted_vcpu;  /* per VM, shared by every spinner */
+    int32_t last_boosted_vcpu;  /* private pool: per VM, shared by every spinner */
 
     /* Run queue: FIFO as an index-linked list (O(1) removal anywhere). */
     int32_t q_head;
@@ -47,6 +74,12 @@ struct PoolState {
     int32_t slot_owner[kMaxSlots];
     uint64_t slot_deadline_ns[kMaxSlots];
     uint64_t slot_kicked_at_ns[kMaxSlots]; /* 0: not kicked for this deadline */
+    uint64_t slot_granted_at_ns[kMaxSlots]; /* start of the current grant */
+
+    /* Members; vcpu_member[g] is g's member or kNone (unused id). */
+    int32_t nr_members;         /* active members */
+    MemberState member[kMaxMembers];
+    int16_t vcpu_member[kMaxVcpus];
 };
 
 static_assert(std::is_standard_layout_v<PoolState>);
@@ -54,21 +87,39 @@ static_assert(std::is_trivially_copyable_v<PoolState>);
 
 class SlotPool {
 public:
-    explicit SlotPool(PoolState &s) : s_(s) {}
+    /* The whole pool, global ids (private pool: the VM's own ids). */
+    explicit SlotPool(PoolState &s)
+        : s_(s), base_(0), n_(s.nr_vcpus), last_boosted_(&s.last_boosted_vcpu)
+    {
+    }
+    /* Member m only: local ids 0..nr_vcpus-1, the member's last_boosted. */
+    SlotPool(PoolState &s, int m)
+        : s_(s), base_(s.member[m].base), n_(s.member[m].nr_vcpus),
+          last_boosted_(&s.member[m].last_boosted_vcpu)
+    {
+    }
 
-    /* All vCPUs stopped, all slots free, empty queue. */
+    /* Private pool: all vCPUs stopped, all slots free, empty queue, one
+     * member (0) owning every vCPU. */
     void init(int nr_vcpus, int nr_slots);
+    /* Shared pool: no members, the whole id space unused. */
+    void init_empty(int nr_slots);
 
     PoolState &data() { return s_; }
     const PoolState &data() const { return s_; }
+    /* vCPUs visible through this view, and the first one's global id. */
+    int nr_vcpus() const { return n_; }
+    int base() const { return base_; }
+    int last_boosted() const { return *last_boosted_; }
+    void set_last_boosted(int v) { *last_boosted_ = v; }
 
-    VcpuState state(int v) const { return static_cast<VcpuState>(s_.state[v]); }
+    VcpuState state(int v) const { return static_cast<VcpuState>(s_.state[base_ + v]); }
     /* Checked transition; returns false (and changes nothing) if illegal. */
     bool set_state(int v, VcpuState to);
 
-    bool has_flag(int v, uint8_t f) const { return (s_.flags[v] & f) != 0; }
-    void set_flag(int v, uint8_t f) { s_.flags[v] |= f; }
-    void clear_flag(int v, uint8_t f) { s_.flags[v] &= static_cast<uint8_t>(~f); }
+    bool has_flag(int v, uint8_t f) const { return (s_.flags[base_ + v] & f) != 0; }
+    void set_flag(int v, uint8_t f) { s_.flags[base_ + v] |= f; }
+    void clear_flag(int v, uint8_t f) { s_.flags[base_ + v] &= static_cast<uint8_t>(~f); }
 
     /* Run queue. */
     void enqueue_tail(int v);
@@ -86,6 +137,9 @@ public:
 
 private:
     PoolState &s_;
+    int base_;
+    int n_;
+    int32_t *last_boosted_;
 };
 
 } // namespace vsched
