@@ -8,7 +8,9 @@
 #   vmlinux          uncompressed kernel (PVH entry), or vmlinuz if it could
 #                    not be unpacked
 #   initramfs.cpio   busybox-static, hackbench (rt-tests) with its libraries,
-#                    /opt/vsched/bin/* workloads, /opt/extra/* extras, /init
+#                    vips (libvips-tools) with its libraries (optional codec
+#                    libraries replaced by stubs), /opt/vsched/bin/* workloads,
+#                    /opt/extra/* extras, /init
 #   manifest.json    file names, kernel and package versions, workloads
 #   .stamp           hash of all inputs; a rerun with the same inputs only
 #                    prints "up to date"
@@ -50,7 +52,7 @@ case "$outdir" in /*) ;; *) outdir="$PWD/$outdir" ;; esac
 
 # ---------------------------------------------------------------- host packages
 # command -> Debian package that provides what we use.
-HOST_PKGS=(busybox-static rt-tests cpio gcc libc6-dev xz-utils)
+HOST_PKGS=(busybox-static rt-tests cpio gcc libc6-dev xz-utils zlib1g-dev libvips-tools binutils)
 [ "$(uname -m)" = x86_64 ] || die "x86_64 host required (the guest binaries are built with the host gcc)"
 command -v dpkg-query >/dev/null && command -v apt-get >/dev/null ||
     die "needs a Debian-based host (dpkg, apt-get)"
@@ -126,7 +128,7 @@ kdeb="$deb_cache/${kpkg}_${kver_deb//:/%3a}_amd64.deb"
 # ---------------------------------------------------------------- up to date?
 sources=("$self" "$guest_src/init")
 while IFS= read -r f; do sources+=("$f"); done < <(
-    find "$guest_src/workloads" "$guest_src/tools" -type f \( -name '*.c' -o -name '*.h' \) | LC_ALL=C sort)
+    find "$guest_src/workloads" "$guest_src/tools" -type f \( -name '*.c' -o -name '*.h' -o -name '*.sh' \) | LC_ALL=C sort)
 for x in "${extras[@]}"; do
     [ -f "$x" ] || die "--extra $x: no such file"
     [ -x "$x" ] || die "--extra $x: not executable"
@@ -237,13 +239,95 @@ hackbench=$(command -v hackbench || echo /usr/bin/hackbench)
 [ -x "$hackbench" ] || die "hackbench not found (rt-tests)"
 copy_with_libs "$hackbench" usr/bin/hackbench
 
-# Our workloads and tools, static.
+# vips (libvips-tools) for the vips workload. It lives outside PATH
+# (/usr/lib/vsched-vips/vips) because the workload script is called vips too.
+# libvips links about 30 libraries (110 libraries, 100 MB with their own
+# dependencies: ICU data, librsvg, OpenEXR, HDF5, cairo/pango...) that the
+# benchmark chain never calls: those are replaced by stubs with the same SONAME
+# and the same (versioned) symbols, so the initramfs grows by about 10 MB only.
+# VIPS_REAL_LIBS: the libraries kept real (with their own dependencies).
+VIPS_REAL_LIBS="libvips.so.42 libglib-2.0.so.0 libgio-2.0.so.0 libgobject-2.0.so.0 libgmodule-2.0.so.0 libexpat.so.1 libz.so.1 liborc-0.4.so.0 libm.so.6 libc.so.6 libpcre2-8.so.0 libffi.so.8 libmount.so.1 libblkid.so.1 libselinux.so.1"
+make_stub() {   # real-library stub-output
+    local real=$1 out=$2 soname c map
+    soname=$(objdump -p "$real" | awk '$1 == "SONAME" { print $2 }')
+    c="$work/stub-$soname.c" map="$work/stub-$soname.map"
+    nm -D --defined-only -S "$real" | awk -v c="$c" -v map="$map" '
+        function hex(h,   i, v) { v = 0; h = tolower(h); for (i = 1; i <= length(h); i++) v = v * 16 + index("0123456789abcdef", substr(h, i, 1)) - 1; return v }
+        BEGIN { print "/* generated stub: every function returns 0 */" >c; n = 0 }
+        {
+            if (NF == 4) { size = $2; type = $3; name = $4 } else { size = ""; type = $2; name = $3 }
+            if (type == "A" || type == "a") next
+            ver = ""
+            if (index(name, "@@")) { split(name, p, "@@"); name = p[1]; ver = p[2] }
+            else if (index(name, "@")) next
+            if (seen[name]++) next
+            n++
+            if (type ~ /^[TtWi]$/)
+                printf "long s%d(void) __asm__(\"%s\");\nlong s%d(void) { return 0; }\n", n, name, n >c
+            else {
+                sz = size == "" ? 8 : hex(size); if (sz < 8) sz = 8
+                printf "char o%d[%d] __asm__(\"%s\") __attribute__((aligned(16))) = { 0 };\n", n, sz, name >c
+            }
+            if (ver != "") vers[ver] = vers[ver] "  " name ";\n"
+        }
+        END { for (v in vers) printf "%s {\n global:\n%s};\n", v, vers[v] >map; close(map) }'
+    local vs=()
+    [ -s "$map" ] && vs=(-Wl,--version-script="$map")
+    gcc -shared -fPIC -nostdlib -O0 -o "$out" -Wl,-soname,"$soname" "${vs[@]}" "$c" ||
+        die "building the stub for $real failed"
+}
+vips_bin=$(command -v vips || echo /usr/bin/vips)
+[ -x "$vips_bin" ] || die "vips not found (libvips-tools)"
+mkdir -p "$root/usr/lib/vsched-vips"
+cp "$vips_bin" "$root/usr/lib/vsched-vips/vips"
+vips_stubs=()
+# Walk the NEEDED graph from vips: libraries in VIPS_REAL_LIBS are copied and
+# walked further, any other library is replaced by a stub (and not walked).
+vips_map=$(ldd "$vips_bin" | awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 }')
+vips_todo=$(objdump -p "$vips_bin" | awk '$1 == "NEEDED" { print $2 }')
+vips_seen=" "
+while [ -n "$vips_todo" ]; do
+    dep=${vips_todo%%$'\n'*}
+    if [ "$dep" = "$vips_todo" ]; then vips_todo=; else vips_todo=${vips_todo#*$'\n'}; fi
+    case "$dep" in ''|ld-linux*) continue ;; esac   # the loader: copied below
+    case "$vips_seen" in *" $dep "*) continue ;; esac
+    vips_seen="$vips_seen$dep "
+    path=$(awk -v l="$dep" '$1 == l { print $2 }' <<<"$vips_map")
+    [ -n "$path" ] || die "vips: cannot resolve $dep"
+    mkdir -p "$root/$(dirname "$path")"
+    case " $VIPS_REAL_LIBS " in
+    *" $dep "*)
+        [ -e "$root/$path" ] || cp -L "$path" "$root/$path"
+        vips_todo="$vips_todo"$'\n'"$(objdump -p "$path" | awk '$1 == "NEEDED" { print $2 }')" ;;
+    *)
+        if [ ! -e "$root/$path" ]; then
+            make_stub "$path" "$root/$path"
+            vips_stubs+=("$dep")
+        fi ;;
+    esac
+done
+# the ELF loader
+ldd "$vips_bin" | awk '/^\t\// { print $1 }' | while read -r lib; do
+    mkdir -p "$root/$(dirname "$lib")"
+    [ -e "$root/$lib" ] || cp -L "$lib" "$root/$lib"
+done
+
+# Our workloads and tools, static. A workload source may ask for libraries
+# with a line "vsched-ldflags: -lz ..." (static Debian libraries only).
+# Shell workloads (*.sh) are installed as they are.
 CFLAGS=(-O2 -g0 -static -pthread -Wall -Wextra)
 workloads=()
 for src in "$guest_src"/workloads/*.c; do
     name=$(basename "$src" .c)
-    gcc "${CFLAGS[@]}" -o "$root/opt/vsched/bin/$name" "$src" || die "compiling $src failed"
+    read -r -a ldflags < <(sed -n 's/.*vsched-ldflags: *\(.*\)$/\1/p' "$src" | head -n 1) || true
+    gcc "${CFLAGS[@]}" -o "$root/opt/vsched/bin/$name" "$src" "${ldflags[@]}" || die "compiling $src failed"
     strip "$root/opt/vsched/bin/$name" 2>/dev/null || true
+    workloads+=("$name")
+done
+for src in "$guest_src"/workloads/*.sh; do
+    [ -e "$src" ] || continue
+    name=$(basename "$src" .sh)
+    install -m 755 "$src" "$root/opt/vsched/bin/$name"
     workloads+=("$name")
 done
 for src in "$guest_src"/tools/*.c; do
@@ -293,6 +377,9 @@ cat >"$work/manifest.json" <<EOF
   "rt_tests": "$(pkgver rt-tests)",
   "libc6_dev": "$(pkgver libc6-dev)",
   "gcc": "$(gcc -dumpfullversion)",
+  "libvips_tools": "$(pkgver libvips-tools)",
+  "zlib1g_dev": "$(pkgver zlib1g-dev)",
+  "vips_stubs": $(json_list "${vips_stubs[@]}"),
   "workloads": $(json_list noop false hackbench panic hang shell "${workloads[@]}"),
   "extras": $(json_list "${extra_names[@]}"),
   "stamp": "$stamp"
