@@ -1,0 +1,732 @@
+#!/usr/bin/python3
+"""vsched experiment runner: directed-yield policies over a matrix of VMs.
+
+    scripts/experiment.py experiments/default.toml        # run a spec
+    scripts/experiment.py --check experiments/series.toml # validate only
+    scripts/experiment.py --bench                         # the benchmark matrix
+    scripts/experiment.py --list experiments/ci.toml      # print the planned runs
+
+A spec (TOML or JSON, see docs/experiment.rst) names the workloads and sizes,
+VM counts, vCPUs per VM, pool slots, policies, relaxed-boost settings and
+repetitions. Each *point* (workload x VM count) runs every policy variant
+REPS times, A/B interleaved (rep r runs the variants rotated by r); one
+*trial* starts all the VMs of the point together on one pool of slots (QEMU's
+``pool=NAME``, unique per trial) and waits for all of them. Each VM is one
+row, tagged with the full configuration, the QEMU version and the git commit.
+
+Output in build/results/<run-id>/: runs.csv, runs.json (rows + spec + meta),
+summary.json, table.txt, plot.png, and per VM its serial log and stats file.
+A guest that times out, panics, locks up or prints no result line is a failed
+row (status=failed, reason=...), never a number.
+
+Exit status: 0 all runs ok; 1 some runs failed; 2 bad spec or setup; 3 some
+points refused (e.g. shared pools without pool= support) while the rest ran ok.
+
+Python 3.11 standard library; the plot needs Debian's python3-matplotlib.
+"""
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+try:
+    import tomllib
+except ImportError:  # pragma: no cover - Python < 3.11
+    tomllib = None
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import vsched_vm  # noqa: E402
+
+POLICIES = ("none", "vanilla", "ipi", "ipi-prio")
+SIZES = ("small", "large")
+# Counters shown in the table (medians per VM), see docs/experiment.rst.
+TABLE_COUNTERS = ("spins_detected", "yield_strict", "yield_relaxed", "yield_receiver_hit",
+                  "no_target", "handoffs", "preemptions", "slot_wait_ns")
+# Latency: the workload's region of interest when it reports one.
+LATENCY_KEYS = ("roi_seconds", "hackbench_seconds", "seconds")
+# Guest-side checks surfaced as columns (value "ok" expected when present).
+CHECK_KEYS = ("roundtrip", "size_check")
+
+ROW_FIELDS = [
+    "run_id", "trial", "point", "workload", "size", "args", "vms", "vm_index", "vcpus",
+    "pcpus", "pool_mode", "pool", "policy", "relaxed_boost", "variant", "rep", "order",
+    "status", "reason", "latency_seconds", "latency_key", "guest_seconds", "boot_seconds",
+    "wall_seconds", "check", "roundtrip", "size_check", "failure_line", "memory_mb",
+    "threads", "accel", "qemu", "qemu_version", "git_commit", "host", "host_cpus",
+    "started_at", "log", "stats_file", "result_json",
+]
+
+
+class SpecError(Exception):
+    """A malformed spec; the message names the field."""
+
+
+# ---------------------------------------------------------------- spec
+SPEC_FIELDS = {
+    "name": "run name (letters, digits, - _ .)",
+    "description": "free text",
+    "workloads": "list of {name, size, args, threads, memory_mb}",
+    "vms": "list of VM counts per point",
+    "vcpus": "vCPUs per VM",
+    "pcpus": "pool slots per point",
+    "policies": "list of none|vanilla|ipi|ipi-prio",
+    "relaxed_boost": "list of booleans, for ipi and ipi-prio",
+    "repetitions": "trials per variant and point",
+    "timeout": "seconds per trial",
+    "pool": "shared|separate",
+    "baseline": "variant the reduction is computed against",
+    "compare": "more variants to compute reductions against",
+    "accel_extra": "extra -accel tcg properties, e.g. slice=4ms",
+    "memory_mb": "guest memory per VM (default 192 + 32 per vCPU)",
+    "image": "guest image directory",
+}
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+WORKLOAD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+def _int(spec, field, lo, hi, default=None):
+    v = spec.get(field, default)
+    if v is None:
+        raise SpecError("field '%s': missing (%s)" % (field, SPEC_FIELDS.get(field, "")))
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise SpecError("field '%s': expected an integer, got %r" % (field, v))
+    if not lo <= v <= hi:
+        raise SpecError("field '%s': %d out of range %d..%d" % (field, v, lo, hi))
+    return v
+
+
+def variant_label(policy, relaxed):
+    if policy in ("ipi", "ipi-prio") and not relaxed:
+        return policy + "/strict"
+    return policy
+
+
+def load_spec(path):
+    """Read a TOML or JSON spec file and return it validated (see validate_spec)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise SpecError("spec %s: %s" % (path, e.strerror))
+    if path.endswith(".json"):
+        try:
+            raw = json.loads(data)
+        except ValueError as e:
+            raise SpecError("spec %s: not valid JSON: %s" % (path, e))
+    else:
+        try:
+            raw = tomllib.loads(data.decode())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise SpecError("spec %s: not valid TOML: %s" % (path, e))
+    if not isinstance(raw, dict):
+        raise SpecError("spec %s: expected a table/object at the top" % path)
+    raw.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    return validate_spec(raw)
+
+
+def validate_spec(raw):
+    """Check every field; return a normalised copy. Raises SpecError naming the field."""
+    if not isinstance(raw, dict):
+        raise SpecError("spec: expected a table/object")
+    unknown = sorted(set(raw) - set(SPEC_FIELDS))
+    if unknown:
+        raise SpecError("field '%s': unknown (known fields: %s)"
+                        % (unknown[0], ", ".join(sorted(SPEC_FIELDS))))
+    s = {}
+    name = raw.get("name", "experiment")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise SpecError("field 'name': %r is not a simple name (letters, digits, - _ .)" % (name,))
+    s["name"] = name
+    s["description"] = str(raw.get("description", ""))
+
+    wl = raw.get("workloads")
+    if wl is None:
+        raise SpecError("field 'workloads': missing (list of {name, size})")
+    if isinstance(wl, (str, dict)):
+        wl = [wl]
+    if not isinstance(wl, list) or not wl:
+        raise SpecError("field 'workloads': expected a non-empty list")
+    s["workloads"] = []
+    for i, w in enumerate(wl):
+        where = "workloads[%d]" % i
+        if isinstance(w, str):
+            w = {"name": w}
+        if not isinstance(w, dict):
+            raise SpecError("field '%s': expected a table {name, size, args}" % where)
+        bad = sorted(set(w) - {"name", "size", "args", "threads", "memory_mb"})
+        if bad:
+            raise SpecError("field '%s.%s': unknown (name, size, args, threads, memory_mb)"
+                            % (where, bad[0]))
+        n = w.get("name")
+        if not isinstance(n, str) or not WORKLOAD_RE.match(n):
+            raise SpecError("field '%s.name': %r is not a workload name" % (where, n))
+        size = w.get("size", "small")
+        if size not in SIZES:
+            raise SpecError("field '%s.size': %r is not one of %s" % (where, size, "|".join(SIZES)))
+        args = w.get("args", "")
+        if not isinstance(args, str):
+            raise SpecError("field '%s.args': expected a string" % where)
+        threads = w.get("threads")
+        if threads is not None:
+            if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 4096:
+                raise SpecError("field '%s.threads': expected an integer 1..4096" % where)
+        mem = w.get("memory_mb")
+        if mem is not None and (isinstance(mem, bool) or not isinstance(mem, int)
+                                or not 128 <= mem <= 1 << 20):
+            raise SpecError("field '%s.memory_mb': expected an integer >= 128" % where)
+        s["workloads"].append({"name": n, "size": size, "args": args, "threads": threads,
+                               "memory_mb": mem})
+
+    vms = raw.get("vms")
+    if vms is None:
+        raise SpecError("field 'vms': missing (list of VM counts)")
+    if isinstance(vms, int) and not isinstance(vms, bool):
+        vms = [vms]
+    if (not isinstance(vms, list) or not vms or
+            any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 64 for v in vms)):
+        raise SpecError("field 'vms': expected a list of integers 1..64, got %r" % (vms,))
+    s["vms"] = list(vms)
+    s["vcpus"] = _int(raw, "vcpus", 1, 288)
+    s["pcpus"] = _int(raw, "pcpus", 1, 4096)
+    s["repetitions"] = _int(raw, "repetitions", 1, 10000, default=1)
+    s["timeout"] = _int(raw, "timeout", 10, 86400, default=600)
+
+    pol = raw.get("policies")
+    if pol is None:
+        raise SpecError("field 'policies': missing (list of %s)" % "|".join(POLICIES))
+    if isinstance(pol, str):
+        pol = [pol]
+    if not isinstance(pol, list) or not pol:
+        raise SpecError("field 'policies': expected a non-empty list")
+    for p in pol:
+        if p not in POLICIES:
+            raise SpecError("field 'policies': %r is not one of %s" % (p, "|".join(POLICIES)))
+    rb = raw.get("relaxed_boost", [True])
+    if isinstance(rb, bool):
+        rb = [rb]
+    if not isinstance(rb, list) or not rb or any(not isinstance(x, bool) for x in rb):
+        raise SpecError("field 'relaxed_boost': expected a list of booleans, got %r" % (rb,))
+    variants = []
+    for p in pol:
+        for r in (rb if p in ("ipi", "ipi-prio") else [True]):
+            v = (p, r)
+            if v not in variants:
+                variants.append(v)
+    s["policies"] = list(dict.fromkeys(pol))
+    s["relaxed_boost"] = list(dict.fromkeys(rb))
+    s["variants"] = [{"policy": p, "relaxed_boost": r, "label": variant_label(p, r)}
+                     for p, r in variants]
+    labels = [v["label"] for v in s["variants"]]
+
+    pool = raw.get("pool", "shared")
+    if pool not in ("shared", "separate"):
+        raise SpecError("field 'pool': %r is not shared|separate" % (pool,))
+    s["pool"] = pool
+    base = raw.get("baseline", "vanilla" if "vanilla" in labels else labels[0])
+    if base not in labels:
+        raise SpecError("field 'baseline': %r is not one of the variants (%s)"
+                        % (base, ", ".join(labels)))
+    s["baseline"] = base
+    comp = raw.get("compare", ["none"] if "none" in labels and base != "none" else [])
+    if isinstance(comp, str):
+        comp = [comp]
+    if not isinstance(comp, list) or any(c not in labels for c in comp):
+        raise SpecError("field 'compare': expected variants among %s, got %r"
+                        % (", ".join(labels), comp))
+    s["compare"] = [c for c in comp if c != base]
+    extra = raw.get("accel_extra", "")
+    if not isinstance(extra, str) or not re.match(r"^[A-Za-z0-9_=,.-]*$", extra):
+        raise SpecError("field 'accel_extra': expected prop=value[,prop=value...], got %r"
+                        % (extra,))
+    for kv in filter(None, extra.split(",")):
+        k = kv.split("=", 1)[0]
+        if k in ("vcpu-sched", "pcpus", "directed-yield", "relaxed-boost", "stats-file",
+                 "pool", "thread"):
+            raise SpecError("field 'accel_extra': %r is set by the runner" % k)
+    s["accel_extra"] = extra
+    mem = raw.get("memory_mb")
+    if mem is not None and (isinstance(mem, bool) or not isinstance(mem, int) or mem < 128):
+        raise SpecError("field 'memory_mb': expected an integer >= 128, got %r" % (mem,))
+    s["memory_mb"] = mem
+    img = raw.get("image")
+    if img is not None and not isinstance(img, str):
+        raise SpecError("field 'image': expected a path")
+    s["image"] = img
+    return s
+
+
+# ---------------------------------------------------------------- environment
+def qemu_version(qemu):
+    try:
+        out = subprocess.run([qemu, "--version"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, timeout=30).stdout
+        return out.splitlines()[0].strip() if out else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def qemu_has_pool(qemu):
+    """True when this QEMU's tcg accelerator has the pool= property."""
+    try:
+        out = subprocess.run([qemu, "-accel", "tcg,help"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return re.search(r"^\s*pool=", out, re.M) is not None
+
+
+def git_commit():
+    try:
+        r = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True, timeout=10)
+        c = r.stdout.strip()
+        if r.returncode == 0 and c:
+            d = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               timeout=10).stdout
+            return c + ("-dirty" if d.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown"
+
+
+def wait_for_qemu(qemu, patience):
+    """The QEMU binary may be briefly missing while it is rebuilt: wait a little."""
+    deadline = time.monotonic() + patience
+    while not (os.path.isfile(qemu) and os.access(qemu, os.X_OK)):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(2)
+    return True
+
+
+def build_image(image):
+    r = subprocess.run([os.path.join(REPO, "scripts", "guest", "build-image.sh"), image],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("build-image.sh failed:\n" + r.stdout[-3000:])
+
+
+# ---------------------------------------------------------------- plan
+def plan(spec):
+    """The list of trials, in run order: points, then reps, then rotated variants."""
+    trials = []
+    nv = len(spec["variants"])
+    for w in spec["workloads"]:
+        for nvms in spec["vms"]:
+            point = "%s-%s-%dvm" % (w["name"], w["size"], nvms)
+            for rep in range(spec["repetitions"]):
+                for k in range(nv):
+                    v = spec["variants"][(k + rep) % nv]
+                    trials.append({"point": point, "workload": w, "vms": nvms, "rep": rep,
+                                   "order": k, "variant": v})
+    return trials
+
+
+def refused_points(spec, has_pool):
+    """Points this QEMU cannot run, as {point: message}."""
+    out = {}
+    if spec["pool"] == "shared" and not has_pool:
+        for w in spec["workloads"]:
+            for nvms in spec["vms"]:
+                if nvms > 1:
+                    out["%s-%s-%dvm" % (w["name"], w["size"], nvms)] = (
+                        "refused: %d VMs on one shared pool need QEMU's pool= property "
+                        "(-accel tcg,pool=NAME), which this build lacks "
+                        "(qemu-system-x86_64 -accel tcg,help); set pool = \"separate\" "
+                        "to give each VM its own %d slots instead" % (nvms, spec["pcpus"]))
+    return out
+
+
+# ---------------------------------------------------------------- run
+def latency_of(result):
+    for k in LATENCY_KEYS:
+        v = (result or {}).get(k)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v), k
+    return None, None
+
+
+def run_trial(spec, trial, ctx, tno):
+    w, v, nvms = trial["workload"], trial["variant"], trial["vms"]
+    label = v["label"]
+    tag = "t%04d-%s-%s-r%d" % (tno, trial["point"], label.replace("/", "-"), trial["rep"])
+    pool_name = "vsched-%s-%d-t%d" % (ctx["run_id"], os.getpid(), tno)
+    vms = []
+    started = datetime.datetime.now().isoformat(timespec="seconds")
+    for i in range(nvms):
+        stats = os.path.join(ctx["outdir"], "stats", "%s-vm%d.json" % (tag, i))
+        accel = ("tcg,thread=multi,vcpu-sched=on,pcpus=%d,directed-yield=%s,relaxed-boost=%s,"
+                 "stats-file=%s" % (spec["pcpus"], v["policy"],
+                                    "on" if v["relaxed_boost"] else "off", stats))
+        if spec["pool"] == "shared" and nvms > 1:
+            accel += ",pool=%s" % pool_name
+        if spec["accel_extra"]:
+            accel += "," + spec["accel_extra"]
+        mem = w["memory_mb"] or spec["memory_mb"]
+        vm = vsched_vm.VM(workload=w["name"], smp=spec["vcpus"], accel=accel,
+                          qemu=ctx["qemu"], image_dir=ctx["image"], memory=mem,
+                          args=w["args"] or None, size=w["size"], threads=w["threads"],
+                          log_path=os.path.join(ctx["outdir"], "logs", "%s-vm%d.log" % (tag, i)))
+        vms.append((vm, stats, accel))
+    results = [None] * nvms
+
+    def waiter(i, vm):
+        try:
+            results[i] = vm.wait(timeout=spec["timeout"])
+        except Exception as e:  # noqa: BLE001 - reported as a failed row
+            r = vsched_vm.Result()
+            r.reason = "harness error: %s" % e
+            results[i] = r
+        finally:
+            vm.kill()
+
+    threads = []
+    try:
+        for i, (vm, stats, _) in enumerate(vms):
+            if os.path.exists(stats):
+                os.unlink(stats)
+            vm.start()
+        for i, (vm, _, _) in enumerate(vms):
+            t = threading.Thread(target=waiter, args=(i, vm), daemon=True)
+            t.start()
+            threads.append(t)
+        for t in threads:
+            t.join()
+    finally:
+        for vm, _, _ in vms:
+            vm.kill()
+
+    rows = []
+    for i, ((vm, stats, accel), res) in enumerate(zip(vms, results)):
+        r = res.result or {}
+        lat, key = latency_of(r) if res.ok else (None, None)
+        checks = {k: r.get(k) for k in CHECK_KEYS if k in r}
+        check = "ok" if all(val == "ok" for val in checks.values()) else "FAIL"
+        row = {
+            "run_id": ctx["run_id"], "trial": tno, "point": trial["point"],
+            "workload": w["name"], "size": w["size"], "args": w["args"], "vms": nvms,
+            "vm_index": i, "vcpus": spec["vcpus"], "pcpus": spec["pcpus"],
+            "pool_mode": spec["pool"] if nvms > 1 else "single",
+            "pool": pool_name if (spec["pool"] == "shared" and nvms > 1) else "",
+            "policy": v["policy"], "relaxed_boost": v["relaxed_boost"], "variant": label,
+            "rep": trial["rep"], "order": trial["order"],
+            "status": "ok" if res.ok and lat is not None else "failed",
+            "reason": None if res.ok and lat is not None else (res.reason or "no latency"),
+            "latency_seconds": lat, "latency_key": key,
+            "guest_seconds": res.guest_seconds if res.ok else None,
+            "boot_seconds": r.get("boot_seconds"),
+            "wall_seconds": round(res.wall_seconds, 3) if res.wall_seconds else None,
+            "check": check if checks else "", "roundtrip": r.get("roundtrip", ""),
+            "size_check": r.get("size_check", ""), "failure_line": res.failure_line,
+            "memory_mb": vm.memory, "threads": r.get("threads"), "accel": accel,
+            "qemu": ctx["qemu"], "qemu_version": ctx["qemu_version"],
+            "git_commit": ctx["git_commit"], "host": ctx["host"], "host_cpus": ctx["host_cpus"],
+            "started_at": started, "log": os.path.relpath(vm.log_path, ctx["outdir"]),
+            "stats_file": os.path.relpath(stats, ctx["outdir"]) if os.path.exists(stats) else "",
+            "result_json": json.dumps(r, sort_keys=True) if r else "",
+        }
+        if res.ok and checks and check != "ok":
+            row["status"], row["reason"] = "failed", "guest check failed: %s" % checks
+            row["latency_seconds"] = None
+        counters = {}
+        if os.path.exists(stats):
+            try:
+                with open(stats) as f:
+                    counters = json.load(f)
+            except (OSError, ValueError):
+                counters = {}
+        row["counters"] = counters
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------- summary
+def summarize(spec, rows, refused):
+    """Per point and variant: median, spread, reductions, counter medians."""
+    points = []
+    for w in spec["workloads"]:
+        for nvms in spec["vms"]:
+            pid = "%s-%s-%dvm" % (w["name"], w["size"], nvms)
+            p = {"point": pid, "workload": w["name"], "size": w["size"], "vms": nvms,
+                 "refused": refused.get(pid), "variants": []}
+            med = {}
+            for v in spec["variants"]:
+                rs = [r for r in rows if r["point"] == pid and r["variant"] == v["label"]]
+                ok = sorted(r["latency_seconds"] for r in rs if r["status"] == "ok")
+                e = {"variant": v["label"], "runs": len(rs), "ok": len(ok),
+                     "failed": len(rs) - len(ok),
+                     "reasons": sorted({r["reason"] for r in rs if r["status"] != "ok"}),
+                     "median": statistics.median(ok) if ok else None,
+                     "min": ok[0] if ok else None, "max": ok[-1] if ok else None,
+                     "iqr": None, "counters": {}}
+                if len(ok) >= 4:
+                    q = statistics.quantiles(ok, n=4)
+                    e["iqr"] = q[2] - q[0]
+                ctr = [r["counters"] for r in rs if r["status"] == "ok" and r["counters"]]
+                for k in TABLE_COUNTERS:
+                    vals = [c[k] for c in ctr if isinstance(c.get(k), (int, float))]
+                    e["counters"][k] = statistics.median(vals) if vals else None
+                med[v["label"]] = e["median"]
+                p["variants"].append(e)
+            for e in p["variants"]:
+                e["reduction"] = {}
+                for ref in [spec["baseline"]] + spec["compare"]:
+                    b = med.get(ref)
+                    e["reduction"][ref] = (100.0 * (b - e["median"]) / b
+                                           if b and e["median"] is not None else None)
+            points.append(p)
+    return points
+
+
+def fmt_pct(x):
+    return "%+.2f%%" % x if x is not None else "-"
+
+
+def format_table(spec, points, meta):
+    refs = [spec["baseline"]] + spec["compare"]
+    lines = ["vsched experiment %s  (run %s)" % (spec["name"], meta["run_id"]),
+             "%s; commit %s; %s, %d host CPUs" % (meta["qemu_version"], meta["git_commit"],
+                                                  meta["host"], meta["host_cpus"]),
+             "%d vCPUs per VM, %d pool slots (%s), %d repetitions; latency = guest %s; "
+             "reduction = (ref - x) / ref, positive is faster"
+             % (spec["vcpus"], spec["pcpus"], spec["pool"], spec["repetitions"],
+                "/".join(LATENCY_KEYS)), ""]
+    hdr = "%-22s %-15s %5s %9s %19s" % ("point", "variant", "ok", "median s", "min..max")
+    hdr += "".join(" %11s" % ("vs " + r)[:11] for r in refs)
+    hdr += "".join(" %10s" % k.replace("yield_", "y_")[:10] for k in TABLE_COUNTERS)
+    lines.append(hdr)
+    lines.append("-" * len(hdr))
+    for p in points:
+        if p["refused"]:
+            lines.append("%-22s %s" % (p["point"], p["refused"]))
+            continue
+        for e in p["variants"]:
+            s = "%-22s %-15s %2d/%-2d" % (p["point"], e["variant"], e["ok"], e["runs"])
+            if e["median"] is None:
+                s += " %9s %19s" % ("FAILED", "")
+            else:
+                s += " %9.3f %8.3f..%-9.3f" % (e["median"], e["min"], e["max"])
+            s += "".join(" %11s" % fmt_pct(e["reduction"].get(r)) for r in refs)
+            for k in TABLE_COUNTERS:
+                c = e["counters"].get(k)
+                if c is None:
+                    s += " %10s" % "-"
+                elif k.endswith("_ns"):
+                    s += " %9.2fs" % (c / 1e9)
+                else:
+                    s += " %10d" % c
+            if e["failed"]:
+                s += "  failed: %s" % "; ".join(e["reasons"])
+            lines.append(s)
+    series = {"dedup": (8.87, 10.29, 15.60), "vips": (10.23, 6.63, 4.50)}
+    shown = [p for p in points if p["workload"] in series and not p["refused"]]
+    if shown:
+        lines.append("")
+        lines.append("series v3 (16 pCPU, 16 vCPU/VM, 2/3/4 VMs, ipi vs vanilla): "
+                     "dedup +8.87/+10.29/+15.60 %, vips +10.23/+6.63/+4.50 %")
+    return "\n".join(lines) + "\n"
+
+
+def plot(spec, points, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    shown = [p for p in points if not p["refused"]]
+    labels = [v["label"] for v in spec["variants"]]
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * max(1, len(shown)) * len(labels) / 3), 4.5))
+    width = 0.8 / max(1, len(labels))
+    colors = {"none": "#999999", "vanilla": "#44aa77", "ipi": "#4477cc",
+              "ipi/strict": "#88aadd", "ipi-prio": "#cc7744", "ipi-prio/strict": "#ddaa88"}
+    for j, lab in enumerate(labels):
+        xs, ys, lo, hi = [], [], [], []
+        for i, p in enumerate(shown):
+            e = next(e for e in p["variants"] if e["variant"] == lab)
+            if e["median"] is None:
+                continue
+            xs.append(i + (j - (len(labels) - 1) / 2) * width)
+            ys.append(e["median"])
+            lo.append(e["median"] - e["min"])
+            hi.append(e["max"] - e["median"])
+        bars = ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=lab,
+                      color=colors.get(lab))
+        for b, p in zip(bars, [p for p in shown if next(
+                e for e in p["variants"] if e["variant"] == lab)["median"] is not None]):
+            e = next(e for e in p["variants"] if e["variant"] == lab)
+            red = e["reduction"].get(spec["baseline"])
+            if red is not None and lab != spec["baseline"]:
+                ax.annotate("%+.1f%%" % red, (b.get_x() + b.get_width() / 2, b.get_height()),
+                            ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(shown)))
+    ax.set_xticklabels([p["point"] for p in shown], fontsize=8)
+    ax.set_ylabel("guest latency, s (median, min..max)")
+    ax.set_title("%s: %d vCPUs/VM on %d slots; labels: reduction vs %s"
+                 % (spec["name"], spec["vcpus"], spec["pcpus"], spec["baseline"]), fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_outputs(outdir, spec, meta, rows, points, refused):
+    with open(os.path.join(outdir, "runs.json"), "w") as f:
+        json.dump({"meta": meta, "spec": spec, "refused": refused, "rows": rows}, f, indent=1)
+    ckeys = sorted({k for r in rows for k in r["counters"]})
+    with open(os.path.join(outdir, "runs.csv"), "w", newline="") as f:
+        wr = csv.writer(f)
+        wr.writerow(ROW_FIELDS + ["c_" + k for k in ckeys])
+        for r in rows:
+            wr.writerow([("" if r.get(k) is None else r.get(k)) for k in ROW_FIELDS] +
+                        [r["counters"].get(k, "") for k in ckeys])
+    with open(os.path.join(outdir, "summary.json"), "w") as f:
+        json.dump({"meta": meta, "points": points}, f, indent=1)
+
+
+# ---------------------------------------------------------------- main
+def fmt_dur(s):
+    s = int(s)
+    return "%d:%02d:%02d" % (s // 3600, s % 3600 // 60, s % 60) if s >= 3600 else \
+        "%d:%02d" % (s // 60, s % 60)
+
+
+def run(spec, args):
+    qemu = args.qemu or os.environ.get("VSCHED_QEMU") or vsched_vm.DEFAULT_QEMU
+    if not wait_for_qemu(qemu, args.qemu_patience):
+        print("experiment: QEMU %s not found (make, or --qemu / VSCHED_QEMU)" % qemu,
+              file=sys.stderr)
+        return 2
+    image = args.image or spec["image"] or os.environ.get("VSCHED_IMAGE") or \
+        vsched_vm.DEFAULT_IMAGE
+    if not args.no_build:
+        try:
+            build_image(image)
+        except RuntimeError as e:
+            print("experiment: %s" % e, file=sys.stderr)
+            return 2
+    has_pool = qemu_has_pool(qemu)
+    refused = refused_points(spec, has_pool)
+    run_id = args.run_id or "%s-%s-%d" % (spec["name"], time.strftime("%Y%m%d-%H%M%S"),
+                                          os.getpid())
+    outdir = os.path.abspath(args.out or os.path.join(REPO, "build", "results", run_id))
+    for d in ("", "logs", "stats"):
+        os.makedirs(os.path.join(outdir, d), exist_ok=True)
+    meta = {"run_id": run_id, "qemu": qemu, "qemu_version": qemu_version(qemu),
+            "qemu_has_pool": has_pool, "git_commit": git_commit(), "image": image,
+            "host": socket.gethostname(), "host_cpus": os.cpu_count() or 0,
+            "python": platform.python_version(),
+            "started_at": datetime.datetime.now().isoformat(timespec="seconds")}
+    ctx = dict(meta, outdir=outdir)
+    trials = [t for t in plan(spec) if t["point"] not in refused]
+    for pid, msg in refused.items():
+        print("experiment: %s: %s" % (pid, msg), file=sys.stderr)
+    print("experiment %s: %d trials (%d VM runs) -> %s" % (
+        spec["name"], len(trials), sum(t["vms"] for t in trials), outdir), flush=True)
+    rows = []
+    t_start = time.monotonic()
+    for n, trial in enumerate(trials, 1):
+        if n == 1 or not os.path.exists(qemu):
+            wait_for_qemu(qemu, args.qemu_patience)
+        t0 = time.monotonic()
+        try:
+            trows = run_trial(spec, trial, ctx, n)
+        except FileNotFoundError as e:
+            print("experiment: %s" % e, file=sys.stderr)
+            return 2
+        rows.extend(trows)
+        dt = time.monotonic() - t0
+        el = time.monotonic() - t_start
+        eta = el / n * (len(trials) - n)
+        res = " ".join("%.2fs" % r["latency_seconds"] if r["status"] == "ok"
+                       else "FAILED(%s)" % r["reason"] for r in trows)
+        print("[%d/%d %s, eta %s] %s %s rep %d: %s (%.0fs)" % (
+            n, len(trials), fmt_dur(el), fmt_dur(eta), trial["point"],
+            trial["variant"]["label"], trial["rep"] + 1, res, dt), flush=True)
+        # keep results current, so a long run can be inspected (and survives ^C)
+        write_outputs(outdir, spec, meta, rows, summarize(spec, rows, refused), refused)
+    meta["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")
+    meta["elapsed_seconds"] = round(time.monotonic() - t_start, 1)
+    points = summarize(spec, rows, refused)
+    write_outputs(outdir, spec, meta, rows, points, refused)
+    table = format_table(spec, points, meta)
+    with open(os.path.join(outdir, "table.txt"), "w") as f:
+        f.write(table)
+    png = os.path.join(outdir, "plot.png")
+    try:
+        plot(spec, points, png)
+    except ImportError:
+        print("experiment: matplotlib missing (apt-get install python3-matplotlib); no plot",
+              file=sys.stderr)
+        png = None
+    print()
+    print(table, end="")
+    print("\nresults: %s\ntable: %s\nplot: %s" % (
+        os.path.join(outdir, "runs.csv"), os.path.join(outdir, "table.txt"), png or "(none)"))
+    failed = sum(r["status"] != "ok" for r in rows)
+    if failed:
+        print("experiment: %d of %d runs failed" % (failed, len(rows)), file=sys.stderr)
+        return 1
+    if refused:
+        return 3
+    return 0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Run a vsched experiment spec.")
+    p.add_argument("spec", nargs="?", help="spec file (TOML or JSON), e.g. experiments/default.toml")
+    p.add_argument("--bench", action="store_true",
+                   help="run the benchmark matrix (experiments/bench.toml)")
+    p.add_argument("--check", action="store_true", help="validate the spec and exit")
+    p.add_argument("--list", action="store_true", help="print the planned trials and exit")
+    p.add_argument("--qemu", help="QEMU binary (env VSCHED_QEMU)")
+    p.add_argument("--image", help="guest image directory (env VSCHED_IMAGE)")
+    p.add_argument("--out", help="output directory (default build/results/<run-id>)")
+    p.add_argument("--run-id", help="run id (default NAME-DATE-PID)")
+    p.add_argument("--reps", type=int, help="override 'repetitions'")
+    p.add_argument("--no-build", action="store_true", help="do not (re)build the guest image")
+    p.add_argument("--qemu-patience", type=float, default=120,
+                   help="seconds to wait for a QEMU binary that is being rebuilt")
+    a = p.parse_args(argv)
+    path = a.spec
+    if a.bench:
+        path = path or os.path.join(REPO, "experiments", "bench.toml")
+    if not path:
+        p.error("a spec file is needed (or --bench)")
+    try:
+        spec = load_spec(path)
+        if a.reps is not None:
+            spec = validate_spec(dict(_raw_from(spec), repetitions=a.reps))
+    except SpecError as e:
+        print("experiment: %s" % e, file=sys.stderr)
+        return 2
+    if a.check:
+        print("experiment: %s ok: %d trials" % (path, len(plan(spec))))
+        return 0
+    if a.list:
+        for n, t in enumerate(plan(spec), 1):
+            print("%4d %s %s rep %d" % (n, t["point"], t["variant"]["label"], t["rep"] + 1))
+        return 0
+    return run(spec, a)
+
+
+def _raw_from(spec):
+    """A validated spec back in input form (for overrides)."""
+    raw = {k: spec[k] for k in SPEC_FIELDS if k in spec and spec[k] is not None}
+    raw.pop("compare", None)
+    if spec["compare"]:
+        raw["compare"] = spec["compare"]
+    return raw
+
+
+if __name__ == "__main__":
+    sys.exit(main())
