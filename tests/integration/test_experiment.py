@@ -1,0 +1,251 @@
+"""Integration tests of the experiment runner (scripts/experiment.py).
+
+* the CI-sized spec (experiments/ci.toml: 2 VMs, small inputs, 2 policies,
+  1 repetition) end to end: a row per VM run with every field, table and PNG;
+  the guest-side checks (dedup round trip, vips output size) in the rows;
+* a panicking and a hanging guest are failed rows, within the timeout;
+* malformed specs are refused, naming the field (table-driven).
+
+The two-VM points need QEMU's pool= property (several QEMUs on one pool of
+slots). Without it the runner must refuse them with a clear message: the test
+checks that, then runs the same spec with pool = "separate" so the end-to-end
+path is still covered. Once pool= exists the shared-pool run is the one checked
+(and the rows of a trial must share one pool name, unique to the trial).
+"""
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EXPERIMENT = os.path.join(REPO, "scripts", "experiment.py")
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+
+import experiment  # noqa: E402
+
+PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+
+def run_experiment(args, qemu, image_dir, timeout=900):
+    env = dict(os.environ, VSCHED_QEMU=qemu, VSCHED_IMAGE=image_dir)
+    t0 = time.monotonic()
+    r = subprocess.run([PY, EXPERIMENT] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, env=env, timeout=timeout)
+    r.elapsed = time.monotonic() - t0
+    return r
+
+
+def write_spec(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return str(path)
+
+
+def read_rows(outdir):
+    with open(os.path.join(outdir, "runs.csv"), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# Fields every row must carry a value in (failed rows may lack latency etc.).
+REQUIRED = ["run_id", "trial", "point", "workload", "size", "vms", "vm_index", "vcpus",
+            "pcpus", "pool_mode", "policy", "relaxed_boost", "variant", "rep", "order",
+            "status", "memory_mb", "accel", "qemu", "qemu_version", "git_commit", "host",
+            "host_cpus", "started_at", "log"]
+REQUIRED_OK = REQUIRED + ["latency_seconds", "latency_key", "guest_seconds", "boot_seconds",
+                          "wall_seconds", "threads", "stats_file", "result_json"]
+
+
+@pytest.fixture(scope="module")
+def ci_run(qemu, image_dir, tmp_path_factory):
+    """experiments/ci.toml, shared pool when QEMU has pool=, else refused + separate pools."""
+    tmp = tmp_path_factory.mktemp("exp-ci")
+    has_pool = experiment.qemu_has_pool(qemu)
+    out = str(tmp / "shared")
+    r = run_experiment([os.path.join(REPO, "experiments", "ci.toml"), "--no-build",
+                        "--out", out], qemu, image_dir)
+    refused = None
+    if not has_pool:
+        refused = r
+        with open(os.path.join(REPO, "experiments", "ci.toml")) as f:
+            text = f.read().replace('pool = "shared"', 'pool = "separate"')
+        spec = write_spec(tmp / "ci-separate.toml", text)
+        out = str(tmp / "separate")
+        r = run_experiment([spec, "--no-build", "--out", out], qemu, image_dir)
+    return {"has_pool": has_pool, "refused": refused, "result": r, "out": out}
+
+
+def test_ci_spec_end_to_end(ci_run):
+    r = ci_run["result"]
+    assert r.returncode == 0, "experiment failed (%d):\n%s\n%s" % (r.returncode, r.stdout,
+                                                                    r.stderr)
+    out = ci_run["out"]
+    rows = read_rows(out)
+    spec = experiment.load_spec(os.path.join(REPO, "experiments", "ci.toml"))
+    expected = (len(spec["workloads"]) * len(spec["variants"]) * spec["repetitions"]
+                * sum(spec["vms"]))
+    assert len(rows) == expected
+    for row in rows:
+        for k in REQUIRED_OK:
+            assert row.get(k) not in (None, ""), "row %s lacks %s" % (row["trial"], k)
+        assert row["status"] == "ok", row
+        assert float(row["latency_seconds"]) > 0
+        assert row["latency_key"] == "roi_seconds"
+        assert row["vms"] == "2" and row["vcpus"] == str(spec["vcpus"])
+        assert "directed-yield=%s" % row["policy"] in row["accel"]
+        assert row["qemu_version"].startswith("QEMU emulator version")
+        assert row["git_commit"] != ""
+        assert os.path.exists(os.path.join(out, row["log"]))
+        assert os.path.exists(os.path.join(out, row["stats_file"]))
+        assert any(k.startswith("c_spins_detected") for k in row)
+    # every variant of every point ran, A/B interleaved within the point
+    assert {(r_["point"], r_["variant"]) for r_ in rows} == {
+        ("%s-%s-2vm" % (w["name"], w["size"]), v["label"])
+        for w in spec["workloads"] for v in spec["variants"]}
+    # the VMs of a trial ran together: on one pool when shared
+    by_trial = {}
+    for row in rows:
+        by_trial.setdefault(row["trial"], []).append(row)
+    assert all(len(v) == 2 for v in by_trial.values())
+    if ci_run["has_pool"]:
+        names = set()
+        for trows in by_trial.values():
+            pools = {t["pool"] for t in trows}
+            assert len(pools) == 1 and "" not in pools
+            assert "pool=%s" % pools.pop() in trows[0]["accel"]
+            names |= {t["pool"] for t in trows}
+        assert len(names) == len(by_trial), "pool names must be unique per trial"
+    # outputs
+    with open(os.path.join(out, "table.txt")) as f:
+        table = f.read()
+    assert "median s" in table and "vs vanilla" in table
+    for v in spec["variants"]:
+        assert v["label"] in table
+    with open(os.path.join(out, "plot.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(os.path.join(out, "runs.json")) as f:
+        data = json.load(f)
+    assert data["meta"]["qemu_version"].startswith("QEMU")
+    assert len(data["rows"]) == len(rows)
+    assert all(isinstance(x["counters"], dict) and x["counters"] for x in data["rows"])
+    assert "plot: " in r.stdout and "plot.png" in r.stdout
+
+
+def test_shared_pool_refused_without_pool_support(ci_run):
+    if ci_run["has_pool"]:
+        # pool= exists: the shared-pool run above is the real one
+        assert ci_run["refused"] is None
+        return
+    r = ci_run["refused"]
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    assert "refused" in r.stderr and "pool=" in r.stderr
+    assert "dedup-small-2vm" in r.stderr
+
+
+def test_guest_checks_in_rows(ci_run):
+    rows = read_rows(ci_run["out"])
+    dedup = [r for r in rows if r["workload"] == "dedup"]
+    vips = [r for r in rows if r["workload"] == "vips"]
+    assert dedup and vips
+    for r in dedup:
+        res = json.loads(r["result_json"])
+        assert r["roundtrip"] == "ok" and r["check"] == "ok"
+        assert res["in_bytes"] == 2 << 20
+        assert res["unique"] < res["chunks"] and res["ratio"] > 1.5
+        assert res["threads_total"] == 3 * res["stage_threads"] + 2
+    for r in vips:
+        res = json.loads(r["result_json"])
+        assert r["size_check"] == "ok" and r["check"] == "ok"
+        assert (res["out_width"], res["out_height"], res["out_bands"]) == (320, 480, 3)
+        assert res["vips_threads"] == int(r["vcpus"])
+
+
+def test_failed_guests_reported_as_failed(qemu, image_dir, tmp_path):
+    timeout = 45
+    spec = write_spec(tmp_path / "fail.toml", """
+name = "fail"
+workloads = ["panic", "hang"]
+vms = [1]
+vcpus = 2
+pcpus = 1
+policies = ["ipi"]
+repetitions = 1
+timeout = %d
+""" % timeout)
+    out = str(tmp_path / "out")
+    r = run_experiment([spec, "--no-build", "--out", out], qemu, image_dir)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    rows = {row["workload"]: row for row in read_rows(out)}
+    assert rows["panic"]["status"] == "failed" and rows["panic"]["reason"] == "panic"
+    assert rows["hang"]["status"] == "failed" and rows["hang"]["reason"] == "timeout"
+    for row in rows.values():
+        assert row["latency_seconds"] == ""        # never a number
+        assert float(row["wall_seconds"]) < timeout + 15
+    assert float(rows["panic"]["wall_seconds"]) < timeout
+    with open(os.path.join(out, "table.txt")) as f:
+        table = f.read()
+    assert "FAILED" in table and "timeout" in table and "panic" in table
+    assert r.elapsed < 2 * timeout + 60
+
+
+VALID = {
+    "name": "t", "workloads": [{"name": "dedup", "size": "small"}], "vms": [2], "vcpus": 4,
+    "pcpus": 2, "policies": ["vanilla", "ipi"], "repetitions": 1, "timeout": 60,
+}
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"vms": None}, "vms"),
+    ({"vms": [0]}, "vms"),
+    ({"vms": "two"}, "vms"),
+    ({"vcpus": 0}, "vcpus"),
+    ({"vcpus": "4"}, "vcpus"),
+    ({"pcpus": None}, "pcpus"),
+    ({"policies": ["vanilla", "fast"]}, "policies"),
+    ({"policies": []}, "policies"),
+    ({"relaxed_boost": ["yes"]}, "relaxed_boost"),
+    ({"repetitions": 0}, "repetitions"),
+    ({"timeout": 1}, "timeout"),
+    ({"workloads": []}, "workloads"),
+    ({"workloads": [{"name": "dedup", "size": "huge"}]}, "workloads[0].size"),
+    ({"workloads": [{"name": "a b"}]}, "workloads[0].name"),
+    ({"workloads": [{"name": "dedup", "colour": 1}]}, "workloads[0].colour"),
+    ({"baseline": "ipi-prio"}, "baseline"),
+    ({"pool": "global"}, "pool"),
+    ({"accel_extra": "pcpus=3"}, "accel_extra"),
+    ({"repetiton": 3}, "repetiton"),
+    ({"name": "../x"}, "name"),
+])
+def test_malformed_spec_refused(tmp_path, change, field):
+    spec = dict(VALID)
+    for k, v in change.items():
+        if v is None:
+            spec.pop(k)
+        else:
+            spec[k] = v
+    path = write_spec(tmp_path / "bad.json", json.dumps(spec))
+    r = subprocess.run([PY, EXPERIMENT, "--check", path], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=60)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "field '%s'" % field in r.stderr, r.stderr
+
+
+def test_malformed_toml_refused(tmp_path):
+    path = write_spec(tmp_path / "bad.toml", "vms = [2\n")
+    r = subprocess.run([PY, EXPERIMENT, "--check", path], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=60)
+    assert r.returncode == 2 and "not valid TOML" in r.stderr
+
+
+def test_shipped_specs_valid():
+    for name in ("default", "ci", "bench", "series"):
+        spec = experiment.load_spec(os.path.join(REPO, "experiments", name + ".toml"))
+        assert spec["name"] == name
+    bench = experiment.load_spec(os.path.join(REPO, "experiments", "bench.toml"))
+    assert bench["vms"] == [2, 3, 4] and bench["vcpus"] == 4 and bench["pcpus"] == 2
+    assert bench["repetitions"] >= 5
+    assert {v["label"] for v in bench["variants"]} >= {"none", "vanilla", "ipi", "ipi/strict",
+                                                       "ipi-prio"}
