@@ -1,6 +1,8 @@
 /* vsched core: Core, tying scheduler, detector, tracker and policies. */
 #include "core.h"
 
+#include <unistd.h>
+
 namespace vsched {
 
 std::unique_ptr<Core> Core::create(const Config &cfg, int nr_vcpus, HostInterface &host,
@@ -9,15 +11,52 @@ std::unique_ptr<Core> Core::create(const Config &cfg, int nr_vcpus, HostInterfac
     if (!validate_config(cfg, nr_vcpus, err)) {
         return nullptr;
     }
-    return std::unique_ptr<Core>(new Core(cfg, nr_vcpus, host));
+    return std::unique_ptr<Core>(new Core(cfg, nr_vcpus, host, nullptr));
 }
 
-Core::Core(const Config &cfg, int nr_vcpus, HostInterface &host)
+std::unique_ptr<Core> Core::create_shared(const Config &cfg, std::string_view pool,
+                                          int nr_vcpus, HostInterface &host, std::string *err,
+                                          const SharedPoolOptions &opt)
+{
+    if (!validate_config(cfg, nr_vcpus, err)) {
+        return nullptr;
+    }
+    auto sp = SharedPool::attach(pool, cfg.pcpus, cfg.slice_ns, nr_vcpus, host.now_ns(), err,
+                                 opt);
+    if (!sp) {
+        return nullptr;
+    }
+    Config c = cfg;
+    c.slice_ns = sp->slice_ns();
+    bool stale = sp->recovered_stale();
+    int reaped = sp->reaped_at_attach();
+    auto core = std::unique_ptr<Core>(new Core(c, nr_vcpus, host, std::move(sp)));
+    if (stale) {
+        core->ctr_.add(Ctr::pool_stale_recovered);
+    }
+    core->ctr_.add(Ctr::pool_members_reaped, static_cast<uint64_t>(reaped));
+    return core;
+}
+
+namespace {
+std::unique_ptr<Scheduler> make_scheduler(const Config &cfg, int nr_vcpus, SharedPool *sp,
+                                          Counters &ctr, SpinDetector &spin)
+{
+    if (sp) {
+        return std::make_unique<Scheduler>(sp->state(), sp->member(), sp->slice_ns(), ctr, spin);
+    }
+    return std::make_unique<Scheduler>(nr_vcpus, cfg.pcpus, cfg.slice_ns, ctr, spin);
+}
+} // namespace
+
+Core::Core(const Config &cfg, int nr_vcpus, HostInterface &host,
+           std::unique_ptr<SharedPool> shared)
     : cfg_(cfg), nr_(nr_vcpus), host_(host),
       spin_(nr_vcpus, cfg.ple_gap_ns, cfg.ple_window_ns, cfg.ple_window_max_ns,
             cfg.ple_window_grow),
-      ipi_(nr_vcpus, ctr_),
-      sched_(nr_vcpus, cfg.pcpus, cfg.slice_ns, ctr_, spin_),
+      ipi_(nr_vcpus, ctr_), shared_(std::move(shared)),
+      sched_ptr_(make_scheduler(cfg, nr_vcpus, shared_.get(), ctr_, spin_)),
+      sched_(*sched_ptr_),
       policy_(static_cast<int>(cfg.policy)), relaxed_boost_(cfg.relaxed_boost)
 {
     ipi_.set_enabled(cfg.ipi_tracking);
@@ -25,6 +64,234 @@ Core::Core(const Config &cfg, int nr_vcpus, HostInterface &host)
     for (int k = 0; k < kNumPolicies; k++) {
         policies_[k] = make_policy(static_cast<PolicyKind>(k));
     }
+}
+
+Core::~Core()
+{
+    if (!shared_) {
+        return;
+    }
+    Effects fx;
+    bool last;
+    {
+        Section g(*this, host_.now_ns(), &fx);
+        sched_.evict_member(shared_->member());
+        last = shared_->leave_locked();
+    }
+    (void)last;
+    run_effects(fx);
+}
+
+Core::Section::Section(Core &c, uint64_t now, Effects *fx) : c_(c)
+{
+    if (c.shared_) {
+        bool owner_dead = c.shared_->lock();
+        c.sched_.begin(now, fx);
+        if (owner_dead) {
+            c.recover_locked();
+            c.shared_->mark_consistent();
+        }
+    } else {
+        c.mu_.lock();
+        c.sched_.begin(now, fx);
+    }
+}
+
+Core::Section::~Section()
+{
+    if (c_.shared_) {
+        c_.shared_->unlock();
+    } else {
+        c_.mu_.unlock();
+    }
+}
+
+/* REQUIRES: the shared lock, whose last owner died holding it. */
+void Core::recover_locked()
+{
+    ctr_.add(Ctr::pool_owner_dead);
+    shared_->shm().stats.owner_dead_recoveries++;
+    sched_.repair();
+    std::vector<int> all;
+    for (int m = 0; m < kMaxMembers; m++) {
+        if (m != shared_->member()) {
+            all.push_back(m);
+        }
+    }
+    reap_locked(all);
+}
+
+/* REQUIRES: the shared lock.  Evicts the candidates that are dead. */
+int Core::reap_locked(const std::vector<int> &candidates)
+{
+    int n = 0;
+    for (int m : candidates) {
+        if (m == shared_->member() || !shared_->dead_locked(m)) {
+            continue;
+        }
+        int held = sched_.evict_member(m);
+        shared_->free_proc_locked(m);
+        ShmStats &st = shared_->shm().stats;
+        st.members_reaped++;
+        st.slots_reclaimed += static_cast<uint64_t>(held);
+        ctr_.add(Ctr::pool_members_reaped);
+        ctr_.add(Ctr::pool_slots_reclaimed, static_cast<uint64_t>(held));
+        n++;
+    }
+    return n;
+}
+
+void Core::run_effects(const Effects &fx)
+{
+    fx.run(host_);
+    if (shared_ && fx.has_remote()) {
+        int w = 0, k = 0;
+        shared_->post(fx, &w, &k);
+        ctr_.add(Ctr::pool_remote_wakes, static_cast<uint64_t>(w));
+        ctr_.add(Ctr::pool_remote_kicks, static_cast<uint64_t>(k));
+    }
+}
+
+int Core::poll_members(bool force)
+{
+    if (!shared_) {
+        return 0;
+    }
+    uint64_t now = host_.now_ns();
+    uint64_t last = last_reap_ns_.load(std::memory_order_relaxed);
+    if (!force && now - last < kReapIntervalNs) {
+        return 0;
+    }
+    if (!last_reap_ns_.compare_exchange_strong(last, now) && !force) {
+        return 0; /* another thread is doing it */
+    }
+    std::vector<int> dead = shared_->find_dead_members();
+    if (dead.empty()) {
+        return 0;
+    }
+    Effects fx;
+    fx.set_tracing(tracing_.load(std::memory_order_relaxed));
+    int n;
+    {
+        Section g(*this, now, &fx);
+        n = reap_locked(dead);
+    }
+    run_effects(fx);
+    return n;
+}
+
+int Core::mailbox_dispatch(uint64_t timeout_ns)
+{
+    if (!shared_) {
+        return 0;
+    }
+    auto deliver = [&] {
+        return shared_->drain(nr_, [&](int kind, int v) {
+            if (kind == 0) {
+                ctr_.add(Ctr::pool_mailbox_wakes);
+                host_.wake(v);
+            } else {
+                ctr_.add(Ctr::pool_mailbox_kicks);
+                host_.kick(v);
+            }
+        });
+    };
+    uint32_t seq = shared_->mailbox_seq();
+    int n = deliver();
+    if (n == 0 && timeout_ns > 0 && !mailbox_stop_.load()) {
+        shared_->wait_mailbox(seq, std::min<uint64_t>(timeout_ns, kReapIntervalNs));
+        n = deliver();
+    }
+    poll_members();
+    return n;
+}
+
+void Core::mailbox_run()
+{
+    if (!shared_) {
+        return;
+    }
+    while (!mailbox_stop_.load()) {
+        mailbox_dispatch(kReapIntervalNs);
+    }
+}
+
+void Core::mailbox_stop()
+{
+    mailbox_stop_.store(true);
+    if (shared_) {
+        shared_->interrupt_wait();
+    }
+}
+
+bool Core::pool_info(PoolInfo *out)
+{
+    PoolInfo i;
+    Effects fx;
+    {
+        Section g(*this, host_.now_ns(), &fx);
+        const PoolState &s = sched_.state();
+        i.shared = shared_ != nullptr;
+        i.nr_slots = s.nr_slots;
+        i.free_slots = s.free_top;
+        i.queue_len = s.q_len;
+        i.nr_members = s.nr_members;
+        i.self = sched_.member();
+        i.slice_ns = sched_.slice();
+        if (shared_) {
+            i.name = shared_->name();
+            i.stats = shared_->shm().stats;
+        }
+    }
+    run_effects(fx);
+    *out = i;
+    return true;
+}
+
+bool Core::pool_member(int m, PoolMemberInfo *out)
+{
+    if (m < 0 || m >= kMaxMembers) {
+        return false;
+    }
+    PoolMemberInfo i;
+    Effects fx;
+    bool ok;
+    {
+        Section g(*this, host_.now_ns(), &fx);
+        const PoolState &s = sched_.state();
+        const MemberState &ms = s.member[m];
+        ok = ms.active != 0;
+        if (ok) {
+            i.index = m;
+            i.pid = shared_ ? shared_->shm().proc[m].pid : static_cast<int>(::getpid());
+            i.nr_vcpus = ms.nr_vcpus;
+            i.base = ms.base;
+            for (int g2 = ms.base; g2 < ms.base + ms.nr_vcpus; g2++) {
+                i.slots_held += s.state[g2] == static_cast<uint8_t>(VcpuState::kRunning);
+                i.queued += s.state[g2] == static_cast<uint8_t>(VcpuState::kQueued);
+            }
+            i.slot_time_ns = sched_.member_slot_time(m);
+            uint64_t total = 0;
+            for (int k = 0; k < kMaxMembers; k++) {
+                if (s.member[k].active) {
+                    total += sched_.member_slot_time(k);
+                }
+            }
+            i.share = total ? static_cast<double>(i.slot_time_ns) / static_cast<double>(total)
+                            : 0.0;
+            i.grants = ms.grants;
+            i.slot_waits = ms.slot_waits;
+            i.slot_wait_ns = ms.slot_wait_ns;
+            i.slot_wait_max_ns = ms.slot_wait_max_ns;
+            i.joined_ns = ms.joined_ns;
+            i.self = m == sched_.member();
+        }
+    }
+    run_effects(fx);
+    if (ok) {
+        *out = i;
+    }
+    return ok;
 }
 
 bool Core::acquire(int v)
@@ -37,11 +304,10 @@ bool Core::acquire(int v)
     fx.set_tracing(tracing_.load(std::memory_order_relaxed));
     bool got;
     {
-        std::lock_guard<std::mutex> g(mu_);
-        sched_.begin(now, &fx);
+        Section g(*this, now, &fx);
         got = sched_.acquire(v);
     }
-    fx.run(host_);
+    run_effects(fx);
     return got;
 }
 
@@ -65,11 +331,10 @@ void Core::release(int v, ReleaseReason why)
     Effects fx;
     fx.set_tracing(tracing_.load(std::memory_order_relaxed));
     {
-        std::lock_guard<std::mutex> g(mu_);
-        sched_.begin(now, &fx);
+        Section g(*this, now, &fx);
         sched_.release(v, why);
     }
-    fx.run(host_);
+    run_effects(fx);
 }
 
 /* REQUIRES: mu_ held, v holds a slot, a spin fired at `cpl`. */
@@ -83,7 +348,7 @@ void Core::decide_locked(int v, int cpl, uint64_t now)
         return;
     }
     ctr_.add(Ctr::spin_decisions);
-    PolicyContext ctx{sched_.pool(), ipi_, ctr_, sched_, sched_.wake_hints(), now,
+    PolicyContext ctx{sched_.vm_pool(), ipi_, ctr_, sched_, sched_.wake_hints(), now,
                       relaxed_boost_.load(std::memory_order_relaxed), cfg_.yield_budget};
     sched_.set_yielder_marking(cfg_.yielder_preempted, cpl);
     Decision d = policy.decide(ctx, v, /*kernel_mode=*/cpl == 0);
@@ -133,9 +398,8 @@ bool Core::after_exec(int v, int cpl)
     fx.set_tracing(tracing_.load(std::memory_order_relaxed));
     bool lost;
     {
-        std::lock_guard<std::mutex> g(mu_);
-        sched_.begin(now, &fx);
-        SlotPool pool = sched_.pool();
+        Section g(*this, now, &fx);
+        SlotPool pool = sched_.vm_pool();
         if (fired) {
             if (pool.state(v) == VcpuState::kRunning) {
                 decide_locked(v, spin_cpl, now);
@@ -146,22 +410,22 @@ bool Core::after_exec(int v, int cpl)
         sched_.preempt_if_due(v, cpl);
         lost = pool.state(v) != VcpuState::kRunning;
     }
-    fx.run(host_);
+    run_effects(fx);
     return lost;
 }
 
 uint64_t Core::tick()
 {
+    poll_members();
     uint64_t now = host_.now_ns();
     Effects fx;
     fx.set_tracing(tracing_.load(std::memory_order_relaxed));
     uint64_t next;
     {
-        std::lock_guard<std::mutex> g(mu_);
-        sched_.begin(now, &fx);
+        Section g(*this, now, &fx);
         next = sched_.tick();
     }
-    fx.run(host_);
+    run_effects(fx);
     return next;
 }
 
@@ -211,19 +475,22 @@ bool Core::vcpu_info(int v, VcpuInfo *out)
     }
     uint64_t now = host_.now_ns();
     VcpuInfo i;
+    Effects fx;
     {
-        std::lock_guard<std::mutex> g(mu_);
+        Section g(*this, now, &fx);
         const PoolState &s = sched_.state();
-        i.state = static_cast<VcpuState>(s.state[v]);
-        i.slot = s.slot_of[v];
+        const int gv = sched_.base() + v;
+        i.state = static_cast<VcpuState>(s.state[gv]);
+        i.slot = s.slot_of[gv];
         i.slot_deadline_ns = i.slot != kNone ? s.slot_deadline_ns[i.slot] : 0;
-        uint8_t f = s.flags[v];
+        uint8_t f = s.flags[gv];
         i.ready = f & vflag::kReady;
         i.preempted = f & vflag::kPreempted;
         i.preempted_in_kernel = f & vflag::kPreemptedInKernel;
         i.in_spin_loop = f & vflag::kInSpinLoop;
         i.dy_eligible = f & vflag::kDyEligible;
     }
+    run_effects(fx);
     i.spin_pending = spin_.pending(v);
     i.spin_window_ns = spin_.window(v);
     i.pause_events = spin_.pauses(v);
@@ -252,13 +519,18 @@ CounterSnapshot Core::counters()
 
 void Core::snapshot_pool(PoolState *out)
 {
-    std::lock_guard<std::mutex> g(mu_);
-    *out = sched_.state();
+    Effects fx;
+    {
+        Section g(*this, host_.now_ns(), &fx);
+        *out = sched_.state();
+    }
+    run_effects(fx);
 }
 
 bool Core::check_invariants(std::string *why)
 {
-    std::lock_guard<std::mutex> g(mu_);
+    Effects fx;
+    Section g(*this, host_.now_ns(), &fx);
     if (!sched_.check_invariants(why)) {
         return false;
     }
@@ -289,7 +561,8 @@ bool Core::check_invariants(std::string *why)
     uint64_t enq = c[Ctr::acquire_wait] + c[Ctr::preemptions] + c[Ctr::handoffs] +
                    c[Ctr::voluntary_yields];
     uint64_t deq = c[Ctr::grants_from_queue] + c[Ctr::handoffs] + c[Ctr::queue_removed];
-    if (enq - deq != static_cast<uint64_t>(sched_.state().q_len)) {
+    /* In a shared pool other processes enqueue and grant too. */
+    if (!shared_ && enq - deq != static_cast<uint64_t>(sched_.state().q_len)) {
         return fail("queue length != enqueues - dequeues");
     }
     if (c[Ctr::slot_waits] != c[Ctr::grants_from_queue] + c[Ctr::handoffs]) {

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include "config.h"
 #include "counters.h"
@@ -21,9 +22,40 @@
 #include "ipi_tracker.h"
 #include "policy.h"
 #include "scheduler.h"
+#include "shared_pool.h"
 #include "spin_detector.h"
 
 namespace vsched {
+
+/* The pool a core schedules on (private: one member, no name). */
+struct PoolInfo {
+    bool shared = false;
+    std::string name;
+    int nr_slots = 0;
+    int free_slots = 0;
+    int queue_len = 0;
+    int nr_members = 0;
+    int self = 0;           /* this VM's member index */
+    uint64_t slice_ns = 0;
+    ShmStats stats = {};    /* pool-wide (shared pools) */
+};
+
+struct PoolMemberInfo {
+    int index = -1;
+    int pid = 0;
+    int nr_vcpus = 0;
+    int base = 0;
+    int slots_held = 0;
+    int queued = 0;
+    uint64_t slot_time_ns = 0;  /* incl. grants still running */
+    double share = 0;           /* of all current members' slot time */
+    uint64_t grants = 0;
+    uint64_t slot_waits = 0;
+    uint64_t slot_wait_ns = 0;
+    uint64_t slot_wait_max_ns = 0;
+    uint64_t joined_ns = 0;
+    bool self = false;
+};
 
 struct VcpuInfo {
     VcpuState state = VcpuState::kStopped;
@@ -56,6 +88,18 @@ public:
     /* Returns null and sets *err if cfg is invalid. */
     static std::unique_ptr<Core> create(const Config &cfg, int nr_vcpus,
                                         HostInterface &host, std::string *err);
+    /* Join (or create) the shared pool `pool` with nr_vcpus; null and *err
+     * on refusal.  host.now_ns() must be CLOCK_MONOTONIC (all members
+     * compare deadlines).  The slice is the pool's (its creator's). */
+    static std::unique_ptr<Core> create_shared(const Config &cfg, std::string_view pool,
+                                               int nr_vcpus, HostInterface &host,
+                                               std::string *err,
+                                               const SharedPoolOptions &opt = {});
+    /* Leaves a shared pool: slots and queue entries go to the others; the
+     * last member removes the pool.  Stop the mailbox thread first. */
+    ~Core();
+    Core(const Core &) = delete;
+    Core &operator=(const Core &) = delete;
 
     int nr_vcpus() const { return nr_; }
     int nr_slots() const { return cfg_.pcpus; }
@@ -108,7 +152,23 @@ public:
     uint64_t ple_window_ns() const { return spin_.base_window(); }
     void set_tracing(bool on) { tracing_.store(on); }
 
+    /* Shared pool.  The mailbox turns wakes and kicks posted by other
+     * processes into host().wake()/kick() calls, in the calling thread.
+     * mailbox_dispatch(): deliver what is pending, waiting up to timeout_ns
+     * for something to arrive; also checks members' liveness (at most every
+     * kReapIntervalNs).  Returns the number delivered.  mailbox_run(): loop
+     * until mailbox_stop() (any thread).  No-ops on a private pool. */
+    bool shared() const { return shared_ != nullptr; }
+    int mailbox_dispatch(uint64_t timeout_ns);
+    void mailbox_run();
+    void mailbox_stop();
+    /* Reap dead members (rate-limited unless force).  Returns how many. */
+    int poll_members(bool force = false);
+
     /* Introspection. */
+    bool pool_info(PoolInfo *out);
+    /* Member i (0 .. kMaxMembers-1); false if that entry is unused. */
+    bool pool_member(int i, PoolMemberInfo *out);
     bool vcpu_info(int v, VcpuInfo *out);
     CounterSnapshot counters();
     std::string counters_json() { return vsched::counters_json(counters()); }
@@ -118,9 +178,26 @@ public:
     void snapshot_pool(PoolState *out);
 
 private:
-    Core(const Config &cfg, int nr_vcpus, HostInterface &host);
+    Core(const Config &cfg, int nr_vcpus, HostInterface &host,
+         std::unique_ptr<SharedPool> shared);
     bool valid(int v) const { return static_cast<unsigned>(v) < static_cast<unsigned>(nr_); }
     void decide_locked(int v, int cpl, uint64_t now);
+    /* The core's lock: mu_, or the shared pool's robust mutex (repairing
+     * the state if its previous owner died).  begin()s the scheduler. */
+    class Section {
+    public:
+        Section(Core &c, uint64_t now, Effects *fx);
+        ~Section();
+        Section(const Section &) = delete;
+        Section &operator=(const Section &) = delete;
+
+    private:
+        Core &c_;
+    };
+    void recover_locked();
+    int reap_locked(const std::vector<int> &candidates);
+    /* Run the local effects on the host, post the remote ones. */
+    void run_effects(const Effects &fx);
 
     const Config cfg_;
     const int nr_;
@@ -129,7 +206,11 @@ private:
     SpinDetector spin_;
     IpiTracker ipi_;
     std::mutex mu_;
-    Scheduler sched_;             /* guarded by mu_ */
+    std::unique_ptr<SharedPool> shared_;
+    std::unique_ptr<Scheduler> sched_ptr_;
+    Scheduler &sched_;            /* guarded by the Section lock */
+    std::atomic<uint64_t> last_reap_ns_{0};
+    std::atomic<bool> mailbox_stop_{false};
     std::unique_ptr<YieldPolicy> policies_[kNumPolicies];
     std::atomic<int> policy_;
     std::atomic<bool> relaxed_boost_;

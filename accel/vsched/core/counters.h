@@ -74,7 +74,15 @@ namespace vsched {
     X(queue_removed, "queued vCPUs removed by halt/stop")                    \
     X(ple_window_grow, "spin windows grown after a fruitless spin")          \
     X(ple_window_reset, "spin windows reset on sched-out")                   \
-    X(illegal_transitions, "state transitions refused (API misuse)")
+    X(illegal_transitions, "state transitions refused (API misuse)")         \
+    X(pool_members_reaped, "shared pool: dead VMs reaped by this process")   \
+    X(pool_slots_reclaimed, "shared pool: slots taken back from dead VMs")   \
+    X(pool_remote_wakes, "shared pool: wakes posted to another VM")          \
+    X(pool_remote_kicks, "shared pool: kicks posted to another VM")          \
+    X(pool_mailbox_wakes, "shared pool: wakes received in the mailbox")      \
+    X(pool_mailbox_kicks, "shared pool: kicks received in the mailbox")      \
+    X(pool_owner_dead, "shared pool: lock recovered from a dead owner")      \
+    X(pool_stale_recovered, "shared pool: stale pool reinitialised at start")
 
 enum class Ctr : int {
 #define VSCHED_CTR_ENUM(name, desc) name,

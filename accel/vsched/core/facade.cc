@@ -131,8 +131,9 @@ bool vsched_parse_duration(const char *text, uint64_t *out_ns, char *err, size_t
     });
 }
 
-VschedCore *vsched_core_new(const VschedConfig *cfg, int nr_vcpus, const VschedHostOps *ops,
-                            void *opaque, char *err, size_t errlen)
+namespace {
+VschedCore *core_new(const VschedConfig *cfg, const char *pool, int nr_vcpus,
+                     const VschedHostOps *ops, void *opaque, char *err, size_t errlen)
 {
     try {
         if (!cfg) {
@@ -157,7 +158,17 @@ VschedCore *vsched_core_new(const VschedConfig *cfg, int nr_vcpus, const VschedH
         cb.opaque = opaque;
         auto h = std::make_unique<VschedCore>();
         h->host = std::make_unique<vsched::RealHost>(nr_vcpus, cb);
-        h->core = Core::create(c, nr_vcpus, *h->host, &msg);
+        if (pool) {
+            if (ops->now_ns) {
+                copy_err(err, errlen,
+                         "vsched: a shared pool needs the core's CLOCK_MONOTONIC clock "
+                         "(now_ns must be NULL)");
+                return nullptr;
+            }
+            h->core = Core::create_shared(c, pool, nr_vcpus, *h->host, &msg);
+        } else {
+            h->core = Core::create(c, nr_vcpus, *h->host, &msg);
+        }
         if (!h->core) {
             copy_err(err, errlen, msg);
             return nullptr;
@@ -171,10 +182,119 @@ VschedCore *vsched_core_new(const VschedConfig *cfg, int nr_vcpus, const VschedH
     }
     return nullptr;
 }
+} // namespace
+
+VschedCore *vsched_core_new(const VschedConfig *cfg, int nr_vcpus, const VschedHostOps *ops,
+                            void *opaque, char *err, size_t errlen)
+{
+    return core_new(cfg, nullptr, nr_vcpus, ops, opaque, err, errlen);
+}
+
+VschedCore *vsched_core_new_shared(const VschedConfig *cfg, const char *pool_name, int nr_vcpus,
+                                   const VschedHostOps *ops, void *opaque, char *err,
+                                   size_t errlen)
+{
+    if (!pool_name) {
+        copy_err(err, errlen, "vsched: no pool name");
+        return nullptr;
+    }
+    return core_new(cfg, pool_name, nr_vcpus, ops, opaque, err, errlen);
+}
 
 void vsched_core_free(VschedCore *core)
 {
-    delete core;
+    guarded_void([&] { delete core; });
+}
+
+bool vsched_core_is_shared(VschedCore *core)
+{
+    return core && core->core->shared();
+}
+
+bool vsched_pool_name_valid(const char *name, char *err, size_t errlen)
+{
+    return guarded(false, [&] {
+        std::string msg;
+        if (!name) {
+            copy_err(err, errlen, "vsched: no pool name");
+            return false;
+        }
+        if (!vsched::validate_pool_name(name, &msg)) {
+            copy_err(err, errlen, msg);
+            return false;
+        }
+        return true;
+    });
+}
+
+void vsched_pool_mailbox_run(VschedCore *core)
+{
+    guarded_void([&] { core->core->mailbox_run(); });
+}
+
+void vsched_pool_mailbox_stop(VschedCore *core)
+{
+    guarded_void([&] { core->core->mailbox_stop(); });
+}
+
+int vsched_pool_mailbox_dispatch(VschedCore *core, uint64_t timeout_ns)
+{
+    return guarded(0, [&] { return core->core->mailbox_dispatch(timeout_ns); });
+}
+
+int vsched_pool_poll(VschedCore *core)
+{
+    return guarded(0, [&] { return core->core->poll_members(true); });
+}
+
+bool vsched_pool_info(VschedCore *core, VschedPoolInfo *out)
+{
+    return guarded(false, [&] {
+        vsched::PoolInfo i;
+        if (!out || !core->core->pool_info(&i)) {
+            return false;
+        }
+        std::memset(out, 0, sizeof(*out));
+        out->shared = i.shared;
+        std::snprintf(out->name, sizeof out->name, "%s", i.name.c_str());
+        out->slots = i.nr_slots;
+        out->free_slots = i.free_slots;
+        out->queue_len = i.queue_len;
+        out->members = i.nr_members;
+        out->self = i.self;
+        out->slice_ns = i.slice_ns;
+        out->members_joined = i.stats.members_joined;
+        out->members_left = i.stats.members_left;
+        out->members_reaped = i.stats.members_reaped;
+        out->slots_reclaimed = i.stats.slots_reclaimed;
+        out->owner_dead_recoveries = i.stats.owner_dead_recoveries;
+        out->stale_recoveries = i.stats.stale_recoveries;
+        return true;
+    });
+}
+
+bool vsched_pool_member(VschedCore *core, int i, VschedPoolMember *out)
+{
+    return guarded(false, [&] {
+        vsched::PoolMemberInfo m;
+        if (!out || !core->core->pool_member(i, &m)) {
+            return false;
+        }
+        std::memset(out, 0, sizeof(*out));
+        out->index = m.index;
+        out->pid = m.pid;
+        out->self = m.self;
+        out->nr_vcpus = m.nr_vcpus;
+        out->slots_held = m.slots_held;
+        out->queued = m.queued;
+        out->slot_time_ns = m.slot_time_ns;
+        out->share = m.share;
+        out->grants = m.grants;
+        out->slot_waits = m.slot_waits;
+        out->slot_wait_ns = m.slot_wait_ns;
+        out->slot_wait_max_ns = m.slot_wait_max_ns;
+        return true;
+    });
 }
 
 bool vsched_acquire(VschedCore *core, int vcpu)
@@ -383,6 +503,8 @@ const char *vsched_trace_event_name(int event)
 } // extern "C"
 
 static_assert(VSCHED_TRACE__MAX == vsched::kNumTraceEvents);
+static_assert(VSCHED_POOL_NAME_MAX == vsched::kPoolNameMax);
+static_assert(VSCHED_POOL_MAX_MEMBERS == vsched::kMaxMembers);
 static_assert(VSCHED_POLICY_IPI_PRIO == static_cast<int>(vsched::PolicyKind::kIpiPrio));
 static_assert(VSCHED_RELEASE_YIELD == static_cast<int>(vsched::ReleaseReason::kYield));
 static_assert(VSCHED_STATE_RUNNING == static_cast<int>(vsched::VcpuState::kRunning));

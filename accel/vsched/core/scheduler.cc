@@ -21,9 +21,9 @@ Scheduler::Scheduler(int nr_vcpus, int nr_slots, uint64_t slice_ns, Counters &ct
 Scheduler::Scheduler(PoolState *shared, int member, uint64_t slice_ns, Counters &ctr,
                      SpinDetector &spin)
     : state_(shared), pool_(*shared), shared_(true), member_(member),
-      base_(shared->member[member].base), n_(shared->member[member].nr_vcpus),
-      slice_ns_(slice_ns), ctr_(ctr), spin_(spin),
-      wake_hint_(new std::atomic<uint8_t>[shared->member[member].nr_vcpus])
+      base_(member >= 0 ? shared->member[member].base : 0),
+      n_(member >= 0 ? shared->member[member].nr_vcpus : 0), slice_ns_(slice_ns), ctr_(ctr),
+      spin_(spin), wake_hint_(new std::atomic<uint8_t>[n_ > 0 ? n_ : 1])
 {
     for (int v = 0; v < n_; v++) {
         wake_hint_[v].store(kWakeNone, std::memory_order_relaxed);

@@ -47,7 +47,8 @@ public:
     Scheduler(int nr_vcpus, int nr_slots, uint64_t slice_ns, Counters &ctr,
               SpinDetector &spin);
     /* Member `member` of a shared pool whose state lives elsewhere (the
-     * member must already be joined: its base and size are read here). */
+     * member must already be joined: its base and size are read here).
+     * member == kNone: an outsider (attach-time repair), owning no vCPU. */
     Scheduler(PoolState *shared, int member, uint64_t slice_ns, Counters &ctr,
               SpinDetector &spin);
 

@@ -215,6 +215,95 @@ const char *vsched_counter_description(int i); /* NULL if out of range */
 uint64_t vsched_counter_value(VschedCore *core, int i);
 const char *vsched_trace_event_name(int event); /* NULL if out of range */
 
+/*
+ * Shared pools: several QEMU processes (VMs) naming the same pool share its
+ * slots and one FIFO run queue.  See docs/design/shared-pool.rst.
+ *
+ * vsched_core_new_shared() joins pool `pool_name` (creating
+ * /dev/shm/vsched-<pool_name>, mode 0600, if it does not exist) with
+ * nr_vcpus vCPUs.  Returns NULL with a message in err when refused: bad
+ * name, a pool of another uid, another mode, a bad magic, another layout
+ * version, a corrupt or truncated file, another pcpus (both numbers are
+ * named), a full pool.  A refused pool file is never written.  A stale
+ * pool (all its members dead) is reinitialised.  ops->now_ns must be NULL
+ * (all members compare CLOCK_MONOTONIC deadlines).  The slice is the
+ * pool's: the first VM's cfg->slice_ns.  Everything else (policy, PLE,
+ * IPI tracking, knobs) stays per VM, and vCPU numbers stay the VM's own
+ * (0..nr_vcpus-1).  Directed yield only hands a slot to a vCPU of the same
+ * VM.
+ *
+ * Wakes and kicks for a vCPU of this VM decided by another process arrive
+ * in this VM's mailbox.  The glue must run
+ *     vsched_pool_mailbox_run(core)
+ * in a thread of its own (it blocks; it calls ops->wake/ops->kick for the
+ * posted vCPUs from that thread, never holding the core's lock, and checks
+ * the other members' liveness every 20 ms), and at exit call
+ *     vsched_pool_mailbox_stop(core); join that thread; vsched_core_free(core);
+ * vsched_core_free() leaves the pool: this VM's slots and queue entries go
+ * to the others and the last member removes the pool.  Instead of
+ * mailbox_run, a glue loop may call vsched_pool_mailbox_dispatch().
+ * vsched_tick() also reaps dead members (at most every 20 ms).
+ *
+ * On a private core (vsched_core_new) the mailbox functions return at once
+ * and vsched_pool_info reports one member and shared = false.
+ */
+#define VSCHED_POOL_NAME_MAX 64
+#define VSCHED_POOL_MAX_MEMBERS 64
+
+VschedCore *vsched_core_new_shared(const VschedConfig *cfg, const char *pool_name, int nr_vcpus,
+                                   const VschedHostOps *ops, void *opaque, char *err,
+                                   size_t errlen);
+bool vsched_core_is_shared(VschedCore *core);
+/* 1..64 characters of [A-Za-z0-9._-] (no '/'); false + message otherwise. */
+bool vsched_pool_name_valid(const char *name, char *err, size_t errlen);
+/* Blocks delivering mailbox wakes/kicks until vsched_pool_mailbox_stop(). */
+void vsched_pool_mailbox_run(VschedCore *core);
+/* From any thread (also a signal-free exit path): makes mailbox_run return. */
+void vsched_pool_mailbox_stop(VschedCore *core);
+/* One round: deliver what is pending, waiting up to timeout_ns (at most
+ * 20 ms) if nothing is; returns the number of wakes+kicks delivered. */
+int vsched_pool_mailbox_dispatch(VschedCore *core, uint64_t timeout_ns);
+/* Check the other members' liveness now and reap the dead; returns how
+ * many were reaped.  (mailbox_run and vsched_tick do this every 20 ms.) */
+int vsched_pool_poll(VschedCore *core);
+
+typedef struct VschedPoolInfo {
+    bool shared;
+    char name[VSCHED_POOL_NAME_MAX + 1]; /* "" for a private pool */
+    int slots;
+    int free_slots;
+    int queue_len;          /* vCPUs of all VMs waiting for a slot */
+    int members;
+    int self;               /* this VM's member index */
+    uint64_t slice_ns;
+    /* pool-wide, since the pool was created */
+    uint64_t members_joined;
+    uint64_t members_left;
+    uint64_t members_reaped;
+    uint64_t slots_reclaimed;
+    uint64_t owner_dead_recoveries;
+    uint64_t stale_recoveries;
+} VschedPoolInfo;
+
+typedef struct VschedPoolMember {
+    int index;
+    int pid;
+    bool self;
+    int nr_vcpus;
+    int slots_held;         /* now */
+    int queued;             /* vCPUs in the run queue now */
+    uint64_t slot_time_ns;  /* since it joined, incl. grants running now */
+    double share;           /* slot_time_ns / sum over current members */
+    uint64_t grants;
+    uint64_t slot_waits;    /* waits in the queue that ended with a slot */
+    uint64_t slot_wait_ns;
+    uint64_t slot_wait_max_ns;
+} VschedPoolMember;
+
+bool vsched_pool_info(VschedCore *core, VschedPoolInfo *out);
+/* i in 0..VSCHED_POOL_MAX_MEMBERS-1; false if entry i is not a member. */
+bool vsched_pool_member(VschedCore *core, int i, VschedPoolMember *out);
+
 #ifdef __cplusplus
 }
 #endif

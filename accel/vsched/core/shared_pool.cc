@@ -1,0 +1,597 @@
+/* vsched core: the shared-memory pool (layout, validation, membership,
+ * liveness, mailboxes). */
+#include "shared_pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+#include "scheduler.h"
+#include "spin_detector.h"
+
+namespace vsched {
+
+namespace {
+
+uint64_t realtime_ns()
+{
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull +
+           static_cast<uint64_t>(ts.tv_nsec);
+}
+
+uint64_t mono_ns()
+{
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull +
+           static_cast<uint64_t>(ts.tv_nsec);
+}
+
+long futex(uint32_t *addr, int op, uint32_t val, const timespec *ts)
+{
+    return syscall(SYS_futex, addr, op, val, ts, nullptr, 0);
+}
+
+std::string quoted(std::string_view name)
+{
+    return "'" + std::string(name) + "'";
+}
+
+} // namespace
+
+bool validate_pool_name(std::string_view name, std::string *err)
+{
+    auto fail = [&](const std::string &m) {
+        if (err) {
+            *err = m;
+        }
+        return false;
+    };
+    if (name.empty()) {
+        return fail("vsched: pool name is empty");
+    }
+    if (name.size() > static_cast<size_t>(kPoolNameMax)) {
+        return fail("vsched: pool name is longer than " + std::to_string(kPoolNameMax) +
+                    " characters");
+    }
+    if (name == "." || name == "..") {
+        return fail("vsched: pool name " + quoted(name) + " is not allowed");
+    }
+    for (char c : name) {
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+        if (!ok) {
+            if (c == '/') {
+                return fail("vsched: pool name " + quoted(name) + " contains '/'");
+            }
+            return fail("vsched: pool name " + quoted(name) +
+                        " may only contain letters, digits, '.', '_' and '-'");
+        }
+    }
+    return true;
+}
+
+std::string pool_shm_path(std::string_view name)
+{
+    return "/vsched-" + std::string(name);
+}
+
+bool validate_pool_header(const void *bytes, size_t file_size, uid_t file_uid,
+                          unsigned file_mode, uid_t uid, int nr_slots, std::string_view name,
+                          std::string *err)
+{
+    const std::string where = "vsched: pool " + quoted(name) + " (/dev/shm" +
+                              pool_shm_path(name) + ")";
+    auto fail = [&](const std::string &m) {
+        if (err) {
+            *err = where + m;
+        }
+        return false;
+    };
+    if (file_uid != uid) {
+        return fail(" is owned by uid " + std::to_string(file_uid) + ", not by this uid " +
+                    std::to_string(uid) + "; refusing to use it");
+    }
+    if ((file_mode & 07777) != 0600) {
+        char m[16];
+        std::snprintf(m, sizeof m, "%04o", file_mode & 07777);
+        return fail(" has mode " + std::string(m) + ", expected 0600; refusing to use it");
+    }
+    if (file_size < sizeof(ShmHeader)) {
+        return fail(" is truncated: " + std::to_string(file_size) +
+                    " bytes, smaller than its header (" + std::to_string(sizeof(ShmHeader)) +
+                    " bytes)");
+    }
+    ShmHeader h;
+    std::memcpy(&h, bytes, sizeof h);
+    if (h.magic != kPoolMagic) {
+        return fail(" is not a vsched pool (bad magic)");
+    }
+    if (h.version != kPoolLayoutVersion) {
+        return fail(" has layout version " + std::to_string(h.version) +
+                    ", this build uses version " + std::to_string(kPoolLayoutVersion));
+    }
+    if (h.header_size != sizeof(ShmHeader) || h.total_size != sizeof(ShmPool)) {
+        return fail(" has a corrupt header: header/total size " +
+                    std::to_string(h.header_size) + "/" + std::to_string(h.total_size) +
+                    ", expected " + std::to_string(sizeof(ShmHeader)) + "/" +
+                    std::to_string(sizeof(ShmPool)));
+    }
+    if (file_size < h.total_size) {
+        return fail(" is truncated: " + std::to_string(file_size) + " bytes, its header says " +
+                    std::to_string(h.total_size));
+    }
+    if (h.owner_uid != uid) {
+        return fail(" belongs to uid " + std::to_string(h.owner_uid) +
+                    " (header), not to this uid " + std::to_string(uid) +
+                    "; refusing to use it");
+    }
+    if (h.nr_slots < 1 || h.nr_slots > kMaxSlots) {
+        return fail(" has a corrupt header: " + std::to_string(h.nr_slots) + " slots");
+    }
+    if (h.nr_slots != nr_slots) {
+        return fail(" has pcpus=" + std::to_string(h.nr_slots) + ", this VM asks for pcpus=" +
+                    std::to_string(nr_slots) + " (the first VM sizes the pool)");
+    }
+    return true;
+}
+
+bool proc_start_time(int pid, uint64_t *out)
+{
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return false;
+    }
+    char buf[1024];
+    ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) {
+        return false;
+    }
+    buf[n] = '\0';
+    /* comm may contain spaces and ')': fields restart after the last ')'. */
+    char *p = std::strrchr(buf, ')');
+    if (!p) {
+        return false;
+    }
+    p++;
+    /* field 3 (state) is the first after ')'; starttime is field 22. */
+    for (int field = 2; field < 21; field++) {
+        p = std::strchr(p + 1, ' ');
+        if (!p) {
+            return false;
+        }
+    }
+    char *end = nullptr;
+    unsigned long long v = std::strtoull(p + 1, &end, 10);
+    if (end == p + 1) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool member_alive(int pid, uint64_t start_time)
+{
+    if (pid <= 0) {
+        return false;
+    }
+    if (::kill(pid, 0) != 0 && errno == ESRCH) {
+        return false;
+    }
+    uint64_t st;
+    if (proc_start_time(pid, &st) && st != start_time) {
+        return false; /* the pid was reused */
+    }
+    /* A zombie (killed, not yet reaped by its parent) holds nothing. */
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        char buf[512];
+        ssize_t n = ::read(fd, buf, sizeof buf - 1);
+        ::close(fd);
+        if (n > 0) {
+            buf[n] = '\0';
+            char *p = std::strrchr(buf, ')');
+            if (p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X')) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+std::unique_ptr<SharedPool> SharedPool::attach(std::string_view name, int nr_slots,
+                                               uint64_t slice_ns, int nr_vcpus, uint64_t now,
+                                               std::string *err,
+                                               const SharedPoolOptions &opt)
+{
+    auto fail = [&](const std::string &m) -> std::unique_ptr<SharedPool> {
+        if (err) {
+            *err = m;
+        }
+        return nullptr;
+    };
+    if (!validate_pool_name(name, err)) {
+        return nullptr;
+    }
+    if (nr_vcpus < 1 || nr_vcpus > kMaxVcpus) {
+        return fail("vsched: bad vCPU count for a shared pool");
+    }
+    const uid_t uid = opt.override_uid ? opt.uid : ::getuid();
+    const std::string path = pool_shm_path(name);
+    const uint64_t give_up = mono_ns() + opt.init_wait_ns;
+
+    for (;;) {
+        std::unique_ptr<SharedPool> sp(new SharedPool);
+        sp->name_ = std::string(name);
+        sp->path_ = path;
+        bool created = false;
+        int fd = ::shm_open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            created = true;
+            if (::fchmod(fd, 0600) != 0 || ::ftruncate(fd, sizeof(ShmPool)) != 0) {
+                int e = errno;
+                ::close(fd);
+                ::shm_unlink(path.c_str());
+                return fail("vsched: cannot size pool " + quoted(name) + ": " +
+                            std::strerror(e));
+            }
+            void *m = ::mmap(nullptr, sizeof(ShmPool), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (m == MAP_FAILED) {
+                int e = errno;
+                ::close(fd);
+                ::shm_unlink(path.c_str());
+                return fail("vsched: cannot map pool " + quoted(name) + ": " + std::strerror(e));
+            }
+            ShmPool *p = static_cast<ShmPool *>(m);
+            /* The file is zero-filled; the magic goes in last. */
+            pthread_mutexattr_t a;
+            pthread_mutexattr_init(&a);
+            pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+            pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+            pthread_mutex_init(&p->lock, &a);
+            pthread_mutexattr_destroy(&a);
+            SlotPool(p->pool).init_empty(nr_slots);
+            ShmHeader &h = p->hdr;
+            h.version = kPoolLayoutVersion;
+            h.header_size = sizeof(ShmHeader);
+            h.total_size = sizeof(ShmPool);
+            h.owner_uid = uid;
+            h.nr_slots = nr_slots;
+            h.slice_ns = slice_ns;
+            h.created_realtime_ns = realtime_ns();
+            h.creator_pid = ::getpid();
+            std::snprintf(h.name, sizeof h.name, "%.*s", static_cast<int>(name.size()),
+                          name.data());
+            __atomic_store_n(&h.magic, kPoolMagic, __ATOMIC_RELEASE);
+            sp->p_ = p;
+            sp->fd_ = fd;
+        } else if (errno != EEXIST) {
+            return fail("vsched: cannot create pool " + quoted(name) + " (/dev/shm" + path +
+                        "): " + std::strerror(errno));
+        } else {
+            /* Validate through a read-only descriptor and mapping: a
+             * refused pool is never written. */
+            int rfd = ::shm_open(path.c_str(), O_RDONLY | O_CLOEXEC, 0);
+            if (rfd < 0) {
+                if (errno == ENOENT) {
+                    continue; /* removed meanwhile: create it */
+                }
+                return fail("vsched: cannot open pool " + quoted(name) + " (/dev/shm" + path +
+                            "): " + std::strerror(errno));
+            }
+            struct stat st;
+            if (::fstat(rfd, &st) != 0) {
+                int e = errno;
+                ::close(rfd);
+                return fail("vsched: cannot stat pool " + quoted(name) + ": " +
+                            std::strerror(e));
+            }
+            size_t size = static_cast<size_t>(st.st_size);
+            ShmHeader h{};
+            bool have_header = false;
+            if (size >= sizeof(ShmHeader)) {
+                void *m = ::mmap(nullptr, sizeof(ShmHeader), PROT_READ, MAP_SHARED, rfd, 0);
+                if (m != MAP_FAILED) {
+                    h.magic = __atomic_load_n(&static_cast<ShmHeader *>(m)->magic,
+                                              __ATOMIC_ACQUIRE);
+                    std::memcpy(&h, m, sizeof h);
+                    ::munmap(m, sizeof(ShmHeader));
+                    have_header = true;
+                }
+            }
+            /* Being created by another process: zero size or zero magic. */
+            bool initialising = st.st_uid == uid && (st.st_mode & 07777) == 0600 &&
+                                (size == 0 || (size == sizeof(ShmPool) && have_header &&
+                                               h.magic == 0));
+            if (initialising) {
+                ::close(rfd);
+                if (mono_ns() > give_up) {
+                    return fail("vsched: pool " + quoted(name) + " (/dev/shm" + path +
+                                ") is still not initialised; its creator may have died "
+                                "while creating it: remove that file");
+                }
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                continue;
+            }
+            std::string msg;
+            if (!validate_pool_header(&h, size, st.st_uid, st.st_mode, uid, nr_slots, name,
+                                      &msg)) {
+                ::close(rfd);
+                return fail(msg);
+            }
+            int wfd = ::shm_open(path.c_str(), O_RDWR | O_CLOEXEC, 0);
+            struct stat st2;
+            if (wfd < 0 || ::fstat(wfd, &st2) != 0 || st2.st_ino != st.st_ino ||
+                st2.st_dev != st.st_dev) {
+                if (wfd >= 0) {
+                    ::close(wfd);
+                }
+                ::close(rfd);
+                continue; /* replaced meanwhile: start over */
+            }
+            ::close(rfd);
+            void *m = ::mmap(nullptr, sizeof(ShmPool), PROT_READ | PROT_WRITE, MAP_SHARED, wfd, 0);
+            if (m == MAP_FAILED) {
+                int e = errno;
+                ::close(wfd);
+                return fail("vsched: cannot map pool " + quoted(name) + ": " + std::strerror(e));
+            }
+            sp->p_ = static_cast<ShmPool *>(m);
+            sp->fd_ = wfd;
+        }
+
+        /* Join under the lock. */
+        ShmPool &p = *sp->p_;
+        bool owner_dead = sp->lock();
+        if (p.hdr.removed) {
+            /* The last member left and unlinked it: open the new one. */
+            sp->unlock();
+            continue;
+        }
+        Counters ctr;
+        SpinDetector spin(1, 1, 1, 1, 2);
+        Scheduler tmp(&p.pool, kNone, p.hdr.slice_ns, ctr, spin);
+        Effects fx;
+        tmp.begin(now, &fx);
+        if (owner_dead) {
+            tmp.repair();
+            p.stats.owner_dead_recoveries++;
+        }
+        int had = p.pool.nr_members;
+        int dead = 0;
+        for (int m = 0; m < kMaxMembers; m++) {
+            if (p.pool.member[m].active && !member_alive(p.proc[m].pid, p.proc[m].start_time)) {
+                int held = tmp.evict_member(m);
+                sp->free_proc_locked(m);
+                p.stats.members_reaped++;
+                p.stats.slots_reclaimed += static_cast<uint64_t>(held);
+                dead++;
+            }
+        }
+        if (!created && p.pool.nr_members == 0) {
+            /* Stale: everyone died (or the creator died before joining).
+             * Start afresh in place, under the lock, so two starters
+             * cannot both recreate it. */
+            SlotPool(p.pool).init_empty(p.hdr.nr_slots);
+            for (int m = 0; m < kMaxMembers; m++) {
+                std::memset(&p.proc[m], 0, sizeof p.proc[m]);
+            }
+            if (had > 0 || dead > 0) {
+                p.stats.stale_recoveries++;
+                sp->recovered_stale_ = true;
+            }
+        }
+        if (owner_dead) {
+            sp->mark_consistent();
+        }
+        sp->reaped_at_attach_ = dead;
+        /* A member entry and a free range of global ids. */
+        int slot = kNone;
+        for (int m = 0; m < kMaxMembers && slot == kNone; m++) {
+            if (!p.pool.member[m].active) {
+                slot = m;
+            }
+        }
+        if (slot == kNone) {
+            sp->unlock();
+            sp->post(fx, nullptr, nullptr);
+            return fail("vsched: pool " + quoted(name) + " is full (" +
+                        std::to_string(kMaxMembers) + " VMs)");
+        }
+        int base = kNone;
+        for (int b = 0; b + nr_vcpus <= kMaxVcpus;) {
+            int end = b;
+            while (end < b + nr_vcpus && p.pool.vcpu_member[end] == kNone) {
+                end++;
+            }
+            if (end == b + nr_vcpus) {
+                base = b;
+                break;
+            }
+            b = end + 1;
+        }
+        if (base == kNone) {
+            sp->unlock();
+            sp->post(fx, nullptr, nullptr);
+            return fail("vsched: pool " + quoted(name) + " has no room for " +
+                        std::to_string(nr_vcpus) + " more vCPUs (at most " +
+                        std::to_string(kMaxVcpus) + " in all its VMs)");
+        }
+        MemberState &ms = p.pool.member[slot];
+        ms = MemberState{};
+        ms.active = 1;
+        ms.base = base;
+        ms.nr_vcpus = nr_vcpus;
+        ms.joined_ns = now;
+        for (int g = base; g < base + nr_vcpus; g++) {
+            p.pool.vcpu_member[g] = static_cast<int16_t>(slot);
+            p.pool.state[g] = static_cast<uint8_t>(VcpuState::kStopped);
+            p.pool.flags[g] = 0;
+        }
+        p.pool.nr_members++;
+        ShmMember &pr = p.proc[slot];
+        std::memset(&pr, 0, sizeof pr);
+        uint64_t st = 0;
+        proc_start_time(::getpid(), &st);
+        pr.start_time = st;
+        pr.pid = ::getpid();
+        p.stats.members_joined++;
+        sp->member_ = slot;
+        sp->unlock();
+        sp->post(fx, nullptr, nullptr);
+        return sp;
+    }
+}
+
+SharedPool::~SharedPool()
+{
+    if (p_) {
+        ::munmap(p_, sizeof(ShmPool));
+    }
+    if (fd_ >= 0) {
+        ::close(fd_);
+    }
+}
+
+bool SharedPool::lock()
+{
+    int r = pthread_mutex_lock(&p_->lock);
+    if (r == EOWNERDEAD) {
+        return true;
+    }
+    if (r != 0) {
+        /* ENOTRECOVERABLE cannot happen: every EOWNERDEAD is made
+         * consistent.  Nothing sane is left to do. */
+        std::fprintf(stderr, "vsched: pool %s: lock failed: %s\n", name_.c_str(),
+                     std::strerror(r));
+        std::abort();
+    }
+    return false;
+}
+
+void SharedPool::mark_consistent()
+{
+    pthread_mutex_consistent(&p_->lock);
+}
+
+void SharedPool::unlock()
+{
+    pthread_mutex_unlock(&p_->lock);
+}
+
+void SharedPool::free_proc_locked(int m)
+{
+    ShmMember &pr = p_->proc[m];
+    pr.pid = 0;
+    pr.start_time = 0;
+    /* Wake nothing; leave the futex word counting (a late poster only
+     * causes a spurious wake-up of the next owner). */
+}
+
+bool SharedPool::leave_locked()
+{
+    free_proc_locked(member_);
+    p_->stats.members_left++;
+    if (p_->pool.nr_members > 0) {
+        return false;
+    }
+    p_->hdr.removed = 1;
+    ::shm_unlink(path_.c_str());
+    return true;
+}
+
+std::vector<int> SharedPool::find_dead_members()
+{
+    std::vector<int> dead;
+    for (int m = 0; m < kMaxMembers; m++) {
+        if (m == member_) {
+            continue;
+        }
+        int pid = __atomic_load_n(&p_->proc[m].pid, __ATOMIC_RELAXED);
+        uint64_t st = __atomic_load_n(&p_->proc[m].start_time, __ATOMIC_RELAXED);
+        if (pid > 0 && !member_alive(pid, st)) {
+            dead.push_back(m);
+        }
+    }
+    return dead;
+}
+
+bool SharedPool::dead_locked(int m)
+{
+    return p_->pool.member[m].active && p_->proc[m].pid > 0 &&
+           !member_alive(p_->proc[m].pid, p_->proc[m].start_time);
+}
+
+int SharedPool::post(const Effects &fx, int *wakes, int *kicks)
+{
+    if (!fx.has_remote()) {
+        return 0;
+    }
+    uint64_t notify[kMaxMembers / 64 + 1] = {};
+    int n = 0;
+    for (int i = 0; i < fx.size(); i++) {
+        const Effect &e = fx[i];
+        if (e.local() || e.kind == Effect::Kind::kTrace || e.member < 0 ||
+            e.member >= kMaxMembers || e.vcpu < 0 || e.vcpu >= kMaxVcpus) {
+            continue;
+        }
+        ShmMember &pr = p_->proc[e.member];
+        uint64_t *bits = e.kind == Effect::Kind::kWake ? pr.wake_bits : pr.kick_bits;
+        __atomic_fetch_or(&bits[e.vcpu / 64], 1ull << (e.vcpu % 64), __ATOMIC_RELEASE);
+        notify[e.member / 64] |= 1ull << (e.member % 64);
+        if (e.kind == Effect::Kind::kWake) {
+            if (wakes) {
+                ++*wakes;
+            }
+        } else if (kicks) {
+            ++*kicks;
+        }
+        n++;
+    }
+    for (int m = 0; m < kMaxMembers; m++) {
+        if (notify[m / 64] & (1ull << (m % 64))) {
+            __atomic_fetch_add(&p_->proc[m].futex, 1, __ATOMIC_RELEASE);
+            futex(&p_->proc[m].futex, FUTEX_WAKE, INT_MAX, nullptr);
+        }
+    }
+    return n;
+}
+
+uint32_t SharedPool::mailbox_seq()
+{
+    return __atomic_load_n(&p_->proc[member_].futex, __ATOMIC_ACQUIRE);
+}
+
+void SharedPool::wait_mailbox(uint32_t seen_seq, uint64_t timeout_ns)
+{
+    timespec ts;
+    ts.tv_sec = static_cast<time_t>(timeout_ns / 1'000'000'000ull);
+    ts.tv_nsec = static_cast<long>(timeout_ns % 1'000'000'000ull);
+    futex(&p_->proc[member_].futex, FUTEX_WAIT, seen_seq, &ts);
+}
+
+void SharedPool::interrupt_wait()
+{
+    __atomic_fetch_add(&p_->proc[member_].futex, 1, __ATOMIC_RELEASE);
+    futex(&p_->proc[member_].futex, FUTEX_WAKE, INT_MAX, nullptr);
+}
+
+} // namespace vsched

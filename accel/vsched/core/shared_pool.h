@@ -1,0 +1,194 @@
+/*
+ * vsched core: a slot pool shared by several QEMU processes (VMs).
+ *
+ * The pool lives in a POSIX shared-memory segment "/vsched-<name>"
+ * (/dev/shm/vsched-<name>), mode 0600, created O_EXCL by the first VM.  Its
+ * layout (ShmPool) is fixed-size and pointer-free:
+ *
+ *   ShmHeader   magic, layout version, header and total size, owner uid,
+ *               nr_slots, slice, creation time, creator pid, removed flag
+ *   lock        a process-shared, robust pthread mutex guarding all below
+ *   stats       pool-wide counters (reaped members, reclaimed slots, ...)
+ *   proc[64]    per member: pid, process start time, mailbox (futex word,
+ *               pending wake and kick bits per local vCPU)
+ *   PoolState   the scheduler's state with global vCPU ids (slot_pool.h)
+ *
+ * Attach validates the header through a read-only mapping of a read-only
+ * descriptor and refuses (writing nothing) a pool of another uid, with
+ * another mode than 0600, a bad magic, another layout version, a wrong or
+ * truncated size, or another number of slots.  See docs/design/shared-pool.rst.
+ */
+#ifndef VSCHED_CORE_SHARED_POOL_H
+#define VSCHED_CORE_SHARED_POOL_H
+
+#include <pthread.h>
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "effects.h"
+#include "slot_pool.h"
+
+namespace vsched {
+
+inline constexpr uint64_t kPoolMagic = 0x4c4f4f5048435356ull; /* "VSCHPOOL" (LE) */
+inline constexpr uint32_t kPoolLayoutVersion = 1;
+inline constexpr int kPoolNameMax = 64;
+inline constexpr int kMailboxWords = kMaxVcpus / 64;
+/* Members are checked for liveness at most this often. */
+inline constexpr uint64_t kReapIntervalNs = 20 * kNsPerMs;
+
+struct ShmHeader {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t header_size;   /* sizeof(ShmHeader) */
+    uint64_t total_size;    /* sizeof(ShmPool) */
+    uint32_t owner_uid;
+    int32_t nr_slots;
+    uint64_t slice_ns;
+    uint64_t created_realtime_ns;
+    int32_t creator_pid;
+    uint32_t removed;       /* set (under the lock) by the last member */
+    char name[kPoolNameMax + 8];
+};
+
+struct ShmStats {
+    uint64_t members_joined;
+    uint64_t members_left;
+    uint64_t members_reaped;
+    uint64_t slots_reclaimed;
+    uint64_t owner_dead_recoveries;
+    uint64_t stale_recoveries;
+};
+
+struct ShmMember {
+    int32_t pid;            /* 0: free entry */
+    uint32_t pad0;
+    uint64_t start_time;    /* /proc/<pid>/stat field 22 (survives pid reuse) */
+    uint32_t futex;         /* mailbox sequence: bumped on every post */
+    uint32_t pad1;
+    uint64_t wake_bits[kMailboxWords];
+    uint64_t kick_bits[kMailboxWords];
+};
+
+struct ShmPool {
+    ShmHeader hdr;
+    pthread_mutex_t lock;
+    ShmStats stats;
+    ShmMember proc[kMaxMembers];
+    PoolState pool;
+};
+static_assert(std::is_standard_layout_v<ShmPool>);
+
+/* Name rules: 1..64 characters of [A-Za-z0-9._-], not "." or "..". */
+bool validate_pool_name(std::string_view name, std::string *err);
+std::string pool_shm_path(std::string_view name); /* "/vsched-<name>" */
+
+/*
+ * Check a header read from a pool file of file_size bytes owned by
+ * file_uid with mode file_mode, for a VM of uid `uid` asking for nr_slots.
+ * Returns false with a message naming the problem.  Pure: reads only.
+ */
+bool validate_pool_header(const void *bytes, size_t file_size, uid_t file_uid,
+                          unsigned file_mode, uid_t uid, int nr_slots, std::string_view name,
+                          std::string *err);
+
+/* Process liveness: false if pid is gone or is another process now. */
+bool proc_start_time(int pid, uint64_t *out);
+bool member_alive(int pid, uint64_t start_time);
+
+struct SharedPoolOptions {
+    /* Tests: the uid the pool must belong to (default: getuid()). */
+    bool override_uid = false;
+    uid_t uid = 0;
+    /* How long to wait for a concurrently created pool to be initialised. */
+    uint64_t init_wait_ns = 2'000'000'000;
+};
+
+/* One process's mapping of a shared pool, and its membership. */
+class SharedPool {
+public:
+    /* Open or create pool `name` and join it with nr_vcpus.  null + *err
+     * on refusal.  `now` is CLOCK_MONOTONIC ns. */
+    static std::unique_ptr<SharedPool> attach(std::string_view name, int nr_slots,
+                                              uint64_t slice_ns, int nr_vcpus, uint64_t now,
+                                              std::string *err,
+                                              const SharedPoolOptions &opt = {});
+    ~SharedPool();
+
+    ShmPool &shm() { return *p_; }
+    PoolState *state() { return &p_->pool; }
+    int member() const { return member_; }
+    const std::string &name() const { return name_; }
+    uint64_t slice_ns() const { return p_->hdr.slice_ns; }
+    /* Local counters of what attach did (stale pool recovered etc.). */
+    bool recovered_stale() const { return recovered_stale_; }
+    int reaped_at_attach() const { return reaped_at_attach_; }
+
+    /* The robust lock.  lock() returns true if the previous owner died
+     * holding it: the caller must repair the state, then call
+     * mark_consistent() before unlock(). */
+    bool lock();
+    void mark_consistent();
+    void unlock();
+
+    /* Under the lock, after the scheduler evicted our member: free our
+     * member entry; the last member marks the pool removed and unlinks it.
+     * Returns true if this was the last member. */
+    bool leave_locked();
+
+    /* Liveness.  Without the lock: members whose process is gone. */
+    std::vector<int> find_dead_members();
+    /* Under the lock: is member m (still) dead?  Frees its proc entry
+     * when it is, so the caller must evict its scheduling state first. */
+    bool dead_locked(int m);
+    void free_proc_locked(int m);
+
+    /* Mailboxes: post the remote effects of fx (after the lock is
+     * dropped); returns the number of posts. */
+    int post(const Effects &fx, int *wakes, int *kicks);
+    /* Our mailbox.  Wait until something is posted, timeout_ns passes or
+     * interrupt_wait() is called. */
+    void wait_mailbox(uint32_t seen_seq, uint64_t timeout_ns);
+    uint32_t mailbox_seq();
+    void interrupt_wait();
+    /* Take the pending bits of our nr_vcpus vCPUs; fn(kind, vcpu) with
+     * kind 0 = wake, 1 = kick.  Returns the number delivered. */
+    template <typename F>
+    int drain(int nr_vcpus, F &&fn)
+    {
+        ShmMember &me = p_->proc[member_];
+        int n = 0;
+        for (int w = 0; w * 64 < nr_vcpus; w++) {
+            uint64_t wk = __atomic_exchange_n(&me.wake_bits[w], 0, __ATOMIC_ACQ_REL);
+            uint64_t kk = __atomic_exchange_n(&me.kick_bits[w], 0, __ATOMIC_ACQ_REL);
+            for (; wk; wk &= wk - 1, n++) {
+                fn(0, w * 64 + __builtin_ctzll(wk));
+            }
+            for (; kk; kk &= kk - 1, n++) {
+                fn(1, w * 64 + __builtin_ctzll(kk));
+            }
+        }
+        return n;
+    }
+
+private:
+    SharedPool() = default;
+
+    ShmPool *p_ = nullptr;
+    int fd_ = -1;
+    int member_ = -1;
+    std::string name_;
+    std::string path_;
+    bool recovered_stale_ = false;
+    int reaped_at_attach_ = 0;
+};
+
+} // namespace vsched
+
+#endif
