@@ -378,6 +378,7 @@ def run_trial(spec, trial, ctx, tno):
         vm = vsched_vm.VM(workload=w["name"], smp=spec["vcpus"], accel=accel,
                           qemu=ctx["qemu"], image_dir=ctx["image"], memory=mem,
                           args=w["args"] or None, size=w["size"], threads=w["threads"],
+                          extra_args=["-S"] if nvms > 1 else [],
                           log_path=os.path.join(ctx["outdir"], "logs", "%s-vm%d.log" % (tag, i)))
         vms.append((vm, stats, accel))
     results = [None] * nvms
@@ -398,6 +399,10 @@ def run_trial(spec, trial, ctx, tno):
             if os.path.exists(stats):
                 os.unlink(stats)
             vm.start()
+        if nvms > 1:
+            # started paused (-S): let them all go at once, so their workloads overlap
+            for vm, _, _ in vms:
+                vm.qmp.execute("cont")
         for i, (vm, _, _) in enumerate(vms):
             t = threading.Thread(target=waiter, args=(i, vm), daemon=True)
             t.start()
@@ -693,6 +698,9 @@ def main(argv=None):
     p.add_argument("--out", help="output directory (default build/results/<run-id>)")
     p.add_argument("--run-id", help="run id (default NAME-DATE-PID)")
     p.add_argument("--reps", type=int, help="override 'repetitions'")
+    p.add_argument("--pool", choices=("shared", "separate"), help="override 'pool'")
+    p.add_argument("--vms", help="override 'vms' (comma-separated VM counts)")
+    p.add_argument("--workloads", help="keep only these workloads (comma-separated names)")
     p.add_argument("--no-build", action="store_true", help="do not (re)build the guest image")
     p.add_argument("--qemu-patience", type=float, default=120,
                    help="seconds to wait for a QEMU binary that is being rebuilt")
@@ -704,8 +712,23 @@ def main(argv=None):
         p.error("a spec file is needed (or --bench)")
     try:
         spec = load_spec(path)
+        over = {}
         if a.reps is not None:
-            spec = validate_spec(dict(_raw_from(spec), repetitions=a.reps))
+            over["repetitions"] = a.reps
+        if a.pool:
+            over["pool"] = a.pool
+        if a.vms:
+            try:
+                over["vms"] = [int(x) for x in a.vms.split(",")]
+            except ValueError:
+                raise SpecError("--vms: expected comma-separated integers, got %r" % a.vms)
+        if a.workloads:
+            keep = a.workloads.split(",")
+            over["workloads"] = [w for w in spec["workloads"] if w["name"] in keep]
+            if not over["workloads"]:
+                raise SpecError("--workloads: none of %s in the spec" % keep)
+        if over:
+            spec = validate_spec(dict(_raw_from(spec), **over))
     except SpecError as e:
         print("experiment: %s" % e, file=sys.stderr)
         return 2
