@@ -82,6 +82,8 @@ SPEC_FIELDS = {
     "pcpus": "pool slots per point",
     "policies": "list of none|vanilla|ipi|ipi-prio",
     "relaxed_boost": "list of booleans, for ipi and ipi-prio",
+    "variants": "explicit list of variants (none, vanilla, ipi, ipi/strict, ipi-prio, "
+                "ipi-prio/strict) instead of policies x relaxed_boost",
     "repetitions": "trials per variant and point",
     "timeout": "seconds per trial",
     "pool": "shared|separate",
@@ -139,7 +141,7 @@ def validate_spec(raw):
     """Check every field; return a normalised copy. Raises SpecError naming the field."""
     if not isinstance(raw, dict):
         raise SpecError("spec: expected a table/object")
-    unknown = sorted(set(raw) - set(SPEC_FIELDS))
+    unknown = sorted(set(raw) - set(SPEC_FIELDS) - {"_pairs"})
     if unknown:
         raise SpecError("field '%s': unknown (known fields: %s)"
                         % (unknown[0], ", ".join(sorted(SPEC_FIELDS))))
@@ -202,6 +204,25 @@ def validate_spec(raw):
     s["repetitions"] = _int(raw, "repetitions", 1, 10000, default=1)
     s["timeout"] = _int(raw, "timeout", 10, 86400, default=600)
 
+    if raw.get("variants") is not None:
+        if "policies" in raw or "relaxed_boost" in raw:
+            raise SpecError("field 'variants': give either variants or policies/relaxed_boost")
+        vl = raw["variants"]
+        if isinstance(vl, str):
+            vl = [vl]
+        known = [variant_label(p, r) for p in POLICIES for r in (True, False)]
+        if not isinstance(vl, list) or not vl:
+            raise SpecError("field 'variants': expected a non-empty list")
+        for x in vl:
+            if x not in known:
+                raise SpecError("field 'variants': %r is not one of %s"
+                                % (x, ", ".join(dict.fromkeys(known))))
+        pairs = []
+        for x in dict.fromkeys(vl):
+            pol_, strict = (x.split("/")[0], x.endswith("/strict"))
+            pairs.append((pol_, not strict))
+        raw = dict(raw, policies=list(dict.fromkeys(p for p, _ in pairs)),
+                   relaxed_boost=list(dict.fromkeys(r for _, r in pairs)), _pairs=pairs)
     pol = raw.get("policies")
     if pol is None:
         raise SpecError("field 'policies': missing (list of %s)" % "|".join(POLICIES))
@@ -223,6 +244,8 @@ def validate_spec(raw):
             v = (p, r)
             if v not in variants:
                 variants.append(v)
+    if "_pairs" in raw:
+        variants = raw["_pairs"]
     s["policies"] = list(dict.fromkeys(pol))
     s["relaxed_boost"] = list(dict.fromkeys(rb))
     s["variants"] = [{"policy": p, "relaxed_boost": r, "label": variant_label(p, r)}
@@ -745,6 +768,9 @@ def main(argv=None):
 def _raw_from(spec):
     """A validated spec back in input form (for overrides)."""
     raw = {k: spec[k] for k in SPEC_FIELDS if k in spec and spec[k] is not None}
+    raw["variants"] = [v["label"] for v in spec["variants"]]
+    raw.pop("policies", None)
+    raw.pop("relaxed_boost", None)
     raw.pop("compare", None)
     if spec["compare"]:
         raw["compare"] = spec["compare"]
