@@ -218,6 +218,8 @@ VALID = {
     ({"accel_extra": "pcpus=3"}, "accel_extra"),
     ({"repetiton": 3}, "repetiton"),
     ({"name": "../x"}, "name"),
+    ({"variants": ["vanilla", "ipi/fast"]}, "variants"),
+    ({"variants": ["vanilla"], "policies": None, "relaxed_boost": [True]}, "variants"),
 ])
 def test_malformed_spec_refused(tmp_path, change, field):
     spec = dict(VALID)
@@ -249,3 +251,17 @@ def test_shipped_specs_valid():
     assert bench["repetitions"] >= 5
     assert {v["label"] for v in bench["variants"]} >= {"none", "vanilla", "ipi", "ipi/strict",
                                                        "ipi-prio"}
+
+
+def test_variants_and_overrides():
+    raw = {k: v for k, v in VALID.items() if k != "policies"}
+    spec = experiment.validate_spec(dict(raw, variants=["ipi/strict", "none"]))
+    assert [(v["policy"], v["relaxed_boost"]) for v in spec["variants"]] == [
+        ("ipi", False), ("none", True)]
+    assert spec["baseline"] == "ipi/strict"
+    r = subprocess.run([PY, EXPERIMENT, "--list", os.path.join(REPO, "experiments", "bench.toml"),
+                        "--reps", "1", "--vms", "3", "--workloads", "vips"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 5 and all("vips-small-3vm" in x for x in lines)
