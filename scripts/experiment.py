@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -59,11 +60,11 @@ LATENCY_KEYS = ("roi_seconds", "hackbench_seconds", "seconds")
 CHECK_KEYS = ("roundtrip", "size_check")
 
 ROW_FIELDS = [
-    "run_id", "trial", "point", "workload", "size", "args", "vms", "vm_index", "vcpus",
+    "run_id", "spec", "trial", "point", "workload", "size", "args", "vms", "vm_index", "vcpus",
     "pcpus", "pool_mode", "pool", "policy", "relaxed_boost", "variant", "rep", "order",
     "status", "reason", "latency_seconds", "latency_key", "guest_seconds", "boot_seconds",
     "wall_seconds", "check", "roundtrip", "size_check", "failure_line", "memory_mb",
-    "threads", "accel", "qemu", "qemu_version", "git_commit", "host", "host_cpus",
+    "threads", "timeout", "accel", "qemu", "qemu_version", "git_commit", "host", "host_cpus",
     "started_at", "log", "stats_file", "result_json",
 ]
 
@@ -443,7 +444,8 @@ def run_trial(spec, trial, ctx, tno):
         checks = {k: r.get(k) for k in CHECK_KEYS if k in r}
         check = "ok" if all(val == "ok" for val in checks.values()) else "FAIL"
         row = {
-            "run_id": ctx["run_id"], "trial": tno, "point": trial["point"],
+            "run_id": ctx["run_id"], "spec": spec["name"], "trial": tno,
+            "point": trial["point"], "timeout": spec["timeout"],
             "workload": w["name"], "size": w["size"], "args": w["args"], "vms": nvms,
             "vm_index": i, "vcpus": spec["vcpus"], "pcpus": spec["pcpus"],
             "pool_mode": spec["pool"] if nvms > 1 else "single",
@@ -662,26 +664,23 @@ def run(spec, args):
         spec["name"], len(trials), sum(t["vms"] for t in trials), outdir), flush=True)
     rows = []
     t_start = time.monotonic()
-    for n, trial in enumerate(trials, 1):
-        if n == 1 or not os.path.exists(qemu):
-            wait_for_qemu(qemu, args.qemu_patience)
-        t0 = time.monotonic()
-        try:
-            trows = run_trial(spec, trial, ctx, n)
-        except FileNotFoundError as e:
-            print("experiment: %s" % e, file=sys.stderr)
-            return 2
-        rows.extend(trows)
-        dt = time.monotonic() - t0
-        el = time.monotonic() - t_start
-        eta = el / n * (len(trials) - n)
-        res = " ".join("%.2fs" % r["latency_seconds"] if r["status"] == "ok"
-                       else "FAILED(%s)" % r["reason"] for r in trows)
-        print("[%d/%d %s, eta %s] %s %s rep %d: %s (%.0fs)" % (
-            n, len(trials), fmt_dur(el), fmt_dur(eta), trial["point"],
-            trial["variant"]["label"], trial["rep"] + 1, res, dt), flush=True)
-        # keep results current, so a long run can be inspected (and survives ^C)
-        write_outputs(outdir, spec, meta, rows, summarize(spec, rows, refused), refused)
+    interrupted = False
+    setup_ok = True
+
+    def on_term(*_):
+        raise KeyboardInterrupt
+    old_term = signal.signal(signal.SIGTERM, on_term)
+    try:
+        setup_ok = _run_trials(spec, trials, ctx, args, qemu, rows, refused, meta, outdir,
+                               t_start)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+    if interrupted:
+        print("experiment: interrupted after %d VM runs; summarising what ran" % len(rows),
+              file=sys.stderr)
+        meta["interrupted"] = True
     meta["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")
     meta["elapsed_seconds"] = round(time.monotonic() - t_start, 1)
     points = summarize(spec, rows, refused)
@@ -700,6 +699,10 @@ def run(spec, args):
     print(table, end="")
     print("\nresults: %s\ntable: %s\nplot: %s" % (
         os.path.join(outdir, "runs.csv"), os.path.join(outdir, "table.txt"), png or "(none)"))
+    if interrupted:
+        return 130
+    if not setup_ok:
+        return 2
     failed = sum(r["status"] != "ok" for r in rows)
     if failed:
         print("experiment: %d of %d runs failed" % (failed, len(rows)), file=sys.stderr)
@@ -707,6 +710,31 @@ def run(spec, args):
     if refused:
         return 3
     return 0
+
+
+def _run_trials(spec, trials, ctx, args, qemu, rows, refused, meta, outdir, t_start):
+    """Run the trials, appending to rows. False when setup broke off the run."""
+    for n, trial in enumerate(trials, 1):
+        if n == 1 or not os.path.exists(qemu):
+            wait_for_qemu(qemu, args.qemu_patience)
+        t0 = time.monotonic()
+        try:
+            trows = run_trial(spec, trial, ctx, n)
+        except FileNotFoundError as e:
+            print("experiment: %s" % e, file=sys.stderr)
+            return False
+        rows.extend(trows)
+        dt = time.monotonic() - t0
+        el = time.monotonic() - t_start
+        eta = el / n * (len(trials) - n)
+        res = " ".join("%.2fs" % r["latency_seconds"] if r["status"] == "ok"
+                       else "FAILED(%s)" % r["reason"] for r in trows)
+        print("[%d/%d %s, eta %s] %s %s rep %d: %s (%.0fs)" % (
+            n, len(trials), fmt_dur(el), fmt_dur(eta), trial["point"],
+            trial["variant"]["label"], trial["rep"] + 1, res, dt), flush=True)
+        # keep results current, so a long run can be inspected (and survives ^C)
+        write_outputs(outdir, spec, meta, rows, summarize(spec, rows, refused), refused)
+    return True
 
 
 def main(argv=None):

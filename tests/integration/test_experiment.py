@@ -51,7 +51,7 @@ def read_rows(outdir):
 
 
 # Fields every row must carry a value in (failed rows may lack latency etc.).
-REQUIRED = ["run_id", "trial", "point", "workload", "size", "vms", "vm_index", "vcpus",
+REQUIRED = ["run_id", "spec", "timeout", "trial", "point", "workload", "size", "vms", "vm_index", "vcpus",
             "pcpus", "pool_mode", "policy", "relaxed_boost", "variant", "rep", "order",
             "status", "memory_mb", "accel", "qemu", "qemu_version", "git_commit", "host",
             "host_cpus", "started_at", "log"]
@@ -189,6 +189,41 @@ timeout = %d
         table = f.read()
     assert "FAILED" in table and "timeout" in table and "panic" in table
     assert r.elapsed < 2 * timeout + 60
+
+
+def test_sigterm_summarises_and_stops_qemu(qemu, image_dir, tmp_path):
+    spec = write_spec(tmp_path / "hang.toml", """
+workloads = ["hang"]
+vms = [1]
+vcpus = 1
+pcpus = 1
+policies = ["vanilla", "ipi"]
+timeout = 300
+""")
+    out = str(tmp_path / "out")
+    env = dict(os.environ, VSCHED_QEMU=qemu, VSCHED_IMAGE=image_dir)
+    p = subprocess.Popen([PY, EXPERIMENT, spec, "--no-build", "--out", out],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(8)
+    p.terminate()
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130, (stdout, stderr)
+    assert "interrupted" in stderr
+    assert os.path.exists(os.path.join(out, "table.txt"))
+    with open(os.path.join(out, "runs.json")) as f:
+        assert json.load(f)["meta"]["interrupted"] is True
+    # no QEMU of ours is left (its command line names our output directory)
+    time.sleep(1)
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if "qemu-system" in cmd and out in cmd:
+            left.append(pid)
+    assert not left, "QEMU processes left running: %s" % left
 
 
 VALID = {
