@@ -165,8 +165,9 @@ int Core::poll_members(bool force)
     if (!last_reap_ns_.compare_exchange_strong(last, now) && !force) {
         return 0; /* another thread is doing it */
     }
-    std::vector<int> dead = shared_->find_dead_members();
-    if (dead.empty()) {
+    std::vector<int> stopped;
+    std::vector<int> dead = shared_->find_dead_members(&stopped);
+    if (dead.empty() && stopped.empty()) {
         return 0;
     }
     Effects fx;
@@ -175,6 +176,14 @@ int Core::poll_members(bool force)
     {
         Section g(*this, now, &fx);
         n = reap_locked(dead);
+        /* A stopped VM (SIGSTOP, a debugger) cannot answer kicks: take back
+         * its slots once they are a reap interval past their deadline. */
+        for (int m : stopped) {
+            if (sched_.state().member[m].active) {
+                int r = sched_.revoke_expired(m, kReapIntervalNs);
+                ctr_.add(Ctr::pool_slots_revoked, static_cast<uint64_t>(r));
+            }
+        }
     }
     run_effects(fx);
     return n;

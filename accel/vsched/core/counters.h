@@ -82,6 +82,7 @@ namespace vsched {
     X(pool_mailbox_wakes, "shared pool: wakes received in the mailbox")      \
     X(pool_mailbox_kicks, "shared pool: kicks received in the mailbox")      \
     X(pool_owner_dead, "shared pool: lock recovered from a dead owner")      \
+    X(pool_slots_revoked, "shared pool: expired slots taken from a stopped VM")\
     X(pool_stale_recovered, "shared pool: stale pool reinitialised at start")
 
 enum class Ctr : int {

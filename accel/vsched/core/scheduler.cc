@@ -370,6 +370,24 @@ int Scheduler::evict_member(int m)
     return held;
 }
 
+int Scheduler::revoke_expired(int m, uint64_t grace_ns)
+{
+    int n = 0;
+    for (int s = 0; s < state_->nr_slots && pool_.queue_len() > 0; s++) {
+        int g = state_->slot_owner[s];
+        if (g == kNone || state_->vcpu_member[g] != m ||
+            state_->slot_deadline_ns[s] + grace_ns > now_) {
+            continue;
+        }
+        take_slot(s);
+        enqueue(g);
+        pool_.set_flag(g, vflag::kReady | vflag::kPreempted);
+        pass_slot_on(s);
+        n++;
+    }
+    return n;
+}
+
 bool Scheduler::repair()
 {
     PoolState &s = *state_;

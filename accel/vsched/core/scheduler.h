@@ -100,6 +100,10 @@ public:
      * queue entries go, its slots pass to the queue head.  Returns the
      * number of slots it held.  The member entry is then freed. */
     int evict_member(int m);
+    /* Member m's process is stopped (SIGSTOP, ptrace): take back every slot
+     * it holds whose deadline passed more than grace_ns ago while others
+     * wait; its vCPUs go to the queue tail, preempted.  Returns how many. */
+    int revoke_expired(int m, uint64_t grace_ns);
     /* After the robust mutex reported EOWNERDEAD: make the structure
      * consistent again from the per-vCPU states (slots, free stack, queue
      * in queued_at order, member count), then hand free slots to waiters.

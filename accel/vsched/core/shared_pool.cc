@@ -217,6 +217,25 @@ bool member_alive(int pid, uint64_t start_time)
     return true;
 }
 
+bool proc_stopped(int pid)
+{
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return false;
+    }
+    char buf[512];
+    ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) {
+        return false;
+    }
+    buf[n] = '\0';
+    char *p = std::strrchr(buf, ')');
+    return p && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
+}
+
 std::unique_ptr<SharedPool> SharedPool::attach(std::string_view name, int nr_slots,
                                                uint64_t slice_ns, int nr_vcpus, uint64_t now,
                                                std::string *err,
@@ -518,7 +537,7 @@ bool SharedPool::leave_locked()
     return true;
 }
 
-std::vector<int> SharedPool::find_dead_members()
+std::vector<int> SharedPool::find_dead_members(std::vector<int> *stopped)
 {
     std::vector<int> dead;
     for (int m = 0; m < kMaxMembers; m++) {
@@ -529,6 +548,8 @@ std::vector<int> SharedPool::find_dead_members()
         uint64_t st = __atomic_load_n(&p_->proc[m].start_time, __ATOMIC_RELAXED);
         if (pid > 0 && !member_alive(pid, st)) {
             dead.push_back(m);
+        } else if (pid > 0 && stopped && pid != ::getpid() && proc_stopped(pid)) {
+            stopped->push_back(m);
         }
     }
     return dead;

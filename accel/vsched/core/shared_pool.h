@@ -101,6 +101,8 @@ bool validate_pool_header(const void *bytes, size_t file_size, uid_t file_uid,
 /* Process liveness: false if pid is gone or is another process now. */
 bool proc_start_time(int pid, uint64_t *out);
 bool member_alive(int pid, uint64_t start_time);
+/* The process is stopped (SIGSTOP, or ptrace-stopped by a debugger). */
+bool proc_stopped(int pid);
 
 struct SharedPoolOptions {
     /* Tests: the uid the pool must belong to (default: getuid()). */
@@ -142,8 +144,9 @@ public:
      * Returns true if this was the last member. */
     bool leave_locked();
 
-    /* Liveness.  Without the lock: members whose process is gone. */
-    std::vector<int> find_dead_members();
+    /* Liveness.  Without the lock: members whose process is gone, and (in
+     * *stopped) members whose process is stopped (SIGSTOP, ptrace). */
+    std::vector<int> find_dead_members(std::vector<int> *stopped = nullptr);
     /* Under the lock: is member m (still) dead?  Frees its proc entry
      * when it is, so the caller must evict its scheduling state first. */
     bool dead_locked(int m);

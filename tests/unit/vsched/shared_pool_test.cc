@@ -719,6 +719,40 @@ TEST(SharedPoolProcesses, SigkilledVmSlotsReusedWithinBound)
     EXPECT_TRUE(surv.core->check_invariants(&why)) << why;
 }
 
+TEST(SharedPoolProcesses, StoppedVmExpiredSlotsAreRevoked)
+{
+    std::string name = unique_name("sigstop");
+    PoolFileGuard guard{name};
+    int pfd[2];
+    ASSERT_EQ(::pipe(pfd), 0);
+    pid_t hogpid = fork_child([&] { return hog(name, 2, 2, pfd[1]); });
+    char c = 0;
+    ASSERT_EQ(::read(pfd[0], &c, 1), 1);
+    ::close(pfd[0]);
+    ::close(pfd[1]);
+    ASSERT_EQ(::kill(hogpid, SIGSTOP), 0);
+    Vm vm; /* no threads: drive tick() by hand */
+    std::string err;
+    ASSERT_TRUE(vm.join(name, 2, 2, &err)) << err;
+    EXPECT_FALSE(vm.core->acquire(0));
+    EXPECT_FALSE(vm.core->acquire(1));
+    const uint64_t t0 = now_ns();
+    while (vm.core->counters()[Ctr::pool_slots_revoked] < 2 && now_ns() - t0 < 1'000'000'000ull) {
+        vm.core->tick();
+        vm.core->mailbox_dispatch(1'000'000);
+    }
+    std::printf("slots of the stopped VM revoked after %.1f ms\n",
+                static_cast<double>(now_ns() - t0) / 1e6);
+    EXPECT_EQ(vm.core->counters()[Ctr::pool_slots_revoked], 2u);
+    EXPECT_TRUE(vm.core->acquire(0));
+    EXPECT_TRUE(vm.core->acquire(1));
+    EXPECT_EQ(vm.members(), 2); /* stopped is not dead */
+    std::string why;
+    EXPECT_TRUE(vm.core->check_invariants(&why)) << why;
+    ::kill(hogpid, SIGKILL);
+    EXPECT_EQ(wait_exit(hogpid), 128 + SIGKILL);
+}
+
 TEST(SharedPoolProcesses, FiftyJoinKillCyclesNoLeakNoHang)
 {
     std::string name = unique_name("cycles");
