@@ -47,7 +47,10 @@ def wait_for(vm, text, timeout):
 
 
 def gdb_script(port, addr):
-    lines = ["set pagination off", "set confirm off",
+    # Generous timeouts: on a loaded 2-core host QEMU's main loop may be slow
+    # to accept and answer (gdb's defaults are 15 s and 2 s).
+    lines = ["set pagination off", "set confirm off", "set architecture i386:x86-64",
+             "set tcp connect-timeout 120", "set remotetimeout 60",
              "target remote 127.0.0.1:%d" % port,
              "break *0x%x" % addr, "continue",
              "printf \"HIT rip=%lx\\n\", $rip",
