@@ -279,7 +279,7 @@ bool Core::pool_member(int m, PoolMemberInfo *out)
                 i.slots_held += s.state[g2] == static_cast<uint8_t>(VcpuState::kRunning);
                 i.queued += s.state[g2] == static_cast<uint8_t>(VcpuState::kQueued);
             }
-            i.slot_time_ns = sched_.member_slot_time(m);
+            i.slot_time_ns = sched_.member_slot_time(m, &i.overrun_ns);
             uint64_t total = 0;
             for (int k = 0; k < kMaxMembers; k++) {
                 if (s.member[k].active) {

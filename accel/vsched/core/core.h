@@ -48,6 +48,7 @@ struct PoolMemberInfo {
     int slots_held = 0;
     int queued = 0;
     uint64_t slot_time_ns = 0;  /* incl. grants still running */
+    uint64_t overrun_ns = 0;    /* part of it held past slot deadlines */
     double share = 0;           /* of all current members' slot time */
     uint64_t grants = 0;
     uint64_t slot_waits = 0;

@@ -288,6 +288,7 @@ bool vsched_pool_member(VschedCore *core, int i, VschedPoolMember *out)
         out->slots_held = m.slots_held;
         out->queued = m.queued;
         out->slot_time_ns = m.slot_time_ns;
+        out->overrun_ns = m.overrun_ns;
         out->share = m.share;
         out->grants = m.grants;
         out->slot_waits = m.slot_waits;

@@ -112,19 +112,27 @@ void Scheduler::take_slot(int slot)
     int m = state_->vcpu_member[g];
     if (m >= 0) {
         uint64_t at = state_->slot_granted_at_ns[slot];
+        uint64_t dl = std::max(at, state_->slot_deadline_ns[slot]);
         state_->member[m].slot_time_ns += now_ > at ? now_ - at : 0;
+        state_->member[m].overrun_ns += now_ > dl ? now_ - dl : 0;
     }
     pool_.unassign(slot);
 }
 
-uint64_t Scheduler::member_slot_time(int m) const
+uint64_t Scheduler::member_slot_time(int m, uint64_t *overrun) const
 {
     uint64_t t = state_->member[m].slot_time_ns;
+    uint64_t o = state_->member[m].overrun_ns;
     for (int s = 0; s < state_->nr_slots; s++) {
         int g = state_->slot_owner[s];
         if (g != kNone && state_->vcpu_member[g] == m && now_ > state_->slot_granted_at_ns[s]) {
             t += now_ - state_->slot_granted_at_ns[s];
+            uint64_t dl = std::max(state_->slot_granted_at_ns[s], state_->slot_deadline_ns[s]);
+            o += now_ > dl ? now_ - dl : 0;
         }
+    }
+    if (overrun) {
+        *overrun = o;
     }
     return t;
 }

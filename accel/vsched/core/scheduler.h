@@ -109,8 +109,10 @@ public:
      * in queued_at order, member count), then hand free slots to waiters.
      * Returns true if anything had to be fixed. */
     bool repair();
-    /* Slot time of member m including grants still running at now(). */
-    uint64_t member_slot_time(int m) const;
+    /* Slot time of member m including grants still running at now(); in
+     * *overrun (optional) the part held past slot deadlines (a holder
+     * that did not leave guest code in time, e.g. descheduled by the host). */
+    uint64_t member_slot_time(int m, uint64_t *overrun = nullptr) const;
     uint64_t slice() const { return slice_ns_; }
     uint64_t now() const { return now_; }
     Effects &effects() { return *fx_; }

@@ -42,6 +42,7 @@ struct MemberState {
     int32_t last_boosted_vcpu;  /* local index; per VM (shared pools) */
     uint64_t joined_ns;
     uint64_t slot_time_ns;      /* slot time of finished grants */
+    uint64_t overrun_ns;        /* part of it past the slot's deadline */
     uint64_t grants;            /* slots received */
     uint64_t slot_waits;        /* waits in the queue that ended with a slot */
     uint64_t slot_wait_ns;

@@ -293,6 +293,9 @@ typedef struct VschedPoolMember {
     int slots_held;         /* now */
     int queued;             /* vCPUs in the run queue now */
     uint64_t slot_time_ns;  /* since it joined, incl. grants running now */
+    uint64_t overrun_ns;    /* part of slot_time_ns held past a slot's
+                             * deadline (late to leave guest code, e.g. the
+                             * host descheduled the vCPU thread) */
     double share;           /* slot_time_ns / sum over current members */
     uint64_t grants;
     uint64_t slot_waits;    /* waits in the queue that ended with a slot */

@@ -585,34 +585,58 @@ TEST(SharedPoolProcesses, ThreeVmsShareTwoSlotsFairly)
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     ASSERT_EQ(obs.members(), 4);
-    auto sample = [&](std::vector<uint64_t> *t) {
+    auto sample = [&](std::vector<uint64_t> *t, std::vector<uint64_t> *o) {
         t->clear();
+        o->clear();
         for (int m = 0; m < kMaxMembers; m++) {
             PoolMemberInfo mi;
             if (obs.core->pool_member(m, &mi) && !mi.self) {
                 t->push_back(mi.slot_time_ns);
+                o->push_back(mi.overrun_ns);
             }
         }
     };
     std::this_thread::sleep_for(std::chrono::milliseconds(150));
-    std::vector<uint64_t> t0, t1;
-    sample(&t0);
+    std::vector<uint64_t> t0, t1, o0, o1;
+    sample(&t0, &o0);
     const uint64_t w0 = now_ns();
     std::this_thread::sleep_for(std::chrono::milliseconds(2000));
-    sample(&t1);
+    sample(&t1, &o1);
     const uint64_t window = now_ns() - w0;
     ASSERT_EQ(t0.size(), 3u);
     ASSERT_EQ(t1.size(), 3u);
-    uint64_t total = 0;
+    /* Two views.  Slot time: what each VM held.  In-slice time: slot time
+     * minus what holders kept past their deadlines, i.e. what the pool
+     * granted; overruns are the host's doing (a vCPU thread descheduled
+     * while it holds a slot keeps it until it runs again), and on a loaded
+     * 2-core host they reach a third of the slot time. */
+    uint64_t total = 0, total_in = 0, total_over = 0;
     for (int i = 0; i < 3; i++) {
         total += t1[i] - t0[i];
+        total_over += o1[i] - o0[i];
+        total_in += (t1[i] - t0[i]) - (o1[i] - o0[i]);
     }
+    const bool host_overloaded = total_over * 5 > total; /* > 20 % overrun */
     for (int i = 0; i < 3; i++) {
-        double share = static_cast<double>(t1[i] - t0[i]) / static_cast<double>(total);
-        std::printf("VM %d: slot time %.1f ms, share %.3f (fair 0.333)\n", i,
-                    static_cast<double>(t1[i] - t0[i]) / 1e6, share);
-        EXPECT_GT(share, 0.8 / 3) << "VM " << i;
-        EXPECT_LT(share, 1.2 / 3) << "VM " << i;
+        uint64_t held = t1[i] - t0[i], over = o1[i] - o0[i];
+        double share = static_cast<double>(held) / static_cast<double>(total);
+        double in_share =
+            static_cast<double>(held - over) / static_cast<double>(total_in);
+        std::printf("VM %d: slot time %.1f ms (%.1f ms past deadlines), share %.3f, "
+                    "in-slice share %.3f (fair 0.333)\n",
+                    i, static_cast<double>(held) / 1e6, static_cast<double>(over) / 1e6,
+                    share, in_share);
+        EXPECT_GT(in_share, 0.8 / 3) << "VM " << i;
+        EXPECT_LT(in_share, 1.2 / 3) << "VM " << i;
+        if (!host_overloaded) {
+            EXPECT_GT(share, 0.8 / 3) << "VM " << i;
+            EXPECT_LT(share, 1.2 / 3) << "VM " << i;
+        }
+    }
+    if (host_overloaded) {
+        std::printf("host overloaded: %.0f %% of slot time past deadlines; raw shares "
+                    "reported, not checked\n",
+                    100.0 * static_cast<double>(total_over) / static_cast<double>(total));
     }
     /* The two slots were busy most of the window. */
     std::printf("slot utilisation %.2f of 2 slots\n",
