@@ -15,6 +15,7 @@ typedef struct VschedSettings {
     bool pcpus_set;         /* pcpus given; else the host's CPU count */
     VschedConfig cfg;
     char *stats_file;
+    char *pool;             /* shared pool name, NULL: private pool */
 } VschedSettings;
 
 extern VschedSettings vsched_settings;

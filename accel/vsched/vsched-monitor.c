@@ -66,6 +66,50 @@ static VschedCounterList *counters_to_qapi(void)
     return head;
 }
 
+static VschedMemberList *pool_members_to_qapi(void)
+{
+    VschedMemberList *head = NULL, **tail = &head;
+
+    for (int i = 0; i < VSCHED_POOL_MAX_MEMBERS; i++) {
+        VschedMember *out;
+        VschedPoolMember m;
+
+        if (!vsched_pool_member(vsched_core, i, &m)) {
+            continue;
+        }
+        out = g_new0(VschedMember, 1);
+        out->index = m.index;
+        out->pid = m.pid;
+        out->self = m.self;
+        out->vcpus = m.nr_vcpus;
+        out->slots_held = m.slots_held;
+        out->queued = m.queued;
+        out->slot_time_ns = m.slot_time_ns;
+        out->share = m.share;
+        out->slot_wait_ns = m.slot_wait_ns;
+        out->slot_wait_max_ns = m.slot_wait_max_ns;
+        QAPI_LIST_APPEND(tail, out);
+    }
+    return head;
+}
+
+static VschedPool *pool_to_qapi(void)
+{
+    VschedPool *out = g_new0(VschedPool, 1);
+    VschedPoolInfo info;
+
+    vsched_pool_info(vsched_core, &info);
+    out->shared = info.shared;
+    out->name = g_strdup(info.name);
+    out->slots = info.slots;
+    out->free_slots = info.free_slots;
+    out->queue_len = info.queue_len;
+    out->members = pool_members_to_qapi();
+    out->members_reaped = info.members_reaped;
+    out->slots_reclaimed = info.slots_reclaimed;
+    return out;
+}
+
 VschedInfo *qmp_query_vsched(Error **errp)
 {
     VschedInfo *info = g_new0(VschedInfo, 1);
@@ -90,6 +134,7 @@ VschedInfo *qmp_query_vsched(Error **errp)
     info->ple_gap_ns = vsched_get_ple_gap_ns(vsched_core);
     info->has_ple_window_ns = true;
     info->ple_window_ns = vsched_get_ple_window_ns(vsched_core);
+    info->pool = pool_to_qapi();
     info->vcpus = vcpus_to_qapi();
     info->has_vcpus = true;
     info->counters = counters_to_qapi();
@@ -116,6 +161,26 @@ static void hmp_print_vcpu(Monitor *mon, const VschedVcpu *v)
                    recv->len ? recv->str : "-");
 }
 
+static void hmp_print_pool(Monitor *mon, const VschedPool *pool)
+{
+    if (!pool->shared) {
+        return;
+    }
+    monitor_printf(mon, "pool %s: %" PRId64 " slots, %" PRId64 " free, %" PRId64
+                   " vCPUs queued, %" PRIu64 " members reaped, %" PRIu64
+                   " slots reclaimed\n", pool->name, pool->slots,
+                   pool->free_slots, pool->queue_len, pool->members_reaped,
+                   pool->slots_reclaimed);
+    monitor_printf(mon, "  member     pid vcpus slots queued   share  slot time ns\n");
+    for (VschedMemberList *m = pool->members; m; m = m->next) {
+        monitor_printf(mon, "  %5" PRId64 "%c %7" PRId64 " %5" PRId64 " %5" PRId64
+                       " %6" PRId64 " %6.1f%% %13" PRIu64 "\n", m->value->index,
+                       m->value->self ? '*' : ' ', m->value->pid, m->value->vcpus,
+                       m->value->slots_held, m->value->queued,
+                       100.0 * m->value->share, m->value->slot_time_ns);
+    }
+}
+
 static void hmp_info_vsched(Monitor *mon, const QDict *qdict)
 {
     g_autoptr(VschedInfo) info = qmp_query_vsched(NULL);
@@ -132,6 +197,7 @@ static void hmp_info_vsched(Monitor *mon, const QDict *qdict)
                    info->relaxed_boost ? "on" : "off",
                    info->ipi_tracking ? "on" : "off", info->ipi_window_ns,
                    info->ple_gap_ns, info->ple_window_ns);
+    hmp_print_pool(mon, info->pool);
     monitor_printf(mon, "vcpu state            slot  flags     pauses      spins"
                    " sender   recv pend  receivers\n");
     for (VschedVcpuList *v = info->vcpus; v; v = v->next) {

@@ -227,6 +227,26 @@ static void set_stats_file(Object *obj, const char *value, Error **errp)
     vsched_settings.stats_file = g_strdup(value);
 }
 
+static char *get_pool(Object *obj, Error **errp)
+{
+    return g_strdup(vsched_settings.pool ?: "");
+}
+
+static void set_pool(Object *obj, const char *value, Error **errp)
+{
+    char err[160];
+
+    if (!fixed_once_running("pool", errp)) {
+        return;
+    }
+    if (!vsched_pool_name_valid(value, err, sizeof(err))) {
+        error_setg(errp, "Parameter 'pool' expects a pool name: %s", err);
+        return;
+    }
+    g_free(vsched_settings.pool);
+    vsched_settings.pool = g_strdup(value);
+}
+
 static void add_duration(ObjectClass *oc, const char *name, const char *desc)
 {
     object_class_property_add(oc, name, "str", get_duration, set_duration,
@@ -265,6 +285,9 @@ void vsched_tcg_accel_class_init(ObjectClass *oc)
                  "vsched: PAUSEs closer than this continue a spin");
     add_duration(oc, "ple-window",
                  "vsched: a spin this long triggers a yield decision");
+    object_class_property_add_str(oc, "pool", get_pool, set_pool);
+    object_class_property_set_description(oc, "pool",
+        "vsched: share the slots with every VM naming this pool");
     object_class_property_add_str(oc, "stats-file", get_stats_file,
                                   set_stats_file);
     object_class_property_set_description(oc, "stats-file",
@@ -284,7 +307,8 @@ void vsched_kvm_accel_class_init(ObjectClass *oc)
 {
     static const char *const names[] = {
         "vcpu-sched", "pcpus", "slice", "directed-yield", "relaxed-boost",
-        "ipi-tracking", "ipi-window", "ple-gap", "ple-window", "stats-file",
+        "ipi-tracking", "ipi-window", "ple-gap", "ple-window", "pool",
+        "stats-file",
     };
 
     for (int i = 0; i < ARRAY_SIZE(names); i++) {

@@ -169,10 +169,13 @@ static const VschedHostOps vsched_host_ops = {
     .trace = host_trace,
 };
 
+static QemuThread vsched_timer, vsched_mailbox;
+static bool vsched_exiting;
+
 /* Kicks slot holders whose slice is over while others wait. */
 static void *vsched_timer_thread(void *opaque)
 {
-    for (;;) {
+    while (!qatomic_read(&vsched_exiting)) {
         uint64_t next = vsched_tick(vsched_core);
         uint64_t now = get_clock();
         uint64_t slice = vsched_settings.cfg.slice_ns;
@@ -185,8 +188,38 @@ static void *vsched_timer_thread(void *opaque)
     return NULL;
 }
 
+/* Shared pool: wakes and kicks that other VMs post for our vCPUs. */
+static void *vsched_mailbox_thread(void *opaque)
+{
+    vsched_pool_mailbox_run(vsched_core);
+    return NULL;
+}
+
+/* Shared pool: this VM's part of it, as the pool sees it now. */
+static void vsched_append_pool_stats(GString *json)
+{
+    VschedPoolInfo pool;
+
+    if (!vsched_core_is_shared(vsched_core) ||
+        !vsched_pool_info(vsched_core, &pool)) {
+        return;
+    }
+    g_string_append_printf(json, ",\"pool_members\":%d", pool.members);
+    for (int i = 0; i < VSCHED_POOL_MAX_MEMBERS; i++) {
+        VschedPoolMember m;
+
+        if (vsched_pool_member(vsched_core, i, &m) && m.self) {
+            g_string_append_printf(json, ",\"pool_slot_time_ns\":%" PRIu64
+                                   ",\"pool_share\":%.4f,\"pool_slot_wait_ns\":%"
+                                   PRIu64 ",\"pool_slot_wait_max_ns\":%" PRIu64,
+                                   m.slot_time_ns, m.share, m.slot_wait_ns,
+                                   m.slot_wait_max_ns);
+        }
+    }
+}
+
 /* stats-file: every counter as one JSON object on one line. */
-static void vsched_write_stats(Notifier *n, void *data)
+static void vsched_write_stats(void)
 {
     g_autoptr(GString) json = g_string_new("{");
     g_autoptr(GError) err = NULL;
@@ -196,13 +229,34 @@ static void vsched_write_stats(Notifier *n, void *data)
                                vsched_all_counter_name(i),
                                vsched_all_counter_value(i));
     }
+    vsched_append_pool_stats(json);
     g_string_append(json, "}\n");
     if (!g_file_set_contents(vsched_settings.stats_file, json->str, -1, &err)) {
         error_report("vsched: cannot write stats-file: %s", err->message);
     }
 }
 
-static Notifier vsched_exit_notifier = { .notify = vsched_write_stats };
+/*
+ * At exit the vCPUs are stopped: dump the counters, stop our threads and
+ * leave the pool, so the slots go to the other VMs at once.
+ */
+static void vsched_exit(Notifier *n, void *data)
+{
+    if (vsched_settings.stats_file) {
+        vsched_write_stats();
+    }
+    qatomic_set(&vsched_active, false);
+    qatomic_set(&vsched_exiting, true);
+    qemu_thread_join(&vsched_timer);
+    if (vsched_core_is_shared(vsched_core)) {
+        vsched_pool_mailbox_stop(vsched_core);
+        qemu_thread_join(&vsched_mailbox);
+    }
+    vsched_core_free(vsched_core);
+    vsched_core = NULL;
+}
+
+static Notifier vsched_exit_notifier = { .notify = vsched_exit };
 
 static void vsched_refuse(const char *what)
 {
@@ -216,7 +270,6 @@ static void vsched_start(Notifier *n, void *data)
     MachineState *ms = MACHINE(qdev_get_machine());
     VschedSettings *s = &vsched_settings;
     char err[256];
-    static QemuThread timer;
 
     if (!s->enabled || !tcg_enabled()) {
         return;
@@ -229,19 +282,28 @@ static void vsched_start(Notifier *n, void *data)
     }
     vsched_nr_vcpus = ms->smp.max_cpus;
     vsched_cpus = g_new0(CPUState *, vsched_nr_vcpus);
-    vsched_core = vsched_core_new(&s->cfg, vsched_nr_vcpus, &vsched_host_ops,
-                                  NULL, err, sizeof(err));
+    if (s->pool) {
+        vsched_core = vsched_core_new_shared(&s->cfg, s->pool, vsched_nr_vcpus,
+                                             &vsched_host_ops, NULL, err,
+                                             sizeof(err));
+    } else {
+        vsched_core = vsched_core_new(&s->cfg, vsched_nr_vcpus,
+                                      &vsched_host_ops, NULL, err, sizeof(err));
+    }
     if (!vsched_core) {
-        error_report("-accel tcg,vcpu-sched=on: %s", err);
+        error_report("-accel tcg,vcpu-sched=on%s%s: %s", s->pool ? ",pool=" : "",
+                     s->pool ?: "", err);
         exit(1);
     }
     /* Reachable for qom-get/qom-set as /machine/accel. */
     object_property_add_child(OBJECT(ms), "accel", OBJECT(current_accel()));
-    if (s->stats_file) {
-        qemu_add_exit_notifier(&vsched_exit_notifier);
+    qemu_add_exit_notifier(&vsched_exit_notifier);
+    qemu_thread_create(&vsched_timer, "vsched-timer", vsched_timer_thread,
+                       NULL, QEMU_THREAD_JOINABLE);
+    if (s->pool) {
+        qemu_thread_create(&vsched_mailbox, "vsched-mailbox",
+                           vsched_mailbox_thread, NULL, QEMU_THREAD_JOINABLE);
     }
-    qemu_thread_create(&timer, "vsched-timer", vsched_timer_thread, NULL,
-                       QEMU_THREAD_DETACHED);
     trace_vsched_start(s->cfg.pcpus, vsched_nr_vcpus,
                        vsched_policy_name(s->cfg.policy));
     qatomic_set(&vsched_active, true);
