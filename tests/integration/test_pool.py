@@ -1,0 +1,196 @@
+"""Several VMs on one shared slot pool (-accel tcg,...,pool=NAME).
+
+Real QEMU processes: fairness across VMs, a VM killed with SIGKILL, pool
+files that must be refused untouched, and start/kill cycles against a
+long-running VM.
+"""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+
+from vsched_vm import QMP, VM  # noqa: E402
+
+
+def pool_name(tag):
+    return "test-%s-%d" % (tag, os.getpid())
+
+
+def pool_path(name):
+    return "/dev/shm/vsched-" + name
+
+
+@pytest.fixture
+def clean_pool():
+    names = []
+
+    def make(tag):
+        names.append(pool_name(tag))
+        return names[-1]
+    yield make
+    for n in names:
+        if os.path.exists(pool_path(n)):
+            os.unlink(pool_path(n))
+
+
+def pool_vm(qemu, image_dir, tmp_path, pool, i, pcpus=2, **kw):
+    d = tmp_path / ("vm%d" % i)
+    d.mkdir()
+    stats = d / "stats.json"
+    accel = ("tcg,thread=multi,vcpu-sched=on,pcpus=%d,pool=%s,directed-yield=ipi,"
+             "stats-file=%s" % (pcpus, pool, stats))
+    kw.setdefault("workload", "ipistorm")
+    kw.setdefault("args", "-r 2")
+    return VM(qemu=qemu, image_dir=image_dir, workdir=str(d), smp=4, accel=accel, **kw), stats
+
+
+def run_together(vms, timeout=400):
+    for vm, _ in vms:
+        vm.start()
+    return [vm.wait(timeout=timeout) for vm, _ in vms]
+
+
+def test_three_vms_share_two_slots_fairly(qemu, image_dir, tmp_path, clean_pool):
+    pool = clean_pool("fair")
+    vms = [pool_vm(qemu, image_dir, tmp_path, pool, i) for i in range(3)]
+    results = run_together(vms)
+    for r in results:
+        assert r.ok, r.summary()
+    times = []
+    for _, stats in vms:
+        with open(stats) as f:
+            times.append(json.load(f)["pool_slot_time_ns"])
+    mean = sum(times) / len(times)
+    assert all(abs(t - mean) <= 0.2 * mean for t in times), times
+    assert not os.path.exists(pool_path(pool)), "the last VM did not remove the pool"
+
+
+def members(vm):
+    return vm.qmp.execute("query-vsched")["pool"]["members"]
+
+
+def test_sigkill_gives_slots_back(qemu, image_dir, tmp_path, clean_pool):
+    pool = clean_pool("kill")
+    vms = [pool_vm(qemu, image_dir, tmp_path, pool, i, args="-r 4") for i in range(3)]
+    for vm, _ in vms:
+        vm.start()
+    victim, survivor = vms[0][0], vms[1][0]
+    deadline = time.monotonic() + 120
+    while "vsched: workload=" not in victim.read_log():
+        assert time.monotonic() < deadline, "victim did not boot"
+        time.sleep(0.2)
+    time.sleep(1)
+    os.kill(victim.proc.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    while any(m["pid"] == victim.proc.pid for m in members(survivor)):
+        assert time.monotonic() - killed_at < 30, "dead VM never reaped"
+        time.sleep(0.01)
+    print("dead VM reaped after %.0f ms" % ((time.monotonic() - killed_at) * 1000))
+    pool_info = survivor.qmp.execute("query-vsched")["pool"]
+    assert len(pool_info["members"]) == 2
+    assert pool_info["members-reaped"] == 1
+    results = [vm.wait(timeout=400) for vm, _ in vms[1:]]
+    for r in results:
+        assert r.ok, r.summary()
+    reaped = 0
+    for _, path in vms[1:]:
+        with open(path) as f:
+            reaped += json.load(f)["pool_members_reaped"]   # by this process
+    assert reaped == 1
+
+
+def start_paused(qemu, pool, tmp_path, tag, pcpus=2):
+    """A VM that joins the pool but never runs guest code (-S)."""
+    qmp = str(tmp_path / ("%s.qmp" % tag))
+    proc = subprocess.Popen([qemu, "-M", "q35", "-smp", "2", "-display", "none",
+                             "-nodefaults", "-S", "-qmp", "unix:%s,server=on,wait=off" % qmp,
+                             "-accel", "tcg,vcpu-sched=on,pcpus=%d,pool=%s" % (pcpus, pool)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    return proc, qmp
+
+
+def test_start_kill_cycles_leave_no_member_behind(qemu, tmp_path, clean_pool):
+    pool = clean_pool("cycles")
+    keeper, qmp_path = start_paused(qemu, pool, tmp_path, "keeper")
+    qmp = QMP(qmp_path, timeout=30)
+    try:
+        def count():
+            return len(qmp.execute("query-vsched")["pool"]["members"])
+        for i in range(50):
+            proc, _ = start_paused(qemu, pool, tmp_path, "cycle%d" % i)
+            deadline = time.monotonic() + 30
+            while count() != 2:
+                assert proc.poll() is None, proc.stderr.read()
+                assert time.monotonic() < deadline, "cycle %d never joined" % i
+                time.sleep(0.02)
+            proc.kill()
+            proc.wait()
+            deadline = time.monotonic() + 30
+            while count() != 1:
+                assert time.monotonic() < deadline, "cycle %d never reaped" % i
+                time.sleep(0.02)
+        info = qmp.execute("query-vsched")["pool"]
+        assert info["members-reaped"] == 50 and len(info["members"]) == 1
+    finally:
+        qmp.close()
+        keeper.kill()
+        keeper.wait()
+
+
+def refused(qemu, pool, pcpus=2):
+    r = subprocess.run([qemu, "-M", "q35", "-smp", "1", "-display", "none", "-nodefaults",
+                        "-S", "-accel", "tcg,vcpu-sched=on,pcpus=%d,pool=%s" % (pcpus, pool)],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    return r.returncode, r.stderr
+
+
+BAD_FILES = [
+    ("magic", b"\x42" * 8192, None, "is not a vsched pool"),
+    ("truncated", b"\x00" * 16, None, "is truncated"),
+    ("owner", b"\x42" * 8192, 65534, "is owned by uid 65534"),
+]
+
+
+@pytest.mark.parametrize("tag,content,uid,message", BAD_FILES)
+def test_bad_pool_file_is_refused_untouched(qemu, clean_pool, tag, content, uid, message):
+    pool = clean_pool("bad-" + tag)
+    with open(os.open(pool_path(pool), os.O_CREAT | os.O_WRONLY, 0o600), "wb") as f:
+        f.write(content)
+    if uid is not None:
+        os.chown(pool_path(pool), uid, uid)
+    before = hashlib.sha256(open(pool_path(pool), "rb").read()).hexdigest()
+    code, err = refused(qemu, pool)
+    assert code == 1 and message in err, err
+    assert hashlib.sha256(open(pool_path(pool), "rb").read()).hexdigest() == before
+
+
+def test_pcpus_mismatch_is_refused(qemu, tmp_path, clean_pool):
+    pool = clean_pool("pcpus")
+    first, qmp_path = start_paused(qemu, pool, tmp_path, "first", pcpus=2)
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(pool_path(pool)):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        code, err = refused(qemu, pool, pcpus=3)
+        assert code == 1 and "has pcpus=2, this VM asks for pcpus=3" in err, err
+    finally:
+        first.kill()
+        first.wait()
+
+
+@pytest.mark.parametrize("name", ["a/b", "", "x" * 65, "sp ace"])
+def test_bad_pool_name_is_refused(qemu, name):
+    r = subprocess.run([qemu, "-M", "none", "-display", "none", "-nodefaults",
+                        "-accel", "tcg,vcpu-sched=on,pool=" + name],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "'pool'" in r.stderr, r.stderr
