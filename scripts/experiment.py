@@ -718,11 +718,19 @@ def _run_trials(spec, trials, ctx, args, qemu, rows, refused, meta, outdir, t_st
         if n == 1 or not os.path.exists(qemu):
             wait_for_qemu(qemu, args.qemu_patience)
         t0 = time.monotonic()
-        try:
-            trows = run_trial(spec, trial, ctx, n)
-        except FileNotFoundError as e:
-            print("experiment: %s" % e, file=sys.stderr)
-            return False
+        for attempt in range(3):
+            try:
+                trows = run_trial(spec, trial, ctx, n)
+                break
+            except FileNotFoundError as e:
+                # the QEMU binary vanishes for a moment while it is rebuilt
+                if attempt < 2 and not os.path.exists(qemu) and \
+                        wait_for_qemu(qemu, args.qemu_patience):
+                    print("experiment: QEMU was missing; retrying trial %d" % n, flush=True)
+                    time.sleep(5)
+                    continue
+                print("experiment: %s" % e, file=sys.stderr)
+                return False
         rows.extend(trows)
         dt = time.monotonic() - t0
         el = time.monotonic() - t_start
