@@ -745,12 +745,37 @@ def _run_trials(spec, trials, ctx, args, qemu, rows, refused, meta, outdir, t_st
     return True
 
 
+def report(outdir):
+    try:
+        with open(os.path.join(outdir, "runs.json")) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        print("experiment: %s: no readable runs.json (%s)" % (outdir, e), file=sys.stderr)
+        return 2
+    spec, meta, rows = data["spec"], data["meta"], data["rows"]
+    refused = data.get("refused") or {}
+    points = summarize(spec, rows, refused)
+    with open(os.path.join(outdir, "summary.json"), "w") as f:
+        json.dump({"meta": meta, "points": points}, f, indent=1)
+    table = format_table(spec, points, meta)
+    with open(os.path.join(outdir, "table.txt"), "w") as f:
+        f.write(table)
+    png = os.path.join(outdir, "plot.png")
+    plot(spec, points, png)
+    print(table, end="")
+    print("\ntable: %s\nplot: %s" % (os.path.join(outdir, "table.txt"), png))
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="Run a vsched experiment spec.")
     p.add_argument("spec", nargs="?", help="spec file (TOML or JSON), e.g. experiments/default.toml")
     p.add_argument("--bench", action="store_true",
                    help="run the benchmark matrix (experiments/bench.toml)")
     p.add_argument("--check", action="store_true", help="validate the spec and exit")
+    p.add_argument("--report", metavar="DIR",
+                   help="rewrite table.txt, summary.json and plot.png of a results directory "
+                        "(for example of an interrupted run) and print the table")
     p.add_argument("--list", action="store_true", help="print the planned trials and exit")
     p.add_argument("--qemu", help="QEMU binary (env VSCHED_QEMU)")
     p.add_argument("--image", help="guest image directory (env VSCHED_IMAGE)")
@@ -764,6 +789,8 @@ def main(argv=None):
     p.add_argument("--qemu-patience", type=float, default=120,
                    help="seconds to wait for a QEMU binary that is being rebuilt")
     a = p.parse_args(argv)
+    if a.report:
+        return report(a.report)
     path = a.spec
     if a.bench:
         path = path or os.path.join(REPO, "experiments", "bench.toml")
