@@ -20,6 +20,9 @@
 #include "vsched-internal.h"
 #include "trace.h"
 
+/* Longest a vCPU waits for a slot before asking the scheduler again. */
+#define VSCHED_GATE_RECHECK_MS 10
+
 /* Set by the MWAIT hook on this vCPU's thread; the PAUSE that follows is idle. */
 static __thread bool vsched_in_mwait;
 /* This vCPU's last exit was an idle MWAIT: give the slot away. */
@@ -73,7 +76,12 @@ static bool gate_wait_mttcg(CPUState *cs)
             break;
         }
         vsched_count(VSCHED_GLUE_GATE_WAITS);
-        qemu_cond_wait_bql(cs->halt_cond);
+        /*
+         * Every grant comes with a wake, but a grant made by another VM of
+         * a shared pool travels through its mailbox: look again after a
+         * while rather than trust one wake-up across processes.
+         */
+        qemu_cond_timedwait_bql(cs->halt_cond, VSCHED_GATE_RECHECK_MS);
     }
     if (why && strcmp(why, "exit request") && strcmp(why, "queued work")) {
         /* Leaving for a while: do not keep a place in the queue. */
