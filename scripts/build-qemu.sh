@@ -14,6 +14,8 @@ else
     bld=$top/build/qemu-build
 fi
 ccache=${VSCHED_CCACHE:-yes}
+# Paths relative to the checkout, so another clone of the repo hits the cache.
+export CCACHE_BASEDIR=$top CCACHE_NOHASHDIR=1
 
 QEMU_FLAGS=(
     --python=/usr/bin/python3       # the interpreter that sees Debian's meson
