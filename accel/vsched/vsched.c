@@ -245,12 +245,21 @@ static void vsched_exit(Notifier *n, void *data)
     if (vsched_settings.stats_file) {
         vsched_write_stats();
     }
+    bool locked = bql_locked();
+
     qatomic_set(&vsched_active, false);
     qatomic_set(&vsched_exiting, true);
+    /* The mailbox thread may be waiting for the BQL to deliver a wake. */
+    if (locked) {
+        bql_unlock();
+    }
     qemu_thread_join(&vsched_timer);
     if (vsched_core_is_shared(vsched_core)) {
         vsched_pool_mailbox_stop(vsched_core);
         qemu_thread_join(&vsched_mailbox);
+    }
+    if (locked) {
+        bql_lock();
     }
     vsched_core_free(vsched_core);
     vsched_core = NULL;

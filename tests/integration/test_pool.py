@@ -194,3 +194,23 @@ def test_bad_pool_name_is_refused(qemu, name):
                         "-accel", "tcg,vcpu-sched=on,pool=" + name],
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "'pool'" in r.stderr, r.stderr
+
+
+def test_sigterm_leaves_the_pool_cleanly(qemu, image_dir, tmp_path, clean_pool):
+    """QEMU's own shutdown (SIGTERM) leaves the pool: no reaping needed."""
+    pool = clean_pool("term")
+    vms = [pool_vm(qemu, image_dir, tmp_path, pool, i, args="-r 4") for i in range(2)]
+    for vm, _ in vms:
+        vm.start()
+    leaver, stayer = vms[0][0], vms[1][0]
+    deadline = time.monotonic() + 120
+    while "vsched: workload=" not in leaver.read_log():
+        assert time.monotonic() < deadline, "VM did not boot"
+        time.sleep(0.2)
+    time.sleep(1)
+    leaver.proc.terminate()
+    leaver.proc.wait(timeout=120)      # a hang at exit fails here
+    info = stayer.qmp.execute("query-vsched")["pool"]
+    assert len(info["members"]) == 1 and info["members-reaped"] == 0, info
+    res = stayer.wait(timeout=400)
+    assert res.ok, res.summary()
