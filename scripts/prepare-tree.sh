@@ -8,7 +8,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 pristine=${1:-$top/build/qemu-pristine}
 tree=${2:-$top/build/qemu-src}
-patches=$top/patches/qemu-10.0
+patches=$top/patches/10.0
 # Directories of ours that mirror QEMU's layout.
 OVERLAY_DIRS="accel hw target include qapi tests/qtest"
 
