@@ -149,23 +149,31 @@ bool validate_pool_header(const void *bytes, size_t file_size, uid_t file_uid,
     return true;
 }
 
-bool proc_start_time(int pid, uint64_t *out)
+/*
+ * Reads /proc/<pid>/stat into buf and returns the ')' that ends comm (comm
+ * may contain spaces and ')'), or null.  The state field is result[2].
+ */
+static char *proc_stat_after_comm(int pid, char *buf, size_t len)
 {
     char path[64];
     std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
     int fd = ::open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        return false;
+        return nullptr;
     }
-    char buf[1024];
-    ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ssize_t n = ::read(fd, buf, len - 1);
     ::close(fd);
     if (n <= 0) {
-        return false;
+        return nullptr;
     }
     buf[n] = '\0';
-    /* comm may contain spaces and ')': fields restart after the last ')'. */
-    char *p = std::strrchr(buf, ')');
+    return std::strrchr(buf, ')');
+}
+
+bool proc_start_time(int pid, uint64_t *out)
+{
+    char buf[1024];
+    char *p = proc_stat_after_comm(pid, buf, sizeof buf);
     if (!p) {
         return false;
     }
@@ -219,20 +227,8 @@ bool member_alive(int pid, uint64_t start_time)
 
 bool proc_stopped(int pid)
 {
-    char path[64];
-    std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return false;
-    }
-    char buf[512];
-    ssize_t n = ::read(fd, buf, sizeof buf - 1);
-    ::close(fd);
-    if (n <= 0) {
-        return false;
-    }
-    buf[n] = '\0';
-    char *p = std::strrchr(buf, ')');
+    char buf[1024];
+    char *p = proc_stat_after_comm(pid, buf, sizeof buf);
     return p && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
 }
 
