@@ -336,6 +336,21 @@ class VM:
         except FileNotFoundError:
             return ""
 
+    def wait_for_workload(self, timeout=120.0, settle=1.0):
+        """Until the guest has booted and started its workload, plus settle seconds.
+
+        Raises RuntimeError if QEMU exits or the guest does not get there in time.
+        """
+        deadline = time.monotonic() + timeout
+        while "vsched: workload=" not in self.read_log():
+            if self.proc.poll() is not None:
+                raise RuntimeError("QEMU exited (%s) before the workload started"
+                                   % self.proc.returncode)
+            if time.monotonic() > deadline:
+                raise RuntimeError("the workload did not start within %.0f s" % timeout)
+            time.sleep(0.1)
+        time.sleep(settle)
+
     def wait(self, timeout=300.0, poweroff_grace=15.0, stop_on_failure=True):
         """Wait for the result line, QEMU's exit, or the timeout; return a Result.
 

@@ -73,15 +73,6 @@ def test_three_vms_share_two_slots_fairly(qemu, image_dir, tmp_path, clean_pool)
     assert not os.path.exists(pool_path(pool)), "the last VM did not remove the pool"
 
 
-def wait_for_workload(vm, timeout=120):
-    """Until the guest has booted and started its workload, plus a second."""
-    deadline = time.monotonic() + timeout
-    while "vsched: workload=" not in vm.read_log():
-        assert time.monotonic() < deadline, "VM did not boot"
-        time.sleep(0.2)
-    time.sleep(1)
-
-
 def members(vm):
     return vm.qmp.execute("query-vsched")["pool"]["members"]
 
@@ -92,7 +83,7 @@ def test_sigkill_gives_slots_back(qemu, image_dir, tmp_path, clean_pool):
     for vm, _ in vms:
         vm.start()
     victim, survivor = vms[0][0], vms[1][0]
-    wait_for_workload(victim)
+    victim.wait_for_workload()
     os.kill(victim.proc.pid, signal.SIGKILL)
     killed_at = time.monotonic()
     while any(m["pid"] == victim.proc.pid for m in members(survivor)):
@@ -208,7 +199,7 @@ def test_sigterm_leaves_the_pool_cleanly(qemu, image_dir, tmp_path, clean_pool):
     for vm, _ in vms:
         vm.start()
     leaver, stayer = vms[0][0], vms[1][0]
-    wait_for_workload(leaver)
+    leaver.wait_for_workload()
     leaver.proc.terminate()
     leaver.proc.wait(timeout=120)      # a hang at exit fails here
     info = stayer.qmp.execute("query-vsched")["pool"]
