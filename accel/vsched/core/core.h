@@ -199,6 +199,19 @@ private:
     int reap_locked(const std::vector<int> &candidates);
     /* Run the local effects on the host, post the remote ones. */
     void run_effects(const Effects &fx);
+    /* Remember (REQUIRES: the lock) until when v's exits need no lock. */
+    void note_held_deadline(int v);
+
+    /*
+     * Per vCPU, written by its own thread: the deadline of the slot it
+     * holds (0: none).  Before it, an exit without a spin has nothing to
+     * do: only v gives its slot away before the deadline (revocation and
+     * kicks come after it), and a slot's deadline never moves while held.
+     */
+    struct alignas(64) ExecHint {
+        std::atomic<uint64_t> deadline_ns{0};
+        std::atomic<uint64_t> unlocked_exits{0};
+    };
 
     const Config cfg_;
     const int nr_;
@@ -216,6 +229,7 @@ private:
     std::atomic<int> policy_;
     std::atomic<bool> relaxed_boost_;
     std::atomic<bool> tracing_{false};
+    std::unique_ptr<ExecHint[]> hints_;
 };
 
 } // namespace vsched

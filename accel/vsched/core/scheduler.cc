@@ -275,6 +275,15 @@ bool Scheduler::preempt_if_due(int v, int cpl)
     return true;
 }
 
+uint64_t Scheduler::held_deadline(int v) const
+{
+    const int g = base_ + v;
+    if (pool_.state(g) != VcpuState::kRunning) {
+        return 0;
+    }
+    return state_->slot_deadline_ns[state_->slot_of[g]];
+}
+
 uint64_t Scheduler::tick()
 {
     uint64_t next = now_ + slice_ns_;

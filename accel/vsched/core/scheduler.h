@@ -64,6 +64,8 @@ public:
     /* Preempt v (a holder) if its slice is over and someone waits.
      * cpl: v's privilege level when it left guest code. */
     bool preempt_if_due(int v, int cpl);
+    /* The deadline of the slot v holds, or 0 if it holds none. */
+    uint64_t held_deadline(int v) const;
     /* Kick holders whose slice is over while someone waits; returns the
      * absolute time to call again. */
     uint64_t tick();

@@ -139,6 +139,35 @@ TEST_F(CoreTest, PolicyNoneNeverYieldsAndIsRuntimeSwitchable)
     ok();
 }
 
+/* Exits before the slot's deadline skip the lock; the first one after it
+ * (or after a spin, or without a slot) takes the full path. */
+TEST_F(CoreTest, ExitsBeforeTheDeadlineTakeNoLock)
+{
+    init(2, 1, PolicyKind::kVanilla);
+    EXPECT_TRUE(core_->after_exec(0, 0)); /* no slot yet: full path */
+    EXPECT_EQ(core_->counters()[Ctr::exec_exits_unlocked], 0u);
+    ASSERT_TRUE(core_->acquire(0));
+    ASSERT_FALSE(core_->acquire(1));
+    for (int i = 0; i < 5; i++) {
+        EXPECT_FALSE(core_->after_exec(0, 0));
+    }
+    EXPECT_EQ(core_->counters()[Ctr::exec_exits_unlocked], 5u);
+    host_->advance(999'999);
+    EXPECT_FALSE(core_->after_exec(0, 0));
+    EXPECT_EQ(core_->counters()[Ctr::exec_exits_unlocked], 6u);
+    host_->advance(1);
+    EXPECT_TRUE(core_->after_exec(0, 0)); /* deadline: preempted */
+    EXPECT_EQ(core_->counters()[Ctr::preemptions], 1u);
+    EXPECT_EQ(core_->counters()[Ctr::exec_exits_unlocked], 6u);
+    /* vCPU 1 holds the slot now; a spin before its deadline still decides */
+    ASSERT_TRUE(core_->acquire(1));
+    ASSERT_TRUE(spin(1));
+    EXPECT_TRUE(core_->after_exec(1, 0));
+    EXPECT_EQ(core_->counters()[Ctr::spin_decisions], 1u);
+    EXPECT_EQ(core_->counters()[Ctr::exec_exits_unlocked], 6u);
+    ok();
+}
+
 /* Slice expiry: tick kicks the holder once someone waits; the holder's
  * after_exec preempts it, sampling CPL. */
 TEST_F(CoreTest, TickKickPreempt)
