@@ -2,11 +2,14 @@
 """Overhead of vsched in the emulator, A/B interleaved in one run.
 
 Variants, each booting the same guest and workload:
-  upstream   QEMU built without our patches (build/qemu-upstream-build)
+  upstream   QEMU 10.0 built from the same source without our patches
+             (build/qemu-upstream-build, made by `make bench`)
   off        our QEMU, vcpu-sched=off
   on         our QEMU, vcpu-sched=on, pcpus = vCPUs (no overcommit)
-Prints the guest-measured median per variant and the ratio to upstream.
-Targets (not asserted): off within 1 %, on within 3 % of upstream.
+Each repetition runs every variant once, in a rotated order, so host drift
+hits all variants alike.  Prints the guest-measured median per variant and
+its ratio to upstream.  Targets (not asserted): off within 1 %, on within
+3 % of upstream; the PAUSE loop shows the per-PAUSE cost of the hooks.
 """
 import argparse
 import os
@@ -20,6 +23,13 @@ from vsched_vm import VM  # noqa: E402
 OURS = os.path.join(REPO, "build", "qemu-system-x86_64")
 UPSTREAM = os.path.join(REPO, "build", "qemu-upstream-build", "qemu-system-x86_64")
 
+# name: (workload, args, metric in the result line, unit)
+WORKLOADS = {
+    "ipistorm": ("ipistorm", "-r 4", "seconds", "s"),
+    "dedup": ("dedup", None, "roi_seconds", "s"),
+    "pause": ("spin", "-m pause -n 200000", "pause_ns", "ns/PAUSE"),
+}
+
 
 def variants(vcpus):
     return [("upstream", UPSTREAM, "tcg,thread=multi"),
@@ -27,32 +37,58 @@ def variants(vcpus):
             ("on", OURS, "tcg,thread=multi,vcpu-sched=on,pcpus=%d" % vcpus)]
 
 
+def measure(workload, args, metric, qemu, accel, vcpus):
+    res = VM(qemu=qemu, workload=workload, args=args, smp=vcpus, accel=accel).run(timeout=600)
+    value = (res.result or {}).get(metric) if res.ok else None
+    return res, value
+
+
+def run_workload(name, vcpus, reps):
+    workload, args, metric, unit = WORKLOADS[name]
+    vs = variants(vcpus)
+    values = {v[0]: [] for v in vs}
+    for rep in range(reps):
+        order = vs[rep % len(vs):] + vs[:rep % len(vs)]
+        for vname, qemu, accel in order:
+            res, value = measure(workload, args, metric, qemu, accel, vcpus)
+            shown = "%s=%s" % (metric, value) if value is not None else res.summary()
+            print("  %-8s %-8s rep %d: %s" % (name, vname, rep, shown), flush=True)
+            if value is not None:
+                values[vname].append(float(value))
+    return values, metric, unit
+
+
+def report(name, vcpus, reps, values, metric, unit):
+    up = values["upstream"]
+    base = statistics.median(up) if up else None
+    print("%s (%s, %s), %d vCPUs, %d reps:" % (name, metric, unit, vcpus, reps))
+    for vname, vals in values.items():
+        if not vals:
+            print("  %-9s all runs failed" % vname)
+            continue
+        med = statistics.median(vals)
+        ratio = " ratio %.4f (%+.2f %%)" % (med / base, 100.0 * (med - base) / base) if base else ""
+        print("  %-9s median %10.3f  min %10.3f  max %10.3f%s"
+              % (vname, med, min(vals), max(vals), ratio), flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--vcpus", type=int, default=2)
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--workloads", default="ipistorm:-r 2,spin:")
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--workloads", default=",".join(WORKLOADS),
+                   help="comma-separated, from: %s" % ", ".join(WORKLOADS))
     a = p.parse_args()
-    for spec in a.workloads.split(","):
-        workload, _, wargs = spec.partition(":")
-        times = {name: [] for name, _, _ in variants(a.vcpus)}
-        for rep in range(a.reps):
-            for name, qemu, accel in variants(a.vcpus):
-                res = VM(qemu=qemu, workload=workload, args=wargs or None,
-                         smp=a.vcpus, accel=accel).run(timeout=300)
-                print("  %-9s %-8s rep %d: %s" % (workload, name, rep, res.summary()),
-                      flush=True)
-                if res.ok:
-                    times[name].append(res.guest_seconds)
-        base = statistics.median(times["upstream"]) if times["upstream"] else None
-        print("%s, %d vCPUs, %d reps:" % (workload, a.vcpus, a.reps))
-        for name, ts in times.items():
-            if not ts:
-                print("  %-9s all runs failed" % name)
-                continue
-            med = statistics.median(ts)
-            ratio = " %+.2f %% vs upstream" % (100.0 * (med - base) / base) if base else ""
-            print("  %-9s median %.3f s (min %.3f, max %.3f)%s" % (name, med, min(ts), max(ts), ratio))
+    names = [w for w in a.workloads.split(",") if w]
+    unknown = [w for w in names if w not in WORKLOADS]
+    if unknown:
+        p.error("unknown workload(s) %s; known: %s" % (", ".join(unknown), ", ".join(WORKLOADS)))
+    for q in (OURS, UPSTREAM):
+        if not os.access(q, os.X_OK):
+            p.error("%s missing: run `make bench` (it builds both)" % q)
+    for name in names:
+        values, metric, unit = run_workload(name, a.vcpus, a.reps)
+        report(name, a.vcpus, a.reps, values, metric, unit)
     return 0
 
 

@@ -235,6 +235,19 @@ def test_info_vsched_hmp(qemu, image_dir, tmp_path):
     assert "yield_strict" in text
 
 
+def test_every_guest_pause_reaches_the_hook(qemu, image_dir, tmp_path):
+    """A user-mode PAUSE loop: the hook sees each PAUSE; the guest reports its cost."""
+    vm, stats = sched_vm(qemu, image_dir, tmp_path, smp=2, workload="spin",
+                         args="-m pause -t 2 -n 50000",
+                         accel="tcg,thread=multi,vcpu-sched=on,pcpus=2")
+    res = vm.run(timeout=300)
+    assert res.ok, res.summary()
+    assert res.result["mode"] == "pause" and res.result["pause_ns"] > 0, res.result
+    c = stats_file(stats)
+    assert c["pause_events"] >= 2 * 50000, c["pause_events"]
+    assert c["exec_exits_unlocked"] > 50000, c["exec_exits_unlocked"]
+
+
 def test_round_robin_never_blocks(qemu, image_dir, tmp_path):
     """thread=single: the scheduler only picks who runs next (skips, no waits)."""
     vm, stats = sched_vm(qemu, image_dir, tmp_path, smp=4, args="-r 1",

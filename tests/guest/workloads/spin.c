@@ -9,9 +9,13 @@
  *          and drops the same futex hash-bucket spinlock (qspinlock, PAUSE);
  *   pipe   1-byte writes and reads on one shared pipe: pipe->mutex (mutex
  *          optimistic spinning) plus wakeups.
- * "mixed" (default) gives thread i mode i % 3.
+ *   pause  a user-mode PAUSE loop and nothing else: the cost of one PAUSE
+ *          (under TCG every PAUSE leaves the translated code), reported as
+ *          pause_ns; the emulator benchmark compares it across QEMU builds.
+ * "mixed" (default) gives thread i mode i % 3 (mmap, futex, pipe).
  *
- * usage: spin [-t THREADS] [-s small|large] [-m mixed|mmap|futex|pipe] [-n ITERS]
+ * usage: spin [-t THREADS] [-s small|large] [-m mixed|mmap|futex|pipe|pause]
+ *             [-n ITERS]
  */
 #include "common.h"
 
@@ -20,12 +24,13 @@
 
 #define PAGE 4096
 
-enum mode { MODE_MMAP, MODE_FUTEX, MODE_PIPE, MODE_MIXED };
-static const char *mode_names[] = { "mmap", "futex", "pipe", "mixed" };
+enum mode { MODE_MMAP, MODE_FUTEX, MODE_PIPE, MODE_PAUSE, MODE_MIXED };
+#define NR_MODES MODE_MIXED
+static const char *mode_names[] = { "mmap", "futex", "pipe", "pause", "mixed" };
 
 /* Iterations per thread for small; large is 4x. Relative weights keep the
  * three modes at similar durations under TCG. */
-static const int base_iters[3] = { 600, 300000, 100000 };
+static const int base_iters[NR_MODES] = { 600, 300000, 100000, 1000000 };
 
 static int nthreads;
 static int iters_override;
@@ -90,6 +95,15 @@ static void run_pipe(struct worker *w)
     w->sum += w->ops;
 }
 
+static void run_pause(struct worker *w)
+{
+    for (int i = 0; i < w->iters; i++) {
+        __builtin_ia32_pause();
+        w->ops++;
+    }
+    w->sum += w->ops;
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -99,6 +113,7 @@ static void *worker_main(void *arg)
     case MODE_MMAP: run_mmap(w); break;
     case MODE_FUTEX: run_futex(w); break;
     case MODE_PIPE: run_pipe(w); break;
+    case MODE_PAUSE: run_pause(w); break;
     default: break;
     }
     w->end = now_seconds();
@@ -126,7 +141,7 @@ int main(int argc, char **argv)
             break;
         default:
             fprintf(stderr, "usage: %s [-t THREADS] [-s small|large] "
-                    "[-m mixed|mmap|futex|pipe] [-n ITERS]\n", argv[0]);
+                    "[-m mixed|mmap|futex|pipe|pause] [-n ITERS]\n", argv[0]);
             return opt == 'h' ? 0 : 2;
         }
     }
@@ -141,7 +156,7 @@ int main(int argc, char **argv)
     if (!w)
         die("alloc");
     memset(w, 0, sizeof(*w) * nthreads);
-    int per_mode[3] = { 0, 0, 0 };
+    int per_mode[NR_MODES] = { 0 };
     for (int i = 0; i < nthreads; i++) {
         w[i].idx = i;
         w[i].mode = mode == MODE_MIXED ? (enum mode)(i % 3) : mode;
@@ -149,9 +164,9 @@ int main(int argc, char **argv)
                                         : base_iters[w[i].mode] * (large ? 4 : 1);
         per_mode[w[i].mode]++;
     }
-    printf("spin: threads=%d cpus=%d size=%s mode=%s (mmap=%d futex=%d pipe=%d)\n",
+    printf("spin: threads=%d cpus=%d size=%s mode=%s (mmap=%d futex=%d pipe=%d pause=%d)\n",
            nthreads, online_cpus(), large ? "large" : "small", mode_names[mode],
-           per_mode[0], per_mode[1], per_mode[2]);
+           per_mode[0], per_mode[1], per_mode[2], per_mode[3]);
 
     unsigned long long ticks0[4] = { 0 };
     cpu_ticks(ticks0);
@@ -159,8 +174,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < nthreads; i++)
         if (pthread_create(&w[i].tid, NULL, worker_main, &w[i]) != 0)
             die("pthread_create");
-    uint64_t ops[3] = { 0, 0, 0 }, sum = 0;
-    double mode_end[3] = { 0, 0, 0 };
+    uint64_t ops[NR_MODES] = { 0 }, sum = 0;
+    double mode_end[NR_MODES] = { 0 };
     for (int i = 0; i < nthreads; i++) {
         pthread_join(w[i].tid, NULL);
         if (w[i].end > mode_end[w[i].mode])
@@ -169,14 +184,17 @@ int main(int argc, char **argv)
         sum += mix64(w[i].sum + (uint64_t)i);
     }
     double elapsed = now_seconds() - t0;
-    printf("spin: %.3fs mmap_ops=%llu futex_ops=%llu pipe_ops=%llu\n", elapsed,
-           (unsigned long long)ops[0], (unsigned long long)ops[1],
-           (unsigned long long)ops[2]);
+    printf("spin: %.3fs mmap_ops=%llu futex_ops=%llu pipe_ops=%llu pause_ops=%llu\n",
+           elapsed, (unsigned long long)ops[0], (unsigned long long)ops[1],
+           (unsigned long long)ops[2], (unsigned long long)ops[3]);
     printf("VSCHED-KV checksum=0x%016llx mode=%s", (unsigned long long)mix64(sum),
            mode_names[mode]);
-    for (int m = 0; m < 3; m++)
+    for (int m = 0; m < NR_MODES; m++)
         if (per_mode[m])
             printf(" %s_seconds=%.3f", mode_names[m], mode_end[m] - t0);
+    if (per_mode[MODE_PAUSE])
+        printf(" pause_ns=%.1f", 1e9 * (mode_end[MODE_PAUSE] - t0) /
+               ((double)ops[MODE_PAUSE] / per_mode[MODE_PAUSE]));
     print_cpu_fracs(ticks0);
     printf("\n");
     return 0;
