@@ -25,9 +25,9 @@ UPSTREAM = os.path.join(REPO, "build", "qemu-upstream-build", "qemu-system-x86_6
 
 # name: (workload, args, metric in the result line, unit)
 WORKLOADS = {
-    "ipistorm": ("ipistorm", "-r 4", "seconds", "s"),
-    "dedup": ("dedup", None, "roi_seconds", "s"),
-    "pause": ("spin", "-m pause -n 200000", "pause_ns", "ns/PAUSE"),
+    "ipistorm": ("ipistorm", "-r 24", "seconds", "s"),
+    "dedup": ("dedup", "-m 40", "roi_seconds", "s"),
+    "pause": ("spin", "-m pause -n 2000000", "pause_ns", "ns/PAUSE"),
 }
 
 

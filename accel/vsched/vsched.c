@@ -83,7 +83,9 @@ int vsched_vcpu_count(void)
 
 void vsched_note_cpu(CPUState *cs)
 {
-    if (cs->cpu_index < vsched_nr_vcpus) {
+    /* Read first: vCPUs share this array's cache lines; write only once. */
+    if (cs->cpu_index < vsched_nr_vcpus &&
+        qatomic_read(&vsched_cpus[cs->cpu_index]) != cs) {
         qatomic_set(&vsched_cpus[cs->cpu_index], cs);
     }
 }

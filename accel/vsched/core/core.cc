@@ -113,6 +113,9 @@ void Core::recover_locked()
     ctr_.add(Ctr::pool_owner_dead);
     shared_->shm().stats.owner_dead_recoveries++;
     sched_.repair();
+    for (int v = 0; v < nr_; v++) {
+        hints_[v].deadline_ns.store(0, std::memory_order_relaxed); /* repair may move slots */
+    }
     std::vector<int> all;
     for (int m = 0; m < kMaxMembers; m++) {
         if (m != shared_->member()) {
@@ -310,6 +313,13 @@ bool Core::acquire(int v)
         return false;
     }
     uint64_t now = host_.now_ns();
+    ExecHint &hint = hints_[v];
+    if (now < hint.deadline_ns.load(std::memory_order_relaxed)) {
+        /* Still holds its slot (see ExecHint): no lock. */
+        hint.unlocked_enters.store(hint.unlocked_enters.load(std::memory_order_relaxed) + 1,
+                                   std::memory_order_relaxed);
+        return true;
+    }
     Effects fx;
     fx.set_tracing(tracing_.load(std::memory_order_relaxed));
     bool got;
@@ -540,11 +550,13 @@ CounterSnapshot Core::counters()
     s.v[static_cast<int>(Ctr::pause_events)] = spin_.total_pauses();
     s.v[static_cast<int>(Ctr::mwait_events)] = spin_.total_mwaits();
     s.v[static_cast<int>(Ctr::spins_detected)] = spin_.total_spins();
-    uint64_t unlocked = 0;
+    uint64_t enters = 0, exits = 0;
     for (int v = 0; v < nr_; v++) {
-        unlocked += hints_[v].unlocked_exits.load(std::memory_order_relaxed);
+        enters += hints_[v].unlocked_enters.load(std::memory_order_relaxed);
+        exits += hints_[v].unlocked_exits.load(std::memory_order_relaxed);
     }
-    s.v[static_cast<int>(Ctr::exec_exits_unlocked)] = unlocked;
+    s.v[static_cast<int>(Ctr::exec_enters_unlocked)] = enters;
+    s.v[static_cast<int>(Ctr::exec_exits_unlocked)] = exits;
     return s;
 }
 

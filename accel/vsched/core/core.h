@@ -204,12 +204,15 @@ private:
 
     /*
      * Per vCPU, written by its own thread: the deadline of the slot it
-     * holds (0: none).  Before it, an exit without a spin has nothing to
-     * do: only v gives its slot away before the deadline (revocation and
-     * kicks come after it), and a slot's deadline never moves while held.
+     * holds (0: none).  Before it, v still holds the slot (the gate needs
+     * no lock) and an exit without a spin has nothing to do: only v gives
+     * its slot away before the deadline (kicks, preemption and revocation
+     * come after it), and a held slot's deadline moves only when v's own
+     * exit renews it.
      */
     struct alignas(64) ExecHint {
         std::atomic<uint64_t> deadline_ns{0};
+        std::atomic<uint64_t> unlocked_enters{0};
         std::atomic<uint64_t> unlocked_exits{0};
     };
 

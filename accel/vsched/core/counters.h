@@ -66,6 +66,8 @@ namespace vsched {
     X(slot_wait_ns, "total ns spent queued before a slot")                   \
     X(slot_wait_max_ns, "longest single wait for a slot, ns")                \
     X(preemptions, "slice-expiry preemptions")                               \
+    X(slice_renewals, "expired slices renewed because nobody waited")        \
+    X(exec_enters_unlocked, "gate passes by a vCPU holding its slot (no lock)")\
     X(exec_exits_unlocked, "exits from guest code with nothing due (no lock)")\
     X(kicks, "kicks sent to slot holders")                                   \
     X(wakes, "wakes sent to vCPUs given a slot")                             \

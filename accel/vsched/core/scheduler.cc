@@ -252,11 +252,19 @@ void Scheduler::release(int v, ReleaseReason why)
 bool Scheduler::preempt_if_due(int v, int cpl)
 {
     const int g = base_ + v;
-    if (pool_.state(g) != VcpuState::kRunning || pool_.queue_len() == 0) {
+    if (pool_.state(g) != VcpuState::kRunning) {
         return false;
     }
     int slot = state_->slot_of[g];
     if (now_ < state_->slot_deadline_ns[slot]) {
+        return false;
+    }
+    if (pool_.queue_len() == 0) {
+        /* Nobody waits: a new slice, so the holder's next exits before it
+         * need no lock.  A vCPU that queues later kicks it as before. */
+        state_->slot_deadline_ns[slot] = now_ + slice_ns_;
+        state_->slot_kicked_at_ns[slot] = 0;
+        ctr_.add(Ctr::slice_renewals);
         return false;
     }
     take_slot(slot);

@@ -139,8 +139,9 @@ TEST_F(CoreTest, PolicyNoneNeverYieldsAndIsRuntimeSwitchable)
     ok();
 }
 
-/* Exits before the slot's deadline skip the lock; the first one after it
- * (or after a spin, or without a slot) takes the full path. */
+/* Gate passes and exits before the slot's deadline skip the lock; the
+ * first exit after it (or after a spin, or without a slot) takes the full
+ * path. */
 TEST_F(CoreTest, ExitsBeforeTheDeadlineTakeNoLock)
 {
     init(2, 1, PolicyKind::kVanilla);
@@ -149,8 +150,10 @@ TEST_F(CoreTest, ExitsBeforeTheDeadlineTakeNoLock)
     ASSERT_TRUE(core_->acquire(0));
     ASSERT_FALSE(core_->acquire(1));
     for (int i = 0; i < 5; i++) {
+        EXPECT_TRUE(core_->acquire(0));
         EXPECT_FALSE(core_->after_exec(0, 0));
     }
+    EXPECT_EQ(core_->counters()[Ctr::exec_enters_unlocked], 5u);
     EXPECT_EQ(core_->counters()[Ctr::exec_exits_unlocked], 5u);
     host_->advance(999'999);
     EXPECT_FALSE(core_->after_exec(0, 0));
@@ -165,6 +168,30 @@ TEST_F(CoreTest, ExitsBeforeTheDeadlineTakeNoLock)
     EXPECT_TRUE(core_->after_exec(1, 0));
     EXPECT_EQ(core_->counters()[Ctr::spin_decisions], 1u);
     EXPECT_EQ(core_->counters()[Ctr::exec_exits_unlocked], 6u);
+    ok();
+}
+
+/* Nobody waits: an exit past the deadline renews the slice; a vCPU that
+ * queues later still gets the slot at the next expiry. */
+TEST_F(CoreTest, ExpiredSliceWithoutWaitersIsRenewed)
+{
+    init(2, 1, PolicyKind::kVanilla);
+    ASSERT_TRUE(core_->acquire(0));
+    host_->advance(1'500'000);
+    EXPECT_FALSE(core_->after_exec(0, 0));
+    EXPECT_EQ(core_->counters()[Ctr::slice_renewals], 1u);
+    EXPECT_EQ(info(0).slot_deadline_ns, host_->now_ns() + 1'000'000);
+    EXPECT_TRUE(core_->acquire(0));
+    EXPECT_FALSE(core_->after_exec(0, 0));
+    EXPECT_EQ(core_->counters()[Ctr::exec_exits_unlocked], 1u);
+    ASSERT_FALSE(core_->acquire(1));
+    EXPECT_FALSE(host_->kick_pending(0)); /* the renewed slice runs on */
+    host_->advance(1'000'000);
+    core_->tick();
+    EXPECT_TRUE(host_->take_kick(0));
+    EXPECT_TRUE(core_->after_exec(0, 0));
+    EXPECT_TRUE(core_->acquire(1));
+    EXPECT_EQ(core_->counters()[Ctr::slice_renewals], 1u);
     ok();
 }
 

@@ -108,13 +108,15 @@ TEST_F(SchedulerTest, ReleaseOfQueuedVcpuDropsQueueEntry)
 TEST_F(SchedulerTest, PreemptOnlyAfterDeadlineAndWithWaiters)
 {
     init(2, 1);
+    const uint64_t t0 = now_;
     ASSERT_TRUE(s_->acquire(0));
-    at(now_ + 2 * kSlice);
-    EXPECT_FALSE(s_->preempt_if_due(0, 0)); /* nobody waits */
-    at(1'000'000 + kSlice / 2);
+    at(t0 + 2 * kSlice);
+    EXPECT_FALSE(s_->preempt_if_due(0, 0)); /* nobody waits: a new slice */
+    EXPECT_EQ(ctr_.get(Ctr::slice_renewals), 1u);
+    at(t0 + 2 * kSlice + kSlice / 2);
     ASSERT_FALSE(s_->acquire(1));
-    EXPECT_FALSE(s_->preempt_if_due(0, 0)); /* before the deadline */
-    at(1'000'000 + kSlice);
+    EXPECT_FALSE(s_->preempt_if_due(0, 0)); /* before the renewed deadline */
+    at(t0 + 3 * kSlice);
     EXPECT_TRUE(s_->preempt_if_due(0, 0));
     EXPECT_EQ(st(0), VcpuState::kQueued);
     EXPECT_TRUE(flag(0, vflag::kPreempted));
