@@ -7,8 +7,10 @@ Variants, each booting the same guest and workload:
   off        our QEMU, vcpu-sched=off
   on         our QEMU, vcpu-sched=on, pcpus = vCPUs (no overcommit)
 Each repetition runs every variant once, in a rotated order, so host drift
-hits all variants alike.  Prints the guest-measured median per variant and
-its ratio to upstream.  Targets (not asserted): off within 1 %, on within
+hits all variants alike.  Prints the guest-measured median per variant, the
+ratio of medians to upstream, and the median of the per-repetition ratios
+(each run against the upstream run of the same repetition: less sensitive
+to slow drift of the host).  Targets (not asserted): off within 1 %, on within
 3 % of upstream; the PAUSE loop shows the per-PAUSE cost of the hooks.
 """
 import argparse
@@ -46,7 +48,7 @@ def measure(workload, args, metric, qemu, accel, vcpus):
 def run_workload(name, vcpus, reps):
     workload, args, metric, unit = WORKLOADS[name]
     vs = variants(vcpus)
-    values = {v[0]: [] for v in vs}
+    values = {v[0]: [None] * reps for v in vs}
     for rep in range(reps):
         order = vs[rep % len(vs):] + vs[:rep % len(vs)]
         for vname, qemu, accel in order:
@@ -54,28 +56,41 @@ def run_workload(name, vcpus, reps):
             shown = "%s=%s" % (metric, value) if value is not None else res.summary()
             print("  %-8s %-8s rep %d: %s" % (name, vname, rep, shown), flush=True)
             if value is not None:
-                values[vname].append(float(value))
+                values[vname][rep] = float(value)
     return values, metric, unit
+
+
+def paired_ratio(vals, up):
+    """Median of per-repetition ratios to upstream (None if no pair)."""
+    ratios = [v / u for v, u in zip(vals, up) if v is not None and u]
+    return statistics.median(ratios) if ratios else None
 
 
 def report(name, vcpus, reps, values, metric, unit):
     up = values["upstream"]
-    base = statistics.median(up) if up else None
-    print("%s (%s, %s), %d vCPUs, %d reps:" % (name, metric, unit, vcpus, reps))
+    ok_up = [u for u in up if u is not None]
+    base = statistics.median(ok_up) if ok_up else None
+    print("%s (%s, %s), %d vCPUs, %d reps; ratios to upstream (>1: slower):"
+          % (name, metric, unit, vcpus, reps))
     for vname, vals in values.items():
-        if not vals:
+        ok = [v for v in vals if v is not None]
+        if not ok:
             print("  %-9s all runs failed" % vname)
             continue
-        med = statistics.median(vals)
-        ratio = " ratio %.4f (%+.2f %%)" % (med / base, 100.0 * (med - base) / base) if base else ""
-        print("  %-9s median %10.3f  min %10.3f  max %10.3f%s"
-              % (vname, med, min(vals), max(vals), ratio), flush=True)
+        med = statistics.median(ok)
+        line = "  %-9s median %10.3f  min %10.3f  max %10.3f" % (vname, med, min(ok), max(ok))
+        if base:
+            line += "  of medians %.4f" % (med / base)
+        paired = paired_ratio(vals, up)
+        if paired:
+            line += "  paired %.4f (%+.2f %%)" % (paired, 100.0 * (paired - 1))
+        print(line, flush=True)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--vcpus", type=int, default=2)
-    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--reps", type=int, default=7)
     p.add_argument("--workloads", default=",".join(WORKLOADS),
                    help="comma-separated, from: %s" % ", ".join(WORKLOADS))
     a = p.parse_args()

@@ -312,14 +312,14 @@ bool Core::acquire(int v)
     if (!valid(v)) {
         return false;
     }
-    uint64_t now = host_.now_ns();
     ExecHint &hint = hints_[v];
-    if (now < hint.deadline_ns.load(std::memory_order_relaxed)) {
+    if (host_.pause_now_ns() < hint.deadline_ns.load(std::memory_order_relaxed)) {
         /* Still holds its slot (see ExecHint): no lock. */
         hint.unlocked_enters.store(hint.unlocked_enters.load(std::memory_order_relaxed) + 1,
                                    std::memory_order_relaxed);
         return true;
     }
+    uint64_t now = host_.now_ns();
     Effects fx;
     fx.set_tracing(tracing_.load(std::memory_order_relaxed));
     bool got;
@@ -413,17 +413,17 @@ bool Core::after_exec(int v, int cpl)
     if (!valid(v)) {
         return true;
     }
-    uint64_t now = host_.now_ns();
     int spin_cpl = 0;
     bool fired = spin_.take_pending(v, &spin_cpl);
     ExecHint &hint = hints_[v];
-    if (!fired && now < hint.deadline_ns.load(std::memory_order_relaxed)) {
+    if (!fired && host_.pause_now_ns() < hint.deadline_ns.load(std::memory_order_relaxed)) {
         /* preempt_if_due() would find nothing due: skip the (maybe
          * cross-process) lock on this, the commonest path. */
         hint.unlocked_exits.store(hint.unlocked_exits.load(std::memory_order_relaxed) + 1,
                                   std::memory_order_relaxed);
         return false;
     }
+    uint64_t now = host_.now_ns();
     Effects fx;
     fx.set_tracing(tracing_.load(std::memory_order_relaxed));
     bool lost;
@@ -447,7 +447,14 @@ bool Core::after_exec(int v, int cpl)
 
 void Core::note_held_deadline(int v)
 {
-    hints_[v].deadline_ns.store(sched_.held_deadline(v), std::memory_order_relaxed);
+    uint64_t dl = sched_.held_deadline(v), hint = 0;
+    if (dl) {
+        /* In the cheap PAUSE clock, converted now: its rate error then
+         * only counts over the rest of one slice. */
+        uint64_t now = host_.now_ns();
+        hint = host_.pause_now_ns() + (dl > now ? dl - now : 0);
+    }
+    hints_[v].deadline_ns.store(hint, std::memory_order_relaxed);
 }
 
 uint64_t Core::tick()

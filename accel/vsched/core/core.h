@@ -199,12 +199,13 @@ private:
     int reap_locked(const std::vector<int> &candidates);
     /* Run the local effects on the host, post the remote ones. */
     void run_effects(const Effects &fx);
-    /* Remember (REQUIRES: the lock) until when v's exits need no lock. */
+    /* Remember (REQUIRES: the lock) until when v's gate passes and exits
+     * need no lock. */
     void note_held_deadline(int v);
 
     /*
      * Per vCPU, written by its own thread: the deadline of the slot it
-     * holds (0: none).  Before it, v still holds the slot (the gate needs
+     * holds, in host().pause_now_ns() time (0: none).  Before it, v still holds the slot (the gate needs
      * no lock) and an exit without a spin has nothing to do: only v gives
      * its slot away before the deadline (kicks, preemption and revocation
      * come after it), and a held slot's deadline moves only when v's own
