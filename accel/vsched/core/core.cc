@@ -360,7 +360,7 @@ void Core::release(int v, ReleaseReason why)
 }
 
 /* REQUIRES: mu_ held, v holds a slot, a spin fired at `cpl`. */
-void Core::decide_locked(int v, int cpl, uint64_t now)
+void Core::decide_locked(int v, int cpl)
 {
     Effects &fx = sched_.effects();
     fx.trace(TraceEvent::kSpinDetected, v, -1, cpl);
@@ -370,7 +370,8 @@ void Core::decide_locked(int v, int cpl, uint64_t now)
         return;
     }
     ctr_.add(Ctr::spin_decisions);
-    PolicyContext ctx{sched_.vm_pool(), ipi_, ctr_, sched_, sched_.wake_hints(), now,
+    PolicyContext ctx{sched_.vm_pool(), ipi_, ctr_, sched_, sched_.wake_hints(),
+                      host_.pause_now_ns() /* the IPI tracker's clock */,
                       relaxed_boost_.load(std::memory_order_relaxed), cfg_.yield_budget};
     sched_.set_yielder_marking(cfg_.yielder_preempted, cpl);
     Decision d = policy.decide(ctx, v, /*kernel_mode=*/cpl == 0);
@@ -432,7 +433,7 @@ bool Core::after_exec(int v, int cpl)
         SlotPool pool = sched_.vm_pool();
         if (fired) {
             if (pool.state(v) == VcpuState::kRunning) {
-                decide_locked(v, spin_cpl, now);
+                decide_locked(v, spin_cpl);
             } else {
                 ctr_.add(Ctr::spins_dropped);
             }
@@ -493,7 +494,7 @@ void Core::on_ipi(int src, const int *dst, int ndst, int vector, int delivery_mo
             sched_.note_wake(dst[i], kind);
         }
     }
-    ipi_.on_ipi(src, dst, ndst, vector, delivery_mode, shorthand, host_.now_ns());
+    ipi_.on_ipi(src, dst, ndst, vector, delivery_mode, shorthand, host_.pause_now_ns());
 }
 
 void Core::on_irq_accept(int v, int vector)
@@ -503,7 +504,7 @@ void Core::on_irq_accept(int v, int vector)
 
 void Core::on_eoi(int v, int vector)
 {
-    ipi_.on_eoi(v, vector, host_.now_ns());
+    ipi_.on_eoi(v, vector, host_.pause_now_ns());
 }
 
 void Core::reset_vcpu_ipi(int v)
@@ -541,9 +542,10 @@ bool Core::vcpu_info(int v, VcpuInfo *out)
     i.last_ipi_sender = ipi_.series_last_sender(v);
     i.last_ipi_receiver = ipi_.series_last_receiver(v);
     i.series_pending_ipi = ipi_.series_pending(v);
-    i.nr_pending_ipis = ipi_.pending_entries(v, now, i.pending_from, i.pending_vector,
+    const uint64_t ipi_now = host_.pause_now_ns();
+    i.nr_pending_ipis = ipi_.pending_entries(v, ipi_now, i.pending_from, i.pending_vector,
                                              VcpuInfo::kMaxList);
-    i.nr_receivers = ipi_.receivers_of(v, now, i.receivers, VcpuInfo::kMaxList);
+    i.nr_receivers = ipi_.receivers_of(v, ipi_now, i.receivers, VcpuInfo::kMaxList);
     *out = i;
     return true;
 }

@@ -6,6 +6,8 @@
  *    is called only after it is dropped (see host.h).
  *  - on_pause/on_mwait are lock-free and wait-free (spin detector).
  *  - on_ipi/on_irq_accept/on_eoi never take the mutex (IPI tracker atomics).
+ *    IPI times are in host().pause_now_ns(), the cheap clock: the tracker
+ *    only compares them with each other (window ages).
  */
 #ifndef VSCHED_CORE_CORE_H
 #define VSCHED_CORE_CORE_H
@@ -182,7 +184,7 @@ private:
     Core(const Config &cfg, int nr_vcpus, HostInterface &host,
          std::unique_ptr<SharedPool> shared);
     bool valid(int v) const { return static_cast<unsigned>(v) < static_cast<unsigned>(nr_); }
-    void decide_locked(int v, int cpl, uint64_t now);
+    void decide_locked(int v, int cpl);
     /* The core's lock: mu_, or the shared pool's robust mutex (repairing
      * the state if its previous owner died).  begin()s the scheduler. */
     class Section {
@@ -205,11 +207,11 @@ private:
 
     /*
      * Per vCPU, written by its own thread: the deadline of the slot it
-     * holds, in host().pause_now_ns() time (0: none).  Before it, v still holds the slot (the gate needs
-     * no lock) and an exit without a spin has nothing to do: only v gives
-     * its slot away before the deadline (kicks, preemption and revocation
-     * come after it), and a held slot's deadline moves only when v's own
-     * exit renews it.
+     * holds, in host().pause_now_ns() time (0: none).  Before it, v still
+     * holds the slot (the gate needs no lock) and an exit without a spin
+     * has nothing to do: only v gives its slot away before the deadline
+     * (kicks, preemption and revocation come after it), and a held slot's
+     * deadline moves only when v's own exit renews it.
      */
     struct alignas(64) ExecHint {
         std::atomic<uint64_t> deadline_ns{0};

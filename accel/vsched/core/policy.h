@@ -62,7 +62,7 @@ struct PolicyContext {
     Counters &ctr;
     YieldMechanism &mech;
     const std::atomic<uint8_t> *wake_hint; /* per vCPU, may be null */
-    uint64_t now;
+    uint64_t now; /* for IPI ages: the tracker's (PAUSE) clock */
     bool relaxed_boost;
     int budget;
     DecisionTally tally = {};
