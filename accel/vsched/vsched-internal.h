@@ -30,6 +30,7 @@ typedef enum VschedGlueCounter {
     VSCHED_GLUE_GATE_BAILS,     /* left the gate without a slot for QEMU */
     VSCHED_GLUE_GATE_SKIPS,     /* round robin skipped a vCPU without a slot */
     VSCHED_GLUE_GATE_BYPASS,    /* single-stepped vCPU ran without a slot */
+    VSCHED_GLUE_GATE_LATE,      /* slot found by the recheck, not a wake */
     VSCHED_GLUE_IDLE_MWAITS,    /* idle MWAIT gave the slot away */
     VSCHED_GLUE__MAX,
 } VschedGlueCounter;

@@ -13,6 +13,7 @@
  */
 #include "qemu/osdep.h"
 #include "qemu/main-loop.h"
+#include "qemu/timer.h"
 #include "hw/core/cpu.h"
 #include "system/cpus.h"
 #include "exec/cpu-common.h"
@@ -68,6 +69,7 @@ static const char *gate_bail_reason(CPUState *cs)
 static bool gate_wait_mttcg(CPUState *cs)
 {
     const char *why = NULL;
+    bool timed_out = false;
 
     bql_lock();
     while (!vsched_acquire(vsched_core, cs->cpu_index)) {
@@ -81,7 +83,13 @@ static bool gate_wait_mttcg(CPUState *cs)
          * a shared pool travels through its mailbox: look again after a
          * while rather than trust one wake-up across processes.
          */
+        int64_t t0 = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
         qemu_cond_timedwait_bql(cs->halt_cond, VSCHED_GATE_RECHECK_MS);
+        timed_out = qemu_clock_get_ms(QEMU_CLOCK_REALTIME) - t0 >= VSCHED_GATE_RECHECK_MS;
+    }
+    if (!why && timed_out) {
+        /* Granted, but no wake reached us in time: a slow or lost wake. */
+        vsched_count(VSCHED_GLUE_GATE_LATE);
     }
     if (why && strcmp(why, "exit request") && strcmp(why, "queued work")) {
         /* Leaving for a while: do not keep a place in the queue. */

@@ -33,6 +33,7 @@ const char *const vsched_glue_counter_names[VSCHED_GLUE__MAX] = {
     [VSCHED_GLUE_GATE_BAILS] = "gate_bails",
     [VSCHED_GLUE_GATE_SKIPS] = "gate_rr_skips",
     [VSCHED_GLUE_GATE_BYPASS] = "gate_singlestep_bypass",
+    [VSCHED_GLUE_GATE_LATE] = "gate_recheck_grants",
     [VSCHED_GLUE_IDLE_MWAITS] = "idle_mwait_yields",
 };
 
