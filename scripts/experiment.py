@@ -767,6 +767,49 @@ def report(outdir):
     return 0
 
 
+def _read_runs(d):
+    try:
+        with open(os.path.join(d, "runs.json")) as f:
+            data = json.load(f)
+        return data if isinstance(data.get("rows"), list) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def merge(outdir, dirs):
+    """Pool the runs of several results directories of one spec into outdir
+    (repetitions renumbered after each other), then report."""
+    runs = []
+    for d in dirs:
+        data = _read_runs(d)
+        if data is None:
+            print("experiment: %s: no readable runs.json" % d, file=sys.stderr)
+            return 2
+        runs.append(data)
+    first = runs[0]["spec"]
+    for d, data in zip(dirs[1:], runs[1:]):
+        for k in ("name", "vcpus", "pcpus", "pool", "baseline"):
+            if data["spec"].get(k) != first.get(k):
+                print("experiment: %s: spec field %r differs (%r, not %r): not the same "
+                      "experiment" % (d, k, data["spec"].get(k), first.get(k)), file=sys.stderr)
+                return 2
+    rows, reps = [], 0
+    for data in runs:
+        for r in data["rows"]:
+            rows.append(dict(r, rep=r["rep"] + reps))
+        reps += data["spec"]["repetitions"]
+    spec = dict(first, repetitions=reps)
+    meta = dict(runs[0]["meta"], run_id="+".join(str(d["meta"].get("run_id")) for d in runs),
+                merged_from=[os.path.abspath(d) for d in dirs],
+                elapsed_seconds=sum(d["meta"].get("elapsed_seconds") or 0 for d in runs))
+    refused = {}
+    for data in runs:
+        refused.update(data.get("refused") or {})
+    os.makedirs(outdir, exist_ok=True)
+    write_outputs(outdir, spec, meta, rows, summarize(spec, rows, refused), refused)
+    return report(outdir)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="Run a vsched experiment spec.")
     p.add_argument("spec", nargs="?", help="spec file (TOML or JSON), e.g. experiments/default.toml")
@@ -776,6 +819,9 @@ def main(argv=None):
     p.add_argument("--report", metavar="DIR",
                    help="rewrite table.txt, summary.json and plot.png of a results directory "
                         "(for example of an interrupted run) and print the table")
+    p.add_argument("--merge", nargs="+", metavar="DIR",
+                   help="pool the runs of these results directories (one spec, e.g. two "
+                        "runs of it) into --out and report them")
     p.add_argument("--list", action="store_true", help="print the planned trials and exit")
     p.add_argument("--qemu", help="QEMU binary (env VSCHED_QEMU)")
     p.add_argument("--image", help="guest image directory (env VSCHED_IMAGE)")
@@ -791,6 +837,10 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.report:
         return report(a.report)
+    if a.merge:
+        if not a.out:
+            p.error("--merge needs --out DIR")
+        return merge(a.out, a.merge)
     path = a.spec
     if a.bench:
         path = path or os.path.join(REPO, "experiments", "bench.toml")

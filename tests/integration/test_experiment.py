@@ -163,6 +163,35 @@ def test_guest_checks_in_rows(ci_run):
         assert res["vips_threads"] == int(r["vcpus"])
 
 
+def test_merge_pools_runs_of_one_spec(ci_run, tmp_path):
+    """--merge: the rows of two runs in one table, repetitions renumbered."""
+    src = ci_run["out"]
+    with open(os.path.join(src, "runs.json")) as f:
+        one = json.load(f)
+    out = str(tmp_path / "merged")
+    r = subprocess.run([PY, EXPERIMENT, "--merge", src, src, "--out", out],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(out, "runs.json")) as f:
+        merged = json.load(f)
+    reps = one["spec"]["repetitions"]
+    assert len(merged["rows"]) == 2 * len(one["rows"])
+    assert merged["spec"]["repetitions"] == 2 * reps
+    assert sorted({x["rep"] for x in merged["rows"]}) == list(range(2 * reps))
+    assert len(read_rows(out)) == 2 * len(one["rows"])
+    assert os.path.exists(os.path.join(out, "table.txt"))
+    assert os.path.exists(os.path.join(out, "plot.png"))
+    # another experiment's directory is refused, naming the field
+    other = tmp_path / "other"
+    other.mkdir()
+    with open(other / "runs.json", "w") as f:
+        json.dump(dict(one, spec=dict(one["spec"], vcpus=one["spec"]["vcpus"] + 1)), f)
+    r = subprocess.run([PY, EXPERIMENT, "--merge", src, str(other), "--out",
+                        str(tmp_path / "bad")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "'vcpus'" in r.stderr, r.stderr
+
+
 def test_failed_guests_reported_as_failed(qemu, image_dir, tmp_path):
     timeout = 45
     spec = write_spec(tmp_path / "fail.toml", """
