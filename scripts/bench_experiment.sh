@@ -2,7 +2,7 @@
 # The benchmark matrix (experiments/bench.toml): 2, 3 and 4 VMs of 4 vCPUs on
 # one shared pool of 2 slots, dedup and vips, ipi (relaxed on/off) and
 # ipi-prio against vanilla and none, 3 repetitions (6/9/12 runs per cell).
-# About 50 minutes on a 2-core machine; not part of make check. Arguments
+# About 30 minutes on a 2-core machine; not part of make check. Arguments
 # go to scripts/experiment.py (e.g. --reps 1 for a quick look). Prints the
 # table and the plot path.
 set -euo pipefail
