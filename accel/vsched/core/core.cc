@@ -312,12 +312,8 @@ bool Core::acquire(int v)
     if (!valid(v)) {
         return false;
     }
-    ExecHint &hint = hints_[v];
-    if (host_.pause_now_ns() < hint.deadline_ns.load(std::memory_order_relaxed)) {
-        /* Still holds its slot (see ExecHint): no lock. */
-        hint.unlocked_enters.store(hint.unlocked_enters.load(std::memory_order_relaxed) + 1,
-                                   std::memory_order_relaxed);
-        return true;
+    if (unlocked_pass(v, &ExecHint::unlocked_enters)) {
+        return true; /* still holds its slot */
     }
     uint64_t now = host_.now_ns();
     Effects fx;
@@ -416,13 +412,8 @@ bool Core::after_exec(int v, int cpl)
     }
     int spin_cpl = 0;
     bool fired = spin_.take_pending(v, &spin_cpl);
-    ExecHint &hint = hints_[v];
-    if (!fired && host_.pause_now_ns() < hint.deadline_ns.load(std::memory_order_relaxed)) {
-        /* preempt_if_due() would find nothing due: skip the (maybe
-         * cross-process) lock on this, the commonest path. */
-        hint.unlocked_exits.store(hint.unlocked_exits.load(std::memory_order_relaxed) + 1,
-                                  std::memory_order_relaxed);
-        return false;
+    if (!fired && unlocked_pass(v, &ExecHint::unlocked_exits)) {
+        return false; /* preempt_if_due() would find nothing due */
     }
     uint64_t now = host_.now_ns();
     Effects fx;
@@ -444,6 +435,17 @@ bool Core::after_exec(int v, int cpl)
     }
     run_effects(fx);
     return lost;
+}
+
+bool Core::unlocked_pass(int v, std::atomic<uint64_t> ExecHint::*count)
+{
+    ExecHint &h = hints_[v];
+    if (host_.pause_now_ns() >= h.deadline_ns.load(std::memory_order_relaxed)) {
+        return false;
+    }
+    std::atomic<uint64_t> &n = h.*count; /* one writer: v's thread */
+    n.store(n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    return true;
 }
 
 void Core::note_held_deadline(int v)

@@ -218,6 +218,8 @@ private:
         std::atomic<uint64_t> unlocked_enters{0};
         std::atomic<uint64_t> unlocked_exits{0};
     };
+    /* Before v's hint deadline: count the pass in *count, no lock, true. */
+    bool unlocked_pass(int v, std::atomic<uint64_t> ExecHint::*count);
 
     const Config cfg_;
     const int nr_;
