@@ -52,7 +52,7 @@ import vsched_vm  # noqa: E402
 POLICIES = ("none", "vanilla", "ipi", "ipi-prio")
 SIZES = ("small", "large")
 # Counters shown in the table (medians per VM), see docs/experiment.rst.
-TABLE_COUNTERS = ("spins_detected", "yield_strict", "yield_relaxed", "yield_receiver_hit",
+TABLE_COUNTERS = ("spins_detected", "yield_strict", "yield_relaxed", "yield_receiver_hit_series",
                   "no_target", "handoffs", "preemptions", "slot_wait_ns")
 # Latency: the workload's region of interest when it reports one.
 LATENCY_KEYS = ("roi_seconds", "hackbench_seconds", "seconds")

@@ -115,7 +115,7 @@ static void set_policy(Object *obj, const char *value, Error **errp)
 
     if (!vsched_parse_policy(value, &policy)) {
         error_setg(errp, "Parameter 'directed-yield' expects none, vanilla, "
-                   "ipi or ipi-prio (got '%s')", value);
+                   "ipi, ipi-prio or ipi-v2 (got '%s')", value);
         return;
     }
     cfg()->policy = policy;
@@ -271,11 +271,13 @@ void vsched_tcg_accel_class_init(ObjectClass *oc)
     object_class_property_add_str(oc, "directed-yield", get_policy,
                                   set_policy);
     object_class_property_set_description(oc, "directed-yield",
-        "vsched: yield policy on a PAUSE spin: none, vanilla, ipi, ipi-prio");
+        "vsched: yield policy on a PAUSE spin: none, vanilla, ipi, ipi-prio, "
+        "ipi-v2");
     object_class_property_add_bool(oc, "relaxed-boost", get_relaxed_boost,
                                    set_relaxed_boost);
     object_class_property_set_description(oc, "relaxed-boost",
-        "vsched: fall back to any preempted vCPU when the strict pass fails");
+        "vsched: when the strict passes find no target, try any preempted "
+        "vCPU (ipi, ipi-v2) or any ready vCPU (ipi-prio)");
     object_class_property_add_bool(oc, "ipi-tracking", get_ipi_tracking,
                                    set_ipi_tracking);
     object_class_property_set_description(oc, "ipi-tracking",

@@ -1,5 +1,6 @@
 /*
- * vsched: x86 pieces: who an ICR write reaches, and the privilege level.
+ * vsched: x86 pieces: who an ICR write reaches, the privilege level, and
+ * the APIC events (accept, EOI, reset) by vCPU index.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -61,4 +62,9 @@ void vsched_apic_accept(CPUState *cs, int vector)
 void vsched_apic_eoi(CPUState *cs, int vector)
 {
     vsched_on_eoi(vsched_core, cs->cpu_index, vector);
+}
+
+void vsched_apic_reset(CPUState *cs)
+{
+    vsched_vcpu_reset(vsched_core, cs->cpu_index);
 }

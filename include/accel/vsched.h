@@ -27,6 +27,7 @@ void vsched_apic_ipi(CPUState *src, const uint32_t *deliver_bitmask,
                      int delivery_mode, int vector, int shorthand);
 void vsched_apic_accept(CPUState *cs, int vector);
 void vsched_apic_eoi(CPUState *cs, int vector);
+void vsched_apic_reset(CPUState *cs);
 
 /*
  * helper_pause: a PAUSE executed at privilege level @cpl.  Runs inside
@@ -87,6 +88,18 @@ static inline void vsched_hook_eoi(CPUState *cs, int vector)
 {
     if (unlikely(vsched_active)) {
         vsched_apic_eoi(cs, vector);
+    }
+}
+
+/*
+ * apic_init_reset: the local APIC of @cs was reset (machine reset or INIT).
+ * KVM clears the IPI context in kvm_vcpu_reset() right after
+ * kvm_lapic_reset(), for both.
+ */
+static inline void vsched_hook_apic_reset(CPUState *cs)
+{
+    if (unlikely(vsched_active)) {
+        vsched_apic_reset(cs);
     }
 }
 

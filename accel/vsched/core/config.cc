@@ -18,6 +18,7 @@ constexpr PolicyWord kPolicyWords[] = {
     {"vanilla", PolicyKind::kVanilla},
     {"ipi", PolicyKind::kIpi},
     {"ipi-prio", PolicyKind::kIpiPrio},
+    {"ipi-v2", PolicyKind::kIpiV2},
 };
 
 struct Unit {

@@ -19,10 +19,11 @@ inline constexpr int kMaxSlots = 4096;
 enum class PolicyKind : int {
     kNone = 0,     /* a spinner never yields (PLE disabled) */
     kVanilla = 1,  /* upstream kvm_vcpu_on_spin(), Linux 6.13+ */
-    kIpi = 2,      /* the IPI-aware series as published (v1/v2 code) */
+    kIpi = 2,      /* the IPI-aware series, v3 (policy_ipi.cc) */
     kIpiPrio = 3,  /* ours: receivers first, then lock holders, then relaxed */
+    kIpiV2 = 4,    /* the series' v1/v2 code, kept for comparison */
 };
-inline constexpr int kNumPolicies = 4;
+inline constexpr int kNumPolicies = 5;
 
 inline constexpr uint64_t kNsPerUs = 1000;
 inline constexpr uint64_t kNsPerMs = 1000 * kNsPerUs;

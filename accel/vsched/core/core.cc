@@ -397,8 +397,12 @@ void Core::decide_locked(int v, int cpl)
         break;
     }
     fx.trace(ev, v, d.target, 0);
-    if (d.receiver_hit) {
-        ctr_.add(Ctr::yield_receiver_hit);
+    /* The same two quantities for every policy, one per IPI view. */
+    if (ipi_.series_is_receiver(v, d.target, ctx.now)) {
+        ctr_.add(Ctr::yield_receiver_hit_series);
+    }
+    if (ipi_.is_receiver(v, d.target, ctx.now)) {
+        ctr_.add(Ctr::yield_receiver_hit_any);
         if (ev != TraceEvent::kYieldReceiver) {
             fx.trace(TraceEvent::kYieldReceiver, v, d.target, 0);
         }
@@ -541,9 +545,9 @@ bool Core::vcpu_info(int v, VcpuInfo *out)
     i.spin_window_ns = spin_.window(v);
     i.pause_events = spin_.pauses(v);
     i.spins_detected = spin_.spins(v);
-    i.last_ipi_sender = ipi_.series_last_sender(v);
-    i.last_ipi_receiver = ipi_.series_last_receiver(v);
-    i.series_pending_ipi = ipi_.series_pending(v);
+    i.last_ipi_sender = ipi_.series().last_sender(v);
+    i.last_ipi_receiver = ipi_.series().last_receiver(v);
+    i.series_pending_ipi = ipi_.series().pending(v);
     const uint64_t ipi_now = host_.pause_now_ns();
     i.nr_pending_ipis = ipi_.pending_entries(v, ipi_now, i.pending_from, i.pending_vector,
                                              VcpuInfo::kMaxList);

@@ -39,7 +39,8 @@ namespace vsched {
     X(irq_accepts, "interrupt acceptances (IRR->ISR)")                       \
     X(eois, "EOIs")                                                          \
     X(eoi_cleared, "receiver entries cleared by a matching-vector EOI")      \
-    X(eoi_series_cleared, "sender pending cleared by the series' EOI rule")  \
+    X(eoi_series_cleared, "sender pending cleared by v3's matching-vector EOI")\
+    X(eoi_series_v2_cleared, "sender pending cleared by v1/v2's any-EOI rule")\
     X(reject_not_ready, "candidates rejected: not ready")                    \
     X(reject_blocking, "candidates rejected: halted without work")           \
     X(reject_user_mode, "candidates rejected: preempted in user mode")       \
@@ -55,7 +56,8 @@ namespace vsched {
     X(yield_relaxed, "yields by the relaxed (preempted-only) pass")          \
     X(yield_receiver, "yields by the ipi-prio receiver pass")                \
     X(yield_lock_holder, "yields by the ipi-prio lock-holder pass")          \
-    X(yield_receiver_hit, "yields whose target was an IPI receiver of me")   \
+    X(yield_receiver_hit_series, "yields to me's receiver in the series view")\
+    X(yield_receiver_hit_any, "yields to a holder of an un-EOId IPI of me (our view)")\
     X(no_target, "spin decisions that yielded nothing")                      \
     X(handoffs, "slots handed to a directed-yield target")                   \
     X(grants_immediate, "acquires that found a free slot")                   \

@@ -507,5 +507,6 @@ static_assert(VSCHED_TRACE__MAX == vsched::kNumTraceEvents);
 static_assert(VSCHED_POOL_NAME_MAX == vsched::kPoolNameMax);
 static_assert(VSCHED_POOL_MAX_MEMBERS == vsched::kMaxMembers);
 static_assert(VSCHED_POLICY_IPI_PRIO == static_cast<int>(vsched::PolicyKind::kIpiPrio));
+static_assert(VSCHED_POLICY_IPI_V2 == static_cast<int>(vsched::PolicyKind::kIpiV2));
 static_assert(VSCHED_RELEASE_YIELD == static_cast<int>(vsched::ReleaseReason::kYield));
 static_assert(VSCHED_STATE_RUNNING == static_cast<int>(vsched::VcpuState::kRunning));

@@ -15,7 +15,9 @@ int key_vector(int32_t key) { return key & 0xff; }
 } // namespace
 
 IpiTracker::IpiTracker(int nr_vcpus, Counters &ctr)
-    : nr_(nr_vcpus), ctr_(ctr), ctx_(new SeriesCtx[nr_vcpus]),
+    : nr_(nr_vcpus), ctr_(ctr),
+      series_(nr_vcpus, SeriesView::EoiRule::kMatchingVector, window_ns_),
+      series_v2_(nr_vcpus, SeriesView::EoiRule::kAnyEoi, window_ns_),
       rx_(new Receiver[nr_vcpus]), outstanding_(new std::atomic<int32_t>[nr_vcpus]),
       hints_(new Hints[nr_vcpus])
 {
@@ -42,15 +44,6 @@ int IpiTracker::receiver_hints(int sender, uint64_t now, int *out) const
         }
     }
     return n;
-}
-
-/* kvm_track_ipi_communication() */
-void IpiTracker::series_record(int src, int dst, uint64_t now)
-{
-    ctx_[src].last_receiver.store(dst, rlx);
-    ctx_[src].pending.store(1, rlx);
-    ctx_[src].time_ns.store(now, rlx);
-    ctx_[dst].last_sender.store(src, rlx);
 }
 
 void IpiTracker::drop_entry(Entry &e)
@@ -138,7 +131,8 @@ void IpiTracker::on_ipi(int src, const int *dst, int ndst, int vector,
      * not self.  (ndst counts targets, self included.) */
     if (delivery_mode == kApicDmFixed && shorthand == kApicShNone &&
         ndst == 1 && others == 1) {
-        series_record(src, only, now);
+        series_.record(src, only, vector, now);
+        series_v2_.record(src, only, vector, now);
         ctr_.add(Ctr::ipi_series_tracked);
     } else {
         ctr_.add(Ctr::ipi_series_missed);
@@ -185,17 +179,11 @@ void IpiTracker::on_eoi(int v, int vector, uint64_t now)
     if (!valid(v) || !enabled()) {
         return;
     }
-    /* Series (v1/v2 kvm_clear_ipi_on_eoi): any EOI; clears the receiver's
-     * whole context, its own sender state included. */
-    int sender = ctx_[v].last_sender.load(rlx);
-    ctx_[v].pending.store(0, rlx);
-    ctx_[v].last_sender.store(-1, rlx);
-    ctx_[v].last_receiver.store(-1, rlx);
-    if (valid(sender) && ctx_[sender].last_receiver.load(rlx) == v &&
-        live(ctx_[sender].time_ns.load(rlx), now)) {
-        if (ctx_[sender].pending.exchange(0, rlx)) {
-            ctr_.add(Ctr::eoi_series_cleared);
-        }
+    if (series_.on_eoi(v, vector, now)) {
+        ctr_.add(Ctr::eoi_series_cleared);
+    }
+    if (series_v2_.on_eoi(v, vector, now)) {
+        ctr_.add(Ctr::eoi_series_v2_cleared);
     }
     /* Ours: only entries with the EOI'd vector. */
     if (vector < 0) {
@@ -216,25 +204,12 @@ void IpiTracker::reset_vcpu(int v)
     if (!valid(v)) {
         return;
     }
-    ctx_[v].pending.store(0, rlx);
-    ctx_[v].last_sender.store(-1, rlx);
-    ctx_[v].last_receiver.store(-1, rlx);
-    ctx_[v].time_ns.store(0, rlx);
+    series_.reset(v);
+    series_v2_.reset(v);
     Guard g(rx_[v].lock);
     for (auto &e : rx_[v].e) {
         drop_entry(e);
     }
-}
-
-/* kvm_vcpu_is_ipi_receiver() */
-bool IpiTracker::series_is_receiver(int sender, int candidate, uint64_t now) const
-{
-    if (!enabled()) {
-        return false;
-    }
-    const SeriesCtx &c = ctx_[sender];
-    return c.pending.load(rlx) && c.last_receiver.load(rlx) == candidate &&
-           live(c.time_ns.load(rlx), now);
 }
 
 bool IpiTracker::is_receiver(int sender, int candidate, uint64_t now) const

@@ -3,11 +3,11 @@
  *
  * Two views, kept side by side:
  *
- *  - The series' view (per vCPU, exactly the series' ipi_context): as a
- *    sender {last_ipi_receiver, pending_ipi, ipi_time_ns}, as a receiver
- *    {last_ipi_sender}.  Recorded only for fixed, no-shorthand IPIs with
- *    exactly one non-self destination; cleared by any EOI of the receiver
- *    with the v1/v2 side effect of wiping the receiver's own sender state.
+ *  - The series' view (ipi_series.h: the series' per-vCPU ipi_context),
+ *    recorded only for fixed, no-shorthand IPIs with exactly one non-self
+ *    destination, twice: series() clears on a matching-vector EOI (v3,
+ *    reconstructed from its stated rule), series_v2() on any EOI with the
+ *    v1/v2 side effect of wiping the receiver's own sender record.
  *
  *  - Our view: every fixed / lowest-priority IPI, multicast and shorthand
  *    included, leaves an entry {sender, vector, time, accepted} at each
@@ -29,6 +29,7 @@
 #include <memory>
 
 #include "counters.h"
+#include "ipi_series.h"
 
 namespace vsched {
 
@@ -72,12 +73,18 @@ public:
     /* vCPU reset (series: kvm_vcpu_reset_ipi_context + our entries). */
     void reset_vcpu(int v);
 
-    /* --- series view --- */
-    bool series_is_receiver(int sender, int candidate, uint64_t now) const;
-    int series_last_sender(int v) const { return ctx_[v].last_sender.load(rlx); }
-    int series_last_receiver(int v) const { return ctx_[v].last_receiver.load(rlx); }
-    bool series_pending(int v) const { return ctx_[v].pending.load(rlx) != 0; }
-    uint64_t series_time(int v) const { return ctx_[v].time_ns.load(rlx); }
+    /* --- the series' view: v3 (matching-vector EOI), v1/v2 (any EOI) --- */
+    const SeriesView &series() const { return series_; }
+    const SeriesView &series_v2() const { return series_v2_; }
+    /* kvm_vcpu_is_ipi_receiver() in the v3 / the v1/v2 record. */
+    bool series_is_receiver(int sender, int candidate, uint64_t now) const
+    {
+        return enabled() && series_.is_receiver(sender, candidate, now);
+    }
+    bool series_v2_is_receiver(int sender, int candidate, uint64_t now) const
+    {
+        return enabled() && series_v2_.is_receiver(sender, candidate, now);
+    }
 
     /* --- our view --- */
     /* Does candidate hold an un-EOI'd IPI from sender within the window? */
@@ -104,12 +111,6 @@ public:
 private:
     static constexpr std::memory_order rlx = std::memory_order_relaxed;
 
-    struct SeriesCtx {
-        std::atomic<int32_t> last_sender{-1};
-        std::atomic<int32_t> last_receiver{-1};
-        std::atomic<uint8_t> pending{0};
-        std::atomic<uint64_t> time_ns{0};
-    };
     struct Entry {
         std::atomic<int32_t> key{-1}; /* sender << 8 | vector, -1 empty */
         std::atomic<uint8_t> accepted{0};
@@ -137,7 +138,6 @@ private:
     {
         return now >= t ? now - t <= window() : true;
     }
-    void series_record(int src, int dst, uint64_t now);
     void record_entry(int src, int dst, int vector, uint64_t now);
     void drop_entry(Entry &e);
 
@@ -145,7 +145,8 @@ private:
     Counters &ctr_;
     std::atomic<bool> enabled_{true};
     std::atomic<uint64_t> window_ns_{50'000'000};
-    std::unique_ptr<SeriesCtx[]> ctx_;
+    SeriesView series_;
+    SeriesView series_v2_;
     std::unique_ptr<Receiver[]> rx_;
     std::unique_ptr<std::atomic<int32_t>[]> outstanding_;
     struct alignas(64) Hints {

@@ -71,7 +71,6 @@ struct PolicyContext {
 struct Decision {
     int target = kNone;
     Ctr pass = Ctr::no_target;  /* yield_scan/strict/relaxed/receiver/lock_holder */
-    bool receiver_hit = false;  /* target was an IPI receiver of me */
 };
 
 class YieldPolicy {
@@ -87,6 +86,7 @@ std::unique_ptr<YieldPolicy> make_none_policy();
 std::unique_ptr<YieldPolicy> make_vanilla_policy();
 std::unique_ptr<YieldPolicy> make_ipi_policy();
 std::unique_ptr<YieldPolicy> make_ipi_prio_policy();
+std::unique_ptr<YieldPolicy> make_ipi_v2_policy();
 std::unique_ptr<YieldPolicy> make_policy(PolicyKind kind);
 
 } // namespace vsched

@@ -1,6 +1,12 @@
 /*
- * vsched core: policy "ipi": the IPI-aware directed-yield series as
- * published (KVM half of v2 8/9 + 9/9, kept by v3):
+ * vsched core: policies "ipi" (the IPI-aware directed-yield series, v3) and
+ * "ipi-v2" (the same series' v1/v2 code, kept for comparison).
+ *
+ * The KVM half of v3 ("KVM side keeps the v2 design") as far as it is
+ * public: v2 8/9 + 9/9 for the scan, v3 10/10's hunk for the retry gate,
+ * and v3 08/10's title and cover-letter rule for the EOI (its body is not
+ * public; the matching-vector EOI is reconstructed from the stated rule,
+ * see ipi_series.h):
  *
  *   first_round = true;
  * retry:
@@ -16,7 +22,7 @@
  *       if (yielded > 0) { WRITE_ONCE(kvm->last_boosted_vcpu, idx); break; }
  *       else if (yielded < 0 && !--try) break;
  *   }
- *   if (enable_relaxed_boost && first_round && yielded <= 0) {
+ *   if (enable_relaxed_boost && first_round && yielded <= 0 && try > 0) {
  *       first_round = false;
  *       goto retry;
  *   }
@@ -27,9 +33,14 @@
  * preempted vCPU for a kernel-mode spin, accept the rest.  So the receiver
  * wins only when it comes first in scan order.
  *
- * `try` is shared by both rounds and not reset, exactly as published: when
- * round 1 used the budget up, round 2's -ESRCH results take it below zero
- * and `!--try` never fires again (the v1/v2 underflow).  ipi-prio fixes it.
+ * `try` is shared by both rounds and not reset.  v3 skips the relaxed round
+ * when round 1 used the budget up ("and we still have retry budget for
+ * -ESRCH paths"); with budget left round 2 runs with what remains.
+ *
+ * "ipi-v2" differs in two places, both as published in v1/v2: the retry
+ * gate has no `try > 0`, so round 2 after an exhausted round 1 takes `try`
+ * below zero and `!--try` never fires again (the underflow); and it reads
+ * the series record cleared by any EOI (series_v2()).
  */
 #include "policy.h"
 #include "policy_common.h"
@@ -40,17 +51,31 @@ namespace {
 
 class IpiPolicy final : public YieldPolicy {
 public:
-    PolicyKind kind() const override { return PolicyKind::kIpi; }
+    explicit IpiPolicy(PolicyKind kind) : kind_(kind) {}
+    PolicyKind kind() const override { return kind_; }
     Decision decide(PolicyContext &c, int me, bool kernel_mode) override;
 
 private:
-    static bool good_candidate(PolicyContext &c, int me, int idx, bool kernel_mode);
+    bool v3() const { return kind_ == PolicyKind::kIpi; }
+    bool is_receiver(const PolicyContext &c, int me, int idx) const
+    {
+        return v3() ? c.ipi.series_is_receiver(me, idx, c.now)
+                    : c.ipi.series_v2_is_receiver(me, idx, c.now);
+    }
+    bool good_candidate(PolicyContext &c, int me, int idx, bool kernel_mode) const;
+    /* The retry gate after round 1. */
+    bool retry(const PolicyContext &c, int yielded, int tries) const
+    {
+        return c.relaxed_boost && yielded <= 0 && (!v3() || tries > 0);
+    }
+
+    PolicyKind kind_;
 };
 
-bool IpiPolicy::good_candidate(PolicyContext &c, int me, int idx, bool kernel_mode)
+bool IpiPolicy::good_candidate(PolicyContext &c, int me, int idx, bool kernel_mode) const
 {
     using namespace detail;
-    if (c.ipi.series_is_receiver(me, idx, c.now)) {
+    if (is_receiver(c, me, idx)) {
         return true;
     }
     /* kvm_arch_dy_has_pending_interrupt(): APICv only, so false. */
@@ -97,14 +122,13 @@ retry:
         if (yielded > 0) {
             d.target = idx;
             d.pass = first_round ? Ctr::yield_strict : Ctr::yield_relaxed;
-            d.receiver_hit = c.ipi.series_is_receiver(me, idx, c.now);
             break;
         }
         if (stop) {
             break;
         }
     }
-    if (c.relaxed_boost && first_round && yielded <= 0) {
+    if (first_round && retry(c, yielded, tries)) {
         first_round = false;
         goto retry;
     }
@@ -116,7 +140,12 @@ retry:
 
 std::unique_ptr<YieldPolicy> make_ipi_policy()
 {
-    return std::make_unique<IpiPolicy>();
+    return std::make_unique<IpiPolicy>(PolicyKind::kIpi);
+}
+
+std::unique_ptr<YieldPolicy> make_ipi_v2_policy()
+{
+    return std::make_unique<IpiPolicy>(PolicyKind::kIpiV2);
 }
 
 } // namespace vsched

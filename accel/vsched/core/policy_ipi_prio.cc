@@ -90,7 +90,6 @@ bool IpiPrioPolicy::run_pass(PolicyContext &c, Pass pass, int me, bool kernel_mo
             d->pass = pass == Pass::kReceiver     ? Ctr::yield_receiver
                       : pass == Pass::kLockHolder ? Ctr::yield_lock_holder
                                                   : Ctr::yield_relaxed;
-            d->receiver_hit = pass == Pass::kReceiver || c.ipi.is_receiver(me, idx, c.now);
             return true;
         }
         if (stop) {
@@ -115,7 +114,6 @@ bool IpiPrioPolicy::try_receiver(PolicyContext &c, int me, int idx, int *tries, 
     if (attempt(c, me, idx, tries, stop) > 0) {
         d->target = idx;
         d->pass = Ctr::yield_receiver;
-        d->receiver_hit = true;
         return true;
     }
     return false;

@@ -51,6 +51,8 @@ std::unique_ptr<YieldPolicy> make_policy(PolicyKind kind)
         return make_ipi_policy();
     case PolicyKind::kIpiPrio:
         return make_ipi_prio_policy();
+    case PolicyKind::kIpiV2:
+        return make_ipi_v2_policy();
     }
     return nullptr;
 }

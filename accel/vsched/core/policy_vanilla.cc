@@ -59,7 +59,6 @@ Decision VanillaPolicy::decide(PolicyContext &c, int me, bool kernel_mode)
         if (attempt(c, me, idx, &tries, &stop) > 0) {
             d.target = idx;
             d.pass = Ctr::yield_scan;
-            d.receiver_hit = c.ipi.is_receiver(me, idx, c.now);
             break;
         }
         if (stop) {

@@ -33,12 +33,13 @@ extern "C" {
 
 typedef struct VschedCore VschedCore;
 
-/* Policies (words: "none", "vanilla", "ipi", "ipi-prio"). */
+/* Policies (words: "none", "vanilla", "ipi", "ipi-prio", "ipi-v2"). */
 enum {
     VSCHED_POLICY_NONE = 0,
     VSCHED_POLICY_VANILLA = 1,
     VSCHED_POLICY_IPI = 2,
     VSCHED_POLICY_IPI_PRIO = 3,
+    VSCHED_POLICY_IPI_V2 = 4,
 };
 
 /* Reasons for vsched_release(). */

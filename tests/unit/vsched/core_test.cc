@@ -97,13 +97,116 @@ TEST_F(CoreTest, SpinHandsSlotToIpiReceiver)
     EXPECT_TRUE(i0.in_spin_loop);
     auto c = core_->counters();
     EXPECT_EQ(c[Ctr::yield_strict], 1u);
-    EXPECT_EQ(c[Ctr::yield_receiver_hit], 1u);
+    EXPECT_EQ(c[Ctr::yield_receiver_hit_series], 1u);
+    EXPECT_EQ(c[Ctr::yield_receiver_hit_any], 1u);
     EXPECT_EQ(c[Ctr::handoffs], 1u);
     EXPECT_EQ(c[Ctr::spins_detected], 1u);
     EXPECT_TRUE(traced(TraceEvent::kSpinDetected, 0, -1));
     EXPECT_TRUE(traced(TraceEvent::kYieldStrict, 0, 1));
     EXPECT_TRUE(traced(TraceEvent::kHandoff, 0, 1));
     ok();
+}
+
+/* Both receiver-hit counters are counted for every policy: vanilla yields
+ * to its first candidate, which is me's receiver in both views. */
+TEST_F(CoreTest, ReceiverHitCountedInBothViewsForEveryPolicy)
+{
+    for (PolicyKind k : {PolicyKind::kVanilla, PolicyKind::kIpiPrio, PolicyKind::kIpiV2}) {
+        init(3, 1, k);
+        ASSERT_TRUE(core_->acquire(0));
+        ASSERT_FALSE(core_->acquire(1));
+        int dst = 1;
+        core_->on_ipi(0, &dst, 1, 0xfb, kApicDmFixed, kApicShNone);
+        ASSERT_TRUE(spin(0));
+        EXPECT_TRUE(core_->after_exec(0, 0));
+        auto c = core_->counters();
+        EXPECT_EQ(c[Ctr::yield_receiver_hit_series], 1u) << policy_name(k);
+        EXPECT_EQ(c[Ctr::yield_receiver_hit_any], 1u) << policy_name(k);
+        ok();
+    }
+}
+
+/* n vCPUs, one slot: `holder` holds it, `queued` waits in the queue after
+ * a slice-expiry preemption at CPL `cpl` (preempted, in kernel iff 0). */
+class CorePolicyTest : public CoreTest {
+protected:
+    void preempt_then_hold(int queued, int holder, int cpl)
+    {
+        ASSERT_TRUE(core_->acquire(queued));
+        ASSERT_FALSE(core_->acquire(holder));
+        host_->advance(1'000'000);
+        core_->tick();
+        ASSERT_TRUE(core_->after_exec(queued, cpl));
+        ASSERT_TRUE(host_->take_wake(holder));
+        ASSERT_TRUE(core_->acquire(holder));
+        ASSERT_TRUE(info(queued).preempted);
+    }
+    int last_boosted()
+    {
+        PoolState ps;
+        core_->snapshot_pool(&ps);
+        return ps.last_boosted_vcpu;
+    }
+};
+
+/* 1 was preempted in user mode, 0 spins in the kernel: only a relaxed
+ * pass takes 1.  relaxed-boost=off (set at run time on Core) never yields
+ * relaxed; on, the relaxed yield moves last_boosted to 1. */
+TEST_F(CorePolicyTest, RelaxedBoostOffNeverYieldsRelaxed)
+{
+    for (PolicyKind k : {PolicyKind::kIpi, PolicyKind::kIpiPrio, PolicyKind::kIpiV2}) {
+        for (bool relaxed : {false, true}) {
+            init(2, 1, k);
+            core_->set_relaxed_boost(relaxed);
+            preempt_then_hold(1, 0, 3);
+            const int before = last_boosted();
+            ASSERT_NE(before, 1);
+            ASSERT_TRUE(spin(0));
+            EXPECT_EQ(core_->after_exec(0, 0), relaxed) << policy_name(k);
+            auto c = core_->counters();
+            EXPECT_EQ(c[Ctr::yield_relaxed], relaxed ? 1u : 0u) << policy_name(k);
+            EXPECT_EQ(c[Ctr::no_target], relaxed ? 0u : 1u) << policy_name(k);
+            EXPECT_EQ(last_boosted(), relaxed ? 1 : before) << policy_name(k);
+            if (relaxed) {
+                EXPECT_TRUE(traced(TraceEvent::kYieldRelaxed, 0, 1));
+                EXPECT_TRUE(core_->acquire(1));
+            }
+            ok();
+        }
+    }
+}
+
+/* Against the real Scheduler: halted vCPUs (1, 2) and the spinner itself
+ * are never tried, by any policy; the preempted 3 is the one target.  With
+ * 3 halted too, nothing is tried at all. */
+TEST_F(CorePolicyTest, HaltedAndSelfNeverChosen)
+{
+    for (PolicyKind k : {PolicyKind::kVanilla, PolicyKind::kIpi, PolicyKind::kIpiPrio,
+                         PolicyKind::kIpiV2}) {
+        init(4, 1, k);
+        core_->release(1, ReleaseReason::kHalt);
+        core_->release(2, ReleaseReason::kHalt);
+        preempt_then_hold(3, 0, 0);
+        ASSERT_TRUE(spin(0));
+        EXPECT_TRUE(core_->after_exec(0, 0)) << policy_name(k);
+        auto c = core_->counters();
+        EXPECT_EQ(c[Ctr::yield_attempts], 1u) << policy_name(k);
+        EXPECT_TRUE(traced(TraceEvent::kHandoff, 0, 3)) << policy_name(k);
+        EXPECT_EQ(info(1).state, VcpuState::kHalted);
+        ok();
+
+        init(4, 1, k);
+        ASSERT_TRUE(core_->acquire(0));
+        for (int v = 1; v < 4; v++) {
+            core_->release(v, ReleaseReason::kHalt);
+        }
+        ASSERT_TRUE(spin(0));
+        EXPECT_FALSE(core_->after_exec(0, 0)) << policy_name(k);
+        c = core_->counters();
+        EXPECT_EQ(c[Ctr::yield_attempts], 0u) << policy_name(k);
+        EXPECT_EQ(c[Ctr::no_target], 1u) << policy_name(k);
+        ok();
+    }
 }
 
 /* A spin with nobody to yield to grows the window; sched-out resets it. */

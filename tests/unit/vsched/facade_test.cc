@@ -181,6 +181,9 @@ TEST(Facade, KnobsAreRuntimeChangeable)
     ASSERT_NE(core, nullptr);
     EXPECT_TRUE(vsched_set_policy(core, VSCHED_POLICY_IPI));
     EXPECT_EQ(vsched_get_policy(core), VSCHED_POLICY_IPI);
+    EXPECT_TRUE(vsched_set_policy(core, VSCHED_POLICY_IPI_V2));
+    EXPECT_EQ(vsched_get_policy(core), VSCHED_POLICY_IPI_V2);
+    EXPECT_TRUE(vsched_set_policy(core, VSCHED_POLICY_IPI));
     EXPECT_FALSE(vsched_set_policy(core, 7));
     EXPECT_EQ(vsched_get_policy(core), VSCHED_POLICY_IPI);
     vsched_set_relaxed_boost(core, false);
@@ -198,6 +201,42 @@ TEST(Facade, KnobsAreRuntimeChangeable)
     EXPECT_GT(vsched_tick(core), 0u);
     vsched_on_mwait(core, 0);
     vsched_vcpu_reset(core, 0);
+    vsched_core_free(core);
+}
+
+/* vCPU reset (the glue calls it from apic_init_reset, as KVM clears in
+ * kvm_vcpu_reset()): the reset vCPU forgets its IPI state as receiver and
+ * as sender, in both views; the others keep theirs. */
+TEST(Facade, VcpuResetForgetsIpiState)
+{
+    Glue g;
+    VschedConfig c;
+    vsched_config_defaults(&c);
+    char err[128];
+    VschedCore *core = vsched_core_new(&c, 3, &kOps, &g, err, sizeof(err));
+    ASSERT_NE(core, nullptr) << err;
+    int to1 = 1, to2 = 2;
+    vsched_on_ipi(core, 0, &to1, 1, 0xfb, 0, 0);
+    vsched_on_ipi(core, 1, &to2, 1, 0xfd, 0, 0);
+    VschedVcpuInfo i;
+    ASSERT_TRUE(vsched_vcpu_info(core, 1, &i));
+    EXPECT_EQ(i.last_ipi_sender, 0);
+    EXPECT_EQ(i.last_ipi_receiver, 2);
+    EXPECT_TRUE(i.series_pending_ipi);
+    EXPECT_EQ(i.nr_pending_ipis, 1);
+
+    vsched_vcpu_reset(core, 1);
+    ASSERT_TRUE(vsched_vcpu_info(core, 1, &i));
+    EXPECT_EQ(i.last_ipi_sender, -1);
+    EXPECT_EQ(i.last_ipi_receiver, -1);
+    EXPECT_FALSE(i.series_pending_ipi);
+    EXPECT_EQ(i.nr_pending_ipis, 0);
+    EXPECT_EQ(i.nr_receivers, 1); /* its IPI still pends at 2 (ours) */
+    ASSERT_TRUE(vsched_vcpu_info(core, 0, &i));
+    EXPECT_EQ(i.last_ipi_receiver, 1); /* the sender's record is its own */
+    ASSERT_TRUE(vsched_vcpu_info(core, 2, &i));
+    EXPECT_EQ(i.nr_pending_ipis, 1);
+    vsched_vcpu_reset(core, 99); /* ignored */
     vsched_core_free(core);
 }
 
