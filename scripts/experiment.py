@@ -48,12 +48,16 @@ except ImportError:  # pragma: no cover - Python < 3.11
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import vsched_vm  # noqa: E402
+from vschedexp import stats  # noqa: E402
 
 POLICIES = ("none", "vanilla", "ipi", "ipi-prio")
 SIZES = ("small", "large")
-# Counters shown in the table (medians per VM), see docs/experiment.rst.
+# Counters shown in the table (medians per VM), in this order, when the
+# results carry them (older and newer binaries name the receiver hits
+# differently), see docs/experiment.rst.
 TABLE_COUNTERS = ("spins_detected", "yield_strict", "yield_relaxed", "yield_receiver_hit",
-                  "no_target", "handoffs", "preemptions", "slot_wait_ns")
+                  "yield_receiver_hit_series", "yield_receiver_hit_any", "no_target",
+                  "handoffs", "preemptions", "slot_wait_ns")
 # Latency: the workload's region of interest when it reports one.
 LATENCY_KEYS = ("roi_seconds", "hackbench_seconds", "seconds")
 # Guest-side checks surfaced as columns (value "ok" expected when present).
@@ -483,59 +487,130 @@ def run_trial(spec, trial, ctx, tno):
 
 
 # ---------------------------------------------------------------- summary
-def summarize(spec, rows, refused):
-    """Per point and variant: median, spread, reductions, counter medians."""
+# The v3 cover letter's table: ipi vs vanilla, latency reduction in percent
+# by VM count (16 pCPUs, 16 vCPUs per VM, 120 runs per point).
+SERIES = {"dedup": {2: 8.87, 3: 10.29, 4: 15.60}, "vips": {2: 10.23, 3: 6.63, 4: 4.50}}
+SERIES_VARIANT, SERIES_REF = "ipi", "vanilla"
+
+
+def stats_options(unit="trial", resamples=stats.RESAMPLES):
+    return {"unit": unit, "resamples": resamples, "level": stats.LEVEL, "seed": stats.SEED,
+            "min_units": stats.MIN_UNITS}
+
+
+def _cell_rows(rows, pid, label):
+    return [r for r in rows if r["point"] == pid and r["variant"] == label]
+
+
+def summarize(spec, rows, refused, opts=None):
+    """Per point and variant: median, spread, counter medians, and against
+    each reference the reduction with its interval, p-value and verdict."""
+    opts = opts or stats_options()
     points = []
     for w in spec["workloads"]:
         for nvms in spec["vms"]:
             pid = "%s-%s-%dvm" % (w["name"], w["size"], nvms)
             p = {"point": pid, "workload": w["name"], "size": w["size"], "vms": nvms,
                  "refused": refused.get(pid), "variants": []}
-            med = {}
+            units = {}
             for v in spec["variants"]:
-                rs = [r for r in rows if r["point"] == pid and r["variant"] == v["label"]]
-                ok = sorted(r["latency_seconds"] for r in rs if r["status"] == "ok")
-                e = {"variant": v["label"], "runs": len(rs), "ok": len(ok),
-                     "failed": len(rs) - len(ok),
-                     "reasons": sorted({r["reason"] for r in rs if r["status"] != "ok"}),
-                     "median": statistics.median(ok) if ok else None,
-                     "min": ok[0] if ok else None, "max": ok[-1] if ok else None,
-                     "iqr": None, "counters": {}}
-                if len(ok) >= 4:
-                    q = statistics.quantiles(ok, n=4)
-                    e["iqr"] = q[2] - q[0]
-                ctr = [r["counters"] for r in rs if r["status"] == "ok" and r["counters"]]
-                for k in TABLE_COUNTERS:
-                    vals = [c[k] for c in ctr if isinstance(c.get(k), (int, float))]
-                    e["counters"][k] = statistics.median(vals) if vals else None
-                med[v["label"]] = e["median"]
-                p["variants"].append(e)
+                rs = _cell_rows(rows, pid, v["label"])
+                units[v["label"]] = stats.units_of(rs, opts["unit"])
+                p["variants"].append(_variant_entry(v["label"], rs))
             for e in p["variants"]:
-                e["reduction"] = {}
+                e["reduction"], e["stats"] = {}, {}
                 for ref in [spec["baseline"]] + spec["compare"]:
-                    b = med.get(ref)
-                    e["reduction"][ref] = (100.0 * (b - e["median"]) / b
-                                           if b and e["median"] is not None else None)
+                    c = _compare(pid, e["variant"], ref, units, opts)
+                    e["reduction"][ref] = c.reduction
+                    e["stats"][ref] = c.as_dict()
+            p["series"] = _series_cell(w["name"], nvms, pid, units, opts)
             points.append(p)
     return points
+
+
+def _variant_entry(label, rs):
+    ok = sorted(r["latency_seconds"] for r in rs if r["status"] == "ok")
+    e = {"variant": label, "runs": len(rs), "ok": len(ok), "failed": len(rs) - len(ok),
+         "reasons": sorted({r["reason"] for r in rs if r["status"] != "ok"}),
+         "median": statistics.median(ok) if ok else None,
+         "min": ok[0] if ok else None, "max": ok[-1] if ok else None,
+         "iqr": None, "counters": {}}
+    if len(ok) >= 4:
+        q = statistics.quantiles(ok, n=4)
+        e["iqr"] = q[2] - q[0]
+    ctr = [r["counters"] for r in rs if r["status"] == "ok" and r.get("counters")]
+    for k in TABLE_COUNTERS:
+        vals = [c[k] for c in ctr if isinstance(c.get(k), (int, float))]
+        if vals:
+            e["counters"][k] = statistics.median(vals)
+    return e
+
+
+def _compare(pid, label, ref, units, opts):
+    if label == ref:
+        return stats.Comparison(label, ref, len(units[label]), len(units[ref]), 0.0 if
+                                units[label] else None, None, None, None, "reference")
+    return stats.compare(label, ref, units[label], units[ref], "%s|%s|%s" % (pid, label, ref),
+                         opts["resamples"])
+
+
+def _series_cell(workload, nvms, pid, units, opts):
+    """The series' cell of this point, or None: reproduced only when the
+    interval of ipi vs vanilla excludes 0 with the series' sign."""
+    published = SERIES.get(workload, {}).get(nvms)
+    if published is None or SERIES_VARIANT not in units or SERIES_REF not in units:
+        return None
+    c = _compare(pid, SERIES_VARIANT, SERIES_REF, units, opts)
+    want = stats.FASTER if published > 0 else stats.SLOWER
+    inside = c.ci_low is not None and c.ci_low <= published <= c.ci_high
+    return {"published": published, "comparison": c.as_dict(),
+            "reproduced": c.verdict == want, "published_inside": inside}
+
+
+def series_count(points):
+    """(reproduced, cells) over the series' cells present in the results."""
+    cells = [p["series"] for p in points if p.get("series") and not p["refused"]]
+    return sum(c["reproduced"] for c in cells), len(cells)
 
 
 def fmt_pct(x):
     return "%+.2f%%" % x if x is not None else "-"
 
 
-def format_table(spec, points, meta):
+def fmt_ci(c):
+    if c["ci_low"] is None:
+        return "-"
+    return "[%+.1f, %+.1f]" % (c["ci_low"], c["ci_high"])
+
+
+def fmt_p(p):
+    if p is None:
+        return "-"
+    return "%.3f" % p if p >= 0.001 else "<0.001"
+
+
+def shown_counters(points):
+    """TABLE_COUNTERS that any cell carries, in that order (names this runner
+    does not know are skipped, names the binary lacks are not shown)."""
+    have = {k for p in points for e in p["variants"] for k in e["counters"]}
+    return [k for k in TABLE_COUNTERS if k in have]
+
+
+def format_table(spec, points, meta, opts=None):
+    opts = opts or stats_options()
     refs = [spec["baseline"]] + spec["compare"]
+    counters = shown_counters(points)
     lines = ["vsched experiment %s  (run %s)" % (spec["name"], meta["run_id"]),
              "%s; commit %s; %s, %d host CPUs" % (meta["qemu_version"], meta["git_commit"],
                                                   meta["host"], meta["host_cpus"]),
              "%d vCPUs per VM, %d pool slots (%s), %d repetitions; latency = guest %s; "
-             "reduction = (ref - x) / ref, positive is faster"
+             "reduction = (ref - x) / ref of the medians, positive is faster"
              % (spec["vcpus"], spec["pcpus"], spec["pool"], spec["repetitions"],
                 "/".join(LATENCY_KEYS)), ""]
     hdr = "%-22s %-15s %5s %9s %19s" % ("point", "variant", "ok", "median s", "min..max")
     hdr += "".join(" %11s" % ("vs " + r)[:11] for r in refs)
-    hdr += "".join(" %10s" % k.replace("yield_", "y_")[:10] for k in TABLE_COUNTERS)
+    hdr += "".join(" %10s" % k.replace("yield_", "y_").replace("receiver_hit", "rhit")[:10]
+                   for k in counters)
     lines.append(hdr)
     lines.append("-" * len(hdr))
     for p in points:
@@ -543,73 +618,130 @@ def format_table(spec, points, meta):
             lines.append("%-22s %s" % (p["point"], p["refused"]))
             continue
         for e in p["variants"]:
-            s = "%-22s %-15s %2d/%-2d" % (p["point"], e["variant"], e["ok"], e["runs"])
-            if e["median"] is None:
-                s += " %9s %19s" % ("FAILED", "")
-            else:
-                s += " %9.3f %8.3f..%-9.3f" % (e["median"], e["min"], e["max"])
-            s += "".join(" %11s" % fmt_pct(e["reduction"].get(r)) for r in refs)
-            for k in TABLE_COUNTERS:
-                c = e["counters"].get(k)
-                if c is None:
-                    s += " %10s" % "-"
-                elif k.endswith("_ns"):
-                    s += " %9.2fs" % (c / 1e9)
-                else:
-                    s += " %10d" % c
-            if e["failed"]:
-                s += "  failed: %s" % "; ".join(e["reasons"])
-            lines.append(s)
-    series = {"dedup": (8.87, 10.29, 15.60), "vips": (10.23, 6.63, 4.50)}
-    shown = [p for p in points if p["workload"] in series and not p["refused"]]
-    if shown:
-        lines.append("")
-        lines.append("series v3 (16 pCPU, 16 vCPU/VM, 2/3/4 VMs, ipi vs vanilla): "
-                     "dedup +8.87/+10.29/+15.60 %, vips +10.23/+6.63/+4.50 %")
+            lines.append(_table_line(p, e, refs, counters))
+    lines += format_comparisons(spec, points, opts)
+    lines += format_series(points)
     return "\n".join(lines) + "\n"
 
 
+def _table_line(p, e, refs, counters):
+    s = "%-22s %-15s %2d/%-2d" % (p["point"], e["variant"], e["ok"], e["runs"])
+    if e["median"] is None:
+        s += " %9s %19s" % ("FAILED", "")
+    else:
+        s += " %9.3f %8.3f..%-9.3f" % (e["median"], e["min"], e["max"])
+    s += "".join(" %11s" % fmt_pct(e["reduction"].get(r)) for r in refs)
+    for k in counters:
+        c = e["counters"].get(k)
+        if c is None:
+            s += " %10s" % "-"
+        elif k.endswith("_ns"):
+            s += " %9.2fs" % (c / 1e9)
+        else:
+            s += " %10d" % c
+    if e["failed"]:
+        s += "  failed: %s" % "; ".join(e["reasons"])
+    return s
+
+
+def format_comparisons(spec, points, opts):
+    """Every variant against every reference: reduction, interval, p, verdict."""
+    refs = [spec["baseline"]] + spec["compare"]
+    lines = ["", "comparisons: reduction of the median latency with its %g %% bootstrap "
+             "interval (%d resamples, unit %s, seeded), Mann-Whitney U two-sided p; "
+             "faster/slower only when the interval excludes 0"
+             % (opts["level"], opts["resamples"], opts["unit"])]
+    hdr = "%-22s %-15s %-10s %7s %10s %18s %7s  %s" % (
+        "point", "variant", "vs", "n", "reduction", "95% interval", "p", "verdict")
+    lines += [hdr, "-" * len(hdr)]
+    for p in points:
+        if p["refused"]:
+            continue
+        for e in p["variants"]:
+            for ref in refs:
+                c = e["stats"][ref]
+                if e["variant"] == ref:
+                    continue
+                lines.append("%-22s %-15s %-10s %3d/%-3d %10s %18s %7s  %s" % (
+                    p["point"], e["variant"], ref, c["n"], c["n_ref"], fmt_pct(c["reduction"]),
+                    fmt_ci(c), fmt_p(c["p"]), c["verdict"]))
+    return lines
+
+
+def format_series(points):
+    cells = [p for p in points if p.get("series") and not p["refused"]]
+    if not cells:
+        return []
+    lines = ["", "series v3 (16 pCPU, 16 vCPU/VM, 2/3/4 VMs, %s vs %s; published medians "
+             "without intervals): a cell is reproduced when our interval excludes 0 with "
+             "the series' sign" % (SERIES_VARIANT, SERIES_REF)]
+    hdr = "%-22s %10s %10s %18s %7s  %-12s %s" % (
+        "point", "published", "ours", "95% interval", "p", "verdict", "reproduced")
+    lines += [hdr, "-" * len(hdr)]
+    for p in cells:
+        s, c = p["series"], p["series"]["comparison"]
+        lines.append("%-22s %10s %10s %18s %7s  %-12s %s%s" % (
+            p["point"], fmt_pct(s["published"]), fmt_pct(c["reduction"]), fmt_ci(c),
+            fmt_p(c["p"]), c["verdict"], "yes" if s["reproduced"] else "no",
+            " (published value inside our interval)" if s["published_inside"] else ""))
+    k, n = series_count(points)
+    lines += ["", "series cells reproduced: %d of %d (the series has 6: dedup and vips at "
+              "2/3/4 VMs)" % (k, n)]
+    return lines
+
+
+COLORS = {"none": "#999999", "vanilla": "#44aa77", "ipi": "#4477cc", "ipi/strict": "#88aadd",
+          "ipi-prio": "#cc7744", "ipi-prio/strict": "#ddaa88"}
+
+
 def plot(spec, points, path):
+    """Top: median latency per cell (min..max whiskers). Bottom: reduction
+    against the baseline with its 95 % interval as error bars."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     shown = [p for p in points if not p["refused"]]
     labels = [v["label"] for v in spec["variants"]]
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * max(1, len(shown)) * len(labels) / 3), 4.5))
+    base = spec["baseline"]
+    fig, (ax, bx) = plt.subplots(2, 1, sharex=True, figsize=(
+        max(6, 1.6 * max(1, len(shown)) * len(labels) / 3), 7.5))
     width = 0.8 / max(1, len(labels))
-    colors = {"none": "#999999", "vanilla": "#44aa77", "ipi": "#4477cc",
-              "ipi/strict": "#88aadd", "ipi-prio": "#cc7744", "ipi-prio/strict": "#ddaa88"}
+    palette = iter(plt.get_cmap("tab10").colors)
     for j, lab in enumerate(labels):
-        xs, ys, lo, hi = [], [], [], []
-        for i, p in enumerate(shown):
-            e = next(e for e in p["variants"] if e["variant"] == lab)
-            if e["median"] is None:
-                continue
-            xs.append(i + (j - (len(labels) - 1) / 2) * width)
-            ys.append(e["median"])
-            lo.append(e["median"] - e["min"])
-            hi.append(e["max"] - e["median"])
-        bars = ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=lab,
-                      color=colors.get(lab))
-        for b, p in zip(bars, [p for p in shown if next(
-                e for e in p["variants"] if e["variant"] == lab)["median"] is not None]):
-            e = next(e for e in p["variants"] if e["variant"] == lab)
-            red = e["reduction"].get(spec["baseline"])
-            if red is not None and lab != spec["baseline"]:
-                ax.annotate("%+.1f%%" % red, (b.get_x() + b.get_width() / 2, b.get_height()),
-                            ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(shown)))
-    ax.set_xticklabels([p["point"] for p in shown], fontsize=8)
+        color = COLORS.get(lab) or next(palette)
+        off = (j - (len(labels) - 1) / 2) * width
+        es = [(i, next(e for e in p["variants"] if e["variant"] == lab))
+              for i, p in enumerate(shown)]
+        lat = [(i, e) for i, e in es if e["median"] is not None]
+        ax.bar([i + off for i, _ in lat], [e["median"] for _, e in lat], width,
+               yerr=[[e["median"] - e["min"] for _, e in lat],
+                     [e["max"] - e["median"] for _, e in lat]],
+               capsize=2, label=lab, color=color)
+        if lab == base:
+            continue
+        ci = [(i, e["stats"][base]) for i, e in es if e["stats"][base]["ci_low"] is not None]
+        bx.errorbar([i + off for i, _ in ci], [c["reduction"] for _, c in ci],
+                    yerr=[[c["reduction"] - c["ci_low"] for _, c in ci],
+                          [c["ci_high"] - c["reduction"] for _, c in ci]],
+                    fmt="o", capsize=3, color=color, label=lab)
+    for i, p in enumerate(shown):
+        s = p.get("series")
+        if s:
+            bx.plot([i - 0.4, i + 0.4], [s["published"]] * 2, ":", color="black", lw=1)
+    bx.axhline(0, color="black", lw=0.8)
+    bx.set_xticks(range(len(shown)))
+    bx.set_xticklabels([p["point"] for p in shown], fontsize=8)
     ax.set_ylabel("guest latency, s (median, min..max)")
-    ax.set_title("%s: %d vCPUs/VM on %d slots; labels: reduction vs %s"
-                 % (spec["name"], spec["vcpus"], spec["pcpus"], spec["baseline"]), fontsize=9)
+    bx.set_ylabel("reduction vs %s, %% (95 %% interval)" % base)
+    ax.set_title("%s: %d vCPUs/VM on %d slots; below: reduction vs %s, dotted: series v3"
+                 % (spec["name"], spec["vcpus"], spec["pcpus"], base), fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def write_outputs(outdir, spec, meta, rows, points, refused):
+def write_outputs(outdir, spec, meta, rows, points, refused, opts=None):
     with open(os.path.join(outdir, "runs.json"), "w") as f:
         json.dump({"meta": meta, "spec": spec, "refused": refused, "rows": rows}, f, indent=1)
     ckeys = sorted({k for r in rows for k in r["counters"]})
@@ -619,8 +751,11 @@ def write_outputs(outdir, spec, meta, rows, points, refused):
         for r in rows:
             wr.writerow([("" if r.get(k) is None else r.get(k)) for k in ROW_FIELDS] +
                         [r["counters"].get(k, "") for k in ckeys])
+    if points is None:   # during a run: the rows only (--report summarises them)
+        return
     with open(os.path.join(outdir, "summary.json"), "w") as f:
-        json.dump({"meta": meta, "points": points}, f, indent=1)
+        json.dump({"meta": meta, "stats": opts or stats_options(), "points": points}, f,
+                  indent=1)
 
 
 # ---------------------------------------------------------------- main
@@ -683,9 +818,10 @@ def run(spec, args):
         meta["interrupted"] = True
     meta["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")
     meta["elapsed_seconds"] = round(time.monotonic() - t_start, 1)
-    points = summarize(spec, rows, refused)
-    write_outputs(outdir, spec, meta, rows, points, refused)
-    table = format_table(spec, points, meta)
+    opts = stats_options(args.unit, args.resamples)
+    points = summarize(spec, rows, refused, opts)
+    write_outputs(outdir, spec, meta, rows, points, refused, opts)
+    table = format_table(spec, points, meta, opts)
     with open(os.path.join(outdir, "table.txt"), "w") as f:
         f.write(table)
     png = os.path.join(outdir, "plot.png")
@@ -741,11 +877,11 @@ def _run_trials(spec, trials, ctx, args, qemu, rows, refused, meta, outdir, t_st
             n, len(trials), fmt_dur(el), fmt_dur(eta), trial["point"],
             trial["variant"]["label"], trial["rep"] + 1, res, dt), flush=True)
         # keep results current, so a long run can be inspected (and survives ^C)
-        write_outputs(outdir, spec, meta, rows, summarize(spec, rows, refused), refused)
+        write_outputs(outdir, spec, meta, rows, None, refused)
     return True
 
 
-def report(outdir):
+def report(outdir, opts=None):
     try:
         with open(os.path.join(outdir, "runs.json")) as f:
             data = json.load(f)
@@ -754,10 +890,11 @@ def report(outdir):
         return 2
     spec, meta, rows = data["spec"], data["meta"], data["rows"]
     refused = data.get("refused") or {}
-    points = summarize(spec, rows, refused)
+    opts = opts or stats_options()
+    points = summarize(spec, rows, refused, opts)
     with open(os.path.join(outdir, "summary.json"), "w") as f:
-        json.dump({"meta": meta, "points": points}, f, indent=1)
-    table = format_table(spec, points, meta)
+        json.dump({"meta": meta, "stats": opts, "points": points}, f, indent=1)
+    table = format_table(spec, points, meta, opts)
     with open(os.path.join(outdir, "table.txt"), "w") as f:
         f.write(table)
     png = os.path.join(outdir, "plot.png")
@@ -776,7 +913,7 @@ def _read_runs(d):
         return None
 
 
-def merge(outdir, dirs):
+def merge(outdir, dirs, opts=None):
     """Pool the runs of several results directories of one spec into outdir
     (repetitions renumbered after each other), then report."""
     runs = []
@@ -797,7 +934,8 @@ def merge(outdir, dirs):
     for data in runs:
         for r in data["rows"]:
             rows.append(dict(r, rep=r["rep"] + reps))
-        reps += data["spec"]["repetitions"]
+        # --until-ci runs more repetitions than the spec names
+        reps += max([data["spec"]["repetitions"]] + [r["rep"] + 1 for r in data["rows"]])
     spec = dict(first, repetitions=reps)
     meta = dict(runs[0]["meta"], run_id="+".join(str(d["meta"].get("run_id")) for d in runs),
                 merged_from=[os.path.abspath(d) for d in dirs],
@@ -806,8 +944,8 @@ def merge(outdir, dirs):
     for data in runs:
         refused.update(data.get("refused") or {})
     os.makedirs(outdir, exist_ok=True)
-    write_outputs(outdir, spec, meta, rows, summarize(spec, rows, refused), refused)
-    return report(outdir)
+    write_outputs(outdir, spec, meta, rows, summarize(spec, rows, refused, opts), refused, opts)
+    return report(outdir, opts)
 
 
 def main(argv=None):
@@ -834,13 +972,21 @@ def main(argv=None):
     p.add_argument("--no-build", action="store_true", help="do not (re)build the guest image")
     p.add_argument("--qemu-patience", type=float, default=120,
                    help="seconds to wait for a QEMU binary that is being rebuilt")
+    p.add_argument("--unit", choices=stats.UNITS, default="trial",
+                   help="what the bootstrap and the rank test resample: a trial's VM runs "
+                        "together (default) or every VM run on its own")
+    p.add_argument("--resamples", type=int, default=stats.RESAMPLES,
+                   help="bootstrap resamples per comparison (default %(default)s)")
     a = p.parse_args(argv)
+    if a.resamples < 100:
+        p.error("--resamples: at least 100")
+    opts = stats_options(a.unit, a.resamples)
     if a.report:
-        return report(a.report)
+        return report(a.report, opts)
     if a.merge:
         if not a.out:
             p.error("--merge needs --out DIR")
-        return merge(a.out, a.merge)
+        return merge(a.out, a.merge, opts)
     path = a.spec
     if a.bench:
         path = path or os.path.join(REPO, "experiments", "bench.toml")
