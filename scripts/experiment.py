@@ -50,7 +50,11 @@ sys.path.insert(0, os.path.join(REPO, "scripts"))
 import vsched_vm  # noqa: E402
 from vschedexp import stats  # noqa: E402
 
+# Policies when no QEMU binary can be asked (qemu_policies() asks it).
 POLICIES = ("none", "vanilla", "ipi", "ipi-prio")
+# relaxed-boost applies to the IPI-aware policies (ipi, ipi-prio, ipi-v2...):
+# those get a "/strict" variant; the others run with it on only.
+RELAXED_PREFIX = "ipi"
 SIZES = ("small", "large")
 # Counters shown in the table (medians per VM), in this order, when the
 # results carry them (older and newer binaries name the receiver hits
@@ -85,8 +89,8 @@ SPEC_FIELDS = {
     "vms": "list of VM counts per point",
     "vcpus": "vCPUs per VM",
     "pcpus": "pool slots per point",
-    "policies": "list of none|vanilla|ipi|ipi-prio",
-    "relaxed_boost": "list of booleans, for ipi and ipi-prio",
+    "policies": "list of directed-yield policies (the binary's, e.g. none, vanilla, ipi)",
+    "relaxed_boost": "list of booleans, for the ipi* policies",
     "variants": "explicit list of variants (none, vanilla, ipi, ipi/strict, ipi-prio, "
                 "ipi-prio/strict) instead of policies x relaxed_boost",
     "repetitions": "trials per variant and point",
@@ -114,12 +118,16 @@ def _int(spec, field, lo, hi, default=None):
 
 
 def variant_label(policy, relaxed):
-    if policy in ("ipi", "ipi-prio") and not relaxed:
+    if has_relaxed(policy) and not relaxed:
         return policy + "/strict"
     return policy
 
 
-def load_spec(path):
+def has_relaxed(policy):
+    return policy.startswith(RELAXED_PREFIX)
+
+
+def load_spec(path, policies=None):
     """Read a TOML or JSON spec file and return it validated (see validate_spec)."""
     try:
         with open(path, "rb") as f:
@@ -139,11 +147,13 @@ def load_spec(path):
     if not isinstance(raw, dict):
         raise SpecError("spec %s: expected a table/object at the top" % path)
     raw.setdefault("name", os.path.splitext(os.path.basename(path))[0])
-    return validate_spec(raw)
+    return validate_spec(raw, policies)
 
 
-def validate_spec(raw):
-    """Check every field; return a normalised copy. Raises SpecError naming the field."""
+def validate_spec(raw, policies=None):
+    """Check every field; return a normalised copy. Raises SpecError naming the field.
+    policies: the names the QEMU binary accepts (default POLICIES)."""
+    policies = tuple(policies or POLICIES)
     if not isinstance(raw, dict):
         raise SpecError("spec: expected a table/object")
     unknown = sorted(set(raw) - set(SPEC_FIELDS) - {"_pairs"})
@@ -215,7 +225,7 @@ def validate_spec(raw):
         vl = raw["variants"]
         if isinstance(vl, str):
             vl = [vl]
-        known = [variant_label(p, r) for p in POLICIES for r in (True, False)]
+        known = [variant_label(p, r) for p in policies for r in (True, False)]
         if not isinstance(vl, list) or not vl:
             raise SpecError("field 'variants': expected a non-empty list")
         for x in vl:
@@ -230,14 +240,14 @@ def validate_spec(raw):
                    relaxed_boost=list(dict.fromkeys(r for _, r in pairs)), _pairs=pairs)
     pol = raw.get("policies")
     if pol is None:
-        raise SpecError("field 'policies': missing (list of %s)" % "|".join(POLICIES))
+        raise SpecError("field 'policies': missing (list of %s)" % "|".join(policies))
     if isinstance(pol, str):
         pol = [pol]
     if not isinstance(pol, list) or not pol:
         raise SpecError("field 'policies': expected a non-empty list")
     for p in pol:
-        if p not in POLICIES:
-            raise SpecError("field 'policies': %r is not one of %s" % (p, "|".join(POLICIES)))
+        if p not in policies:
+            raise SpecError("field 'policies': %r is not one of %s" % (p, "|".join(policies)))
     rb = raw.get("relaxed_boost", [True])
     if isinstance(rb, bool):
         rb = [rb]
@@ -245,7 +255,7 @@ def validate_spec(raw):
         raise SpecError("field 'relaxed_boost': expected a list of booleans, got %r" % (rb,))
     variants = []
     for p in pol:
-        for r in (rb if p in ("ipi", "ipi-prio") else [True]):
+        for r in (rb if has_relaxed(p) else [True]):
             v = (p, r)
             if v not in variants:
                 variants.append(v)
@@ -312,6 +322,31 @@ def qemu_has_pool(qemu):
     except (OSError, subprocess.SubprocessError):
         return False
     return re.search(r"^\s*pool=", out, re.M) is not None
+
+
+def qemu_policies(qemu):
+    """The directed-yield values this QEMU accepts, from the property's help
+    ("directed-yield=<str> - vsched: yield policy on a PAUSE spin: none,
+    vanilla, ipi, ipi-prio"): the longest list of names separated by commas,
+    "or" or "|". None when the binary cannot be asked or lacks the property."""
+    try:
+        out = subprocess.run([qemu, "-accel", "tcg,help"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_policies(out)
+
+
+def parse_policies(help_text):
+    m = re.search(r"^\s*directed-yield=\S*\s+-\s+(.*)$", help_text, re.M)
+    if not m:
+        return None
+    sep = r"\s*(?:,|\bor\b|\|)\s*"
+    lists = [x.group(0) for x in re.finditer(r"[a-z][a-z0-9-]*(?:%s[a-z][a-z0-9-]*)+" % sep,
+                                             m.group(1))]
+    if not lists:
+        return None
+    return tuple(dict.fromkeys(re.split(sep, max(lists, key=len))))
 
 
 def git_commit():
@@ -992,8 +1027,16 @@ def main(argv=None):
         path = path or os.path.join(REPO, "experiments", "bench.toml")
     if not path:
         p.error("a spec file is needed (or --bench)")
+    qemu = a.qemu or os.environ.get("VSCHED_QEMU") or vsched_vm.DEFAULT_QEMU
+    policies = qemu_policies(qemu) if os.path.isfile(qemu) else None
     try:
-        spec = load_spec(path)
+        try:
+            spec = load_spec(path, policies)
+        except SpecError as e:
+            if "'policies'" in str(e) or "'variants'" in str(e):
+                e.args = (str(e) + (" (the policies of %s)" % qemu if policies else
+                                    " (built-in list: %s not found)" % qemu),)
+            raise
         over = {}
         if a.reps is not None:
             over["repetitions"] = a.reps
@@ -1010,7 +1053,7 @@ def main(argv=None):
             if not over["workloads"]:
                 raise SpecError("--workloads: none of %s in the spec" % keep)
         if over:
-            spec = validate_spec(dict(_raw_from(spec), **over))
+            spec = validate_spec(dict(_raw_from(spec), **over), policies)
     except SpecError as e:
         print("experiment: %s" % e, file=sys.stderr)
         return 2
