@@ -382,19 +382,24 @@ def build_image(image):
 
 
 # ---------------------------------------------------------------- plan
+def points_of(spec):
+    """(point id, workload, VM count) of every point, in spec order."""
+    return [("%s-%s-%dvm" % (w["name"], w["size"], n), w, n)
+            for w in spec["workloads"] for n in spec["vms"]]
+
+
+def round_trials(spec, pid, workload, nvms, rep):
+    """Repetition rep of a point: every variant once, rotated by rep (A/B
+    interleaving: drift and host noise spread over all variants)."""
+    nv = len(spec["variants"])
+    return [{"point": pid, "workload": workload, "vms": nvms, "rep": rep, "order": k,
+             "variant": spec["variants"][(k + rep) % nv]} for k in range(nv)]
+
+
 def plan(spec):
     """The list of trials, in run order: points, then reps, then rotated variants."""
-    trials = []
-    nv = len(spec["variants"])
-    for w in spec["workloads"]:
-        for nvms in spec["vms"]:
-            point = "%s-%s-%dvm" % (w["name"], w["size"], nvms)
-            for rep in range(spec["repetitions"]):
-                for k in range(nv):
-                    v = spec["variants"][(k + rep) % nv]
-                    trials.append({"point": point, "workload": w, "vms": nvms, "rep": rep,
-                                   "order": k, "variant": v})
-    return trials
+    return [t for pid, w, n in points_of(spec) for rep in range(spec["repetitions"])
+            for t in round_trials(spec, pid, w, n, rep)]
 
 
 def refused_points(spec, has_pool):
@@ -521,6 +526,52 @@ def run_trial(spec, trial, ctx, tno):
     return rows
 
 
+def run_points(spec, trial_fn, rows, opts, skip=(), until_ci=None, max_reps=None,
+               on_trial=None):
+    """Run every point's repetitions, appending trial_fn(trial, tno)'s rows.
+
+    With until_ci (percentage points): after the spec's repetitions, keep
+    adding rounds to a point until its widest interval against the baseline
+    is narrower than until_ci, or max_reps rounds ran. Returns, per point run
+    that way, {"reps", "width", "target", "reached"}."""
+    tno, reached = 0, {}
+    for pid, w, nvms in points_of(spec):
+        if pid in skip:
+            continue
+        rep = 0
+        while True:
+            for trial in round_trials(spec, pid, w, nvms, rep):
+                tno += 1
+                trows = trial_fn(trial, tno)
+                rows.extend(trows)
+                if on_trial:
+                    on_trial(trial, tno, trows)
+            rep += 1
+            if rep < spec["repetitions"]:
+                continue
+            if until_ci is None:
+                break
+            width = cell_width(spec, rows, pid, opts)
+            done = width is not None and width < until_ci
+            if done or rep >= max_reps:
+                reached[pid] = {"reps": rep, "width": width, "target": until_ci,
+                                "reached": done}
+                break
+    return reached
+
+
+def cell_width(spec, rows, pid, opts):
+    """Widest 95 % interval (points) of a cell's variants against the
+    baseline; None while one of them has none (too few units)."""
+    units = {v["label"]: stats.units_of(_cell_rows(rows, pid, v["label"]), opts["unit"])
+             for v in spec["variants"]}
+    widths = [_compare(pid, lab, spec["baseline"], units, opts).ci_width
+              for lab in units if lab != spec["baseline"]]
+    if not widths or None in widths:
+        return None
+    return max(widths)
+
+
 # ---------------------------------------------------------------- summary
 # The v3 cover letter's table: ipi vs vanilla, latency reduction in percent
 # by VM count (16 pCPUs, 16 vCPUs per VM, 120 runs per point).
@@ -638,9 +689,9 @@ def format_table(spec, points, meta, opts=None):
     lines = ["vsched experiment %s  (run %s)" % (spec["name"], meta["run_id"]),
              "%s; commit %s; %s, %d host CPUs" % (meta["qemu_version"], meta["git_commit"],
                                                   meta["host"], meta["host_cpus"]),
-             "%d vCPUs per VM, %d pool slots (%s), %d repetitions; latency = guest %s; "
+             "%d vCPUs per VM, %d pool slots (%s), %s; latency = guest %s; "
              "reduction = (ref - x) / ref of the medians, positive is faster"
-             % (spec["vcpus"], spec["pcpus"], spec["pool"], spec["repetitions"],
+             % (spec["vcpus"], spec["pcpus"], spec["pool"], _reps_text(spec, meta),
                 "/".join(LATENCY_KEYS)), ""]
     hdr = "%-22s %-15s %5s %9s %19s" % ("point", "variant", "ok", "median s", "min..max")
     hdr += "".join(" %11s" % ("vs " + r)[:11] for r in refs)
@@ -655,8 +706,31 @@ def format_table(spec, points, meta, opts=None):
         for e in p["variants"]:
             lines.append(_table_line(p, e, refs, counters))
     lines += format_comparisons(spec, points, opts)
+    lines += format_until_ci(meta)
     lines += format_series(points)
     return "\n".join(lines) + "\n"
+
+
+def _reps_text(spec, meta):
+    u = meta.get("until_ci")
+    if not u:
+        return "%d repetitions" % spec["repetitions"]
+    return "%d..%d repetitions (--until-ci %g)" % (spec["repetitions"], u["max_reps"],
+                                                     u["target"])
+
+
+def format_until_ci(meta):
+    """Per point run with --until-ci: the repetitions it took and the width reached."""
+    u = meta.get("until_ci")
+    if not u or not u.get("points"):
+        return []
+    lines = ["", "--until-ci %g: repetitions run and the widest interval against the "
+             "baseline when the point stopped (cap %d)" % (u["target"], u["max_reps"])]
+    for pid, r in u["points"].items():
+        width = "-" if r["width"] is None else "%.1f points" % r["width"]
+        lines.append("%-22s %3d reps  width %-13s %s" % (
+            pid, r["reps"], width, "reached" if r["reached"] else "NOT reached (cap)"))
+    return lines
 
 
 def _table_line(p, e, refs, counters):
@@ -830,8 +904,12 @@ def run(spec, args):
     trials = [t for t in plan(spec) if t["point"] not in refused]
     for pid, msg in refused.items():
         print("experiment: %s: %s" % (pid, msg), file=sys.stderr)
-    print("experiment %s: %d trials (%d VM runs) -> %s" % (
-        spec["name"], len(trials), sum(t["vms"] for t in trials), outdir), flush=True)
+    print("experiment %s: %s%d trials (%d VM runs) -> %s" % (
+        spec["name"], "at least " if args.until_ci else "", len(trials),
+        sum(t["vms"] for t in trials), outdir), flush=True)
+    if args.until_ci:
+        meta["until_ci"] = {"target": args.until_ci, "max_reps": args.max_reps, "points": {}}
+    opts = stats_options(args.unit, args.resamples)
     rows = []
     t_start = time.monotonic()
     interrupted = False
@@ -840,9 +918,17 @@ def run(spec, args):
     def on_term(*_):
         raise KeyboardInterrupt
     old_term = signal.signal(signal.SIGTERM, on_term)
+    progress = _progress(spec, meta, rows, refused, outdir, t_start,
+                         None if args.until_ci else len(trials))
     try:
-        setup_ok = _run_trials(spec, trials, ctx, args, qemu, rows, refused, meta, outdir,
-                               t_start)
+        reached = run_points(spec, _trial_runner(spec, ctx, args, qemu), rows, opts,
+                             skip=refused, until_ci=args.until_ci, max_reps=args.max_reps,
+                             on_trial=progress)
+        if args.until_ci:
+            meta["until_ci"]["points"] = reached
+    except SetupBroke as e:
+        print("experiment: %s" % e, file=sys.stderr)
+        setup_ok = False
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -853,7 +939,6 @@ def run(spec, args):
         meta["interrupted"] = True
     meta["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")
     meta["elapsed_seconds"] = round(time.monotonic() - t_start, 1)
-    opts = stats_options(args.unit, args.resamples)
     points = summarize(spec, rows, refused, opts)
     write_outputs(outdir, spec, meta, rows, points, refused, opts)
     table = format_table(spec, points, meta, opts)
@@ -883,37 +968,46 @@ def run(spec, args):
     return 0
 
 
-def _run_trials(spec, trials, ctx, args, qemu, rows, refused, meta, outdir, t_start):
-    """Run the trials, appending to rows. False when setup broke off the run."""
-    for n, trial in enumerate(trials, 1):
-        if n == 1 or not os.path.exists(qemu):
+class SetupBroke(Exception):
+    """The run cannot go on (the QEMU binary is gone)."""
+
+
+def _trial_runner(spec, ctx, args, qemu):
+    """run_trial, waiting for and retrying a QEMU binary that is being rebuilt."""
+    def run_one(trial, tno):
+        if tno == 1 or not os.path.exists(qemu):
             wait_for_qemu(qemu, args.qemu_patience)
-        t0 = time.monotonic()
         for attempt in range(3):
             try:
-                trows = run_trial(spec, trial, ctx, n)
-                break
+                return run_trial(spec, trial, ctx, tno)
             except FileNotFoundError as e:
                 # the QEMU binary vanishes for a moment while it is rebuilt
                 if attempt < 2 and not os.path.exists(qemu) and \
                         wait_for_qemu(qemu, args.qemu_patience):
-                    print("experiment: QEMU was missing; retrying trial %d" % n, flush=True)
+                    print("experiment: QEMU was missing; retrying trial %d" % tno, flush=True)
                     time.sleep(5)
                     continue
-                print("experiment: %s" % e, file=sys.stderr)
-                return False
-        rows.extend(trows)
-        dt = time.monotonic() - t0
-        el = time.monotonic() - t_start
-        eta = el / n * (len(trials) - n)
+                raise SetupBroke(str(e))
+    return run_one
+
+
+def _progress(spec, meta, rows, refused, outdir, t_start, total):
+    """One line per trial (elapsed, ETA when the total is known); the rows
+    are rewritten after each, so a long run can be inspected (and survives ^C)."""
+    last = [t_start]
+
+    def on_trial(trial, n, trows):
+        now = time.monotonic()
+        dt, el, last[0] = now - last[0], now - t_start, now
+        where = "%d/%d %s, eta %s" % (n, total, fmt_dur(el), fmt_dur(el / n * (total - n))) \
+            if total else "%d %s" % (n, fmt_dur(el))
         res = " ".join("%.2fs" % r["latency_seconds"] if r["status"] == "ok"
                        else "FAILED(%s)" % r["reason"] for r in trows)
-        print("[%d/%d %s, eta %s] %s %s rep %d: %s (%.0fs)" % (
-            n, len(trials), fmt_dur(el), fmt_dur(eta), trial["point"],
-            trial["variant"]["label"], trial["rep"] + 1, res, dt), flush=True)
-        # keep results current, so a long run can be inspected (and survives ^C)
+        print("[%s] %s %s rep %d: %s (%.0fs)" % (
+            where, trial["point"], trial["variant"]["label"], trial["rep"] + 1, res, dt),
+            flush=True)
         write_outputs(outdir, spec, meta, rows, None, refused)
-    return True
+    return on_trial
 
 
 def report(outdir, opts=None):
@@ -973,7 +1067,7 @@ def merge(outdir, dirs, opts=None):
         reps += max([data["spec"]["repetitions"]] + [r["rep"] + 1 for r in data["rows"]])
     spec = dict(first, repetitions=reps)
     meta = dict(runs[0]["meta"], run_id="+".join(str(d["meta"].get("run_id")) for d in runs),
-                merged_from=[os.path.abspath(d) for d in dirs],
+                merged_from=[os.path.abspath(d) for d in dirs], until_ci=None,
                 elapsed_seconds=sum(d["meta"].get("elapsed_seconds") or 0 for d in runs))
     refused = {}
     for data in runs:
@@ -1007,6 +1101,12 @@ def main(argv=None):
     p.add_argument("--no-build", action="store_true", help="do not (re)build the guest image")
     p.add_argument("--qemu-patience", type=float, default=120,
                    help="seconds to wait for a QEMU binary that is being rebuilt")
+    p.add_argument("--until-ci", type=float, metavar="WIDTH",
+                   help="after the spec's repetitions, add interleaved rounds to each point "
+                        "until every variant's 95%% interval against the baseline is "
+                        "narrower than WIDTH percentage points (or --max-reps)")
+    p.add_argument("--max-reps", type=int, default=20,
+                   help="cap on repetitions per point with --until-ci (default %(default)s)")
     p.add_argument("--unit", choices=stats.UNITS, default="trial",
                    help="what the bootstrap and the rank test resample: a trial's VM runs "
                         "together (default) or every VM run on its own")
@@ -1015,6 +1115,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.resamples < 100:
         p.error("--resamples: at least 100")
+    if a.until_ci is not None and not a.until_ci > 0:
+        p.error("--until-ci: a width in percentage points > 0")
     opts = stats_options(a.unit, a.resamples)
     if a.report:
         return report(a.report, opts)
@@ -1056,6 +1158,10 @@ def main(argv=None):
             spec = validate_spec(dict(_raw_from(spec), **over), policies)
     except SpecError as e:
         print("experiment: %s" % e, file=sys.stderr)
+        return 2
+    if a.until_ci and a.max_reps < spec["repetitions"]:
+        print("experiment: --max-reps %d is below the spec's %d repetitions"
+              % (a.max_reps, spec["repetitions"]), file=sys.stderr)
         return 2
     if a.check:
         print("experiment: %s ok: %d trials" % (path, len(plan(spec))))

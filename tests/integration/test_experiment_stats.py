@@ -220,3 +220,75 @@ def test_policies_from_help_text():
     assert [v["label"] for v in spec["variants"]] == ["vanilla", "ipi-v2", "ipi-v2/strict",
                                                       "random"]
     assert experiment.parse_policies("tcg options:\n  pcpus=<uint32> - slots\n") is None
+
+
+class FakeTrials:
+    """A trial function for run_points: latencies drawn per variant, no QEMU."""
+
+    def __init__(self, spec, noise, seed=3):
+        self.spec, self.noise, self.rng, self.calls = spec, noise, random.Random(seed), []
+
+    def __call__(self, trial, tno):
+        self.calls.append((trial["point"], trial["rep"], trial["variant"]["label"]))
+        factor = 0.8 if trial["variant"]["label"] == "ipi" else 1.0
+        return [_row(self.spec, "fake", tno, trial["point"], trial["workload"], trial["vms"],
+                     i, trial["variant"], trial["rep"], trial["order"],
+                     5.0 * factor * self.rng.lognormvariate(0, self.noise[trial["point"]]))
+                for i in range(trial["vms"])]
+
+
+def test_until_ci_adds_interleaved_rounds_until_narrow():
+    spec = experiment.validate_spec({
+        "name": "u", "workloads": ["dedup"], "vms": [1, 2], "vcpus": 2, "pcpus": 1,
+        "variants": VARIANTS, "repetitions": 2})
+    # 1 VM: quiet, narrows fast; 2 VMs: so noisy the cap comes first
+    fake = FakeTrials(spec, {"dedup-small-1vm": 0.02, "dedup-small-2vm": 0.6})
+    rows = []
+    reached = experiment.run_points(spec, fake, rows, experiment.stats_options(),
+                                    until_ci=10.0, max_reps=12)
+    quiet, noisy = reached["dedup-small-1vm"], reached["dedup-small-2vm"]
+    assert quiet["reached"] and quiet["width"] < 10.0
+    assert stats.MIN_UNITS <= quiet["reps"] < 12
+    assert not noisy["reached"] and noisy["reps"] == 12 and noisy["width"] >= 10.0
+    # every round ran every variant, the order rotated by the round
+    for pid, r in reached.items():
+        calls = [c for c in fake.calls if c[0] == pid]
+        assert len(calls) == r["reps"] * len(VARIANTS)
+        for rep in range(r["reps"]):
+            labels = [c[2] for c in calls[rep * 3:rep * 3 + 3]]
+            assert labels == [VARIANTS[(k + rep) % 3] for k in range(3)]
+    assert len(rows) == 3 * (quiet["reps"] * 1 + noisy["reps"] * 2)
+    # the width reported is the widest interval against the baseline then
+    opts = experiment.stats_options()
+    assert experiment.cell_width(spec, rows, "dedup-small-1vm", opts) == quiet["width"]
+
+
+def test_until_ci_in_the_report(tmp_path):
+    spec = experiment.validate_spec({
+        "name": "u", "workloads": ["dedup"], "vms": [1], "vcpus": 2, "pcpus": 1,
+        "variants": VARIANTS, "repetitions": 3})
+    rows = []
+    reached = experiment.run_points(spec, FakeTrials(spec, {"dedup-small-1vm": 0.02}), rows,
+                                    experiment.stats_options(), until_ci=8.0, max_reps=20)
+    meta = {"run_id": "u", "qemu_version": "QEMU", "git_commit": "x", "host": "h",
+            "host_cpus": 2, "until_ci": {"target": 8.0, "max_reps": 20, "points": reached}}
+    out = str(tmp_path / "u")
+    os.makedirs(out)
+    experiment.write_outputs(out, spec, meta, rows, None, {})
+    stdout, _ = report(out)
+    r = reached["dedup-small-1vm"]
+    assert "3..20 repetitions (--until-ci 8)" in stdout
+    assert "dedup-small-1vm          %d reps  width %.1f points" % (r["reps"], r["width"]) \
+        in stdout
+    assert "reached" in stdout
+
+
+def test_until_ci_without_until_ci_runs_the_spec_repetitions():
+    spec = experiment.validate_spec({
+        "name": "u", "workloads": ["dedup"], "vms": [2], "vcpus": 2, "pcpus": 1,
+        "variants": VARIANTS, "repetitions": 4})
+    fake = FakeTrials(spec, {"dedup-small-2vm": 0.02})
+    rows = []
+    assert experiment.run_points(spec, fake, rows, experiment.stats_options()) == {}
+    assert [(c[1], c[2]) for c in fake.calls] == [
+        (t["rep"], t["variant"]["label"]) for t in experiment.plan(spec)]
