@@ -32,6 +32,20 @@ UNITS = ("trial", "run")
 FASTER, SLOWER, NOISE, TOO_FEW = "faster", "slower", "inside noise", "too few"
 
 
+@dataclass(frozen=True)
+class Options:
+    """How comparisons are computed (stored with every summary)."""
+    unit: str = "trial"
+    resamples: int = RESAMPLES
+    level: float = LEVEL
+    seed: int = SEED
+    min_units: int = MIN_UNITS
+
+    def __post_init__(self):
+        if self.unit not in UNITS:
+            raise ValueError("unit %r is not one of %s" % (self.unit, "|".join(UNITS)))
+
+
 @dataclass
 class Comparison:
     """One variant against one reference in one cell."""
@@ -89,13 +103,10 @@ def _boot_medians(groups, rng, resamples):
     return np.median(draws, axis=1)
 
 
-def _seed(key):
-    return [SEED, zlib.crc32(key.encode())]
-
-
-def compare(variant, ref, groups_x, groups_ref, key, resamples=RESAMPLES):
+def compare(variant, ref, groups_x, groups_ref, key, opts=None):
     """Compare two cells' latencies. groups_*: a list of units, each a list of
     latencies (one trial's VM runs, or a single run). key seeds the bootstrap."""
+    opts = opts or Options()
     groups_x = [list(g) for g in groups_x if len(g)]
     groups_ref = [list(g) for g in groups_ref if len(g)]
     n, n_ref = len(groups_x), len(groups_ref)
@@ -104,12 +115,12 @@ def compare(variant, ref, groups_x, groups_ref, key, resamples=RESAMPLES):
     med_x = float(np.median(np.concatenate(groups_x)))
     med_ref = float(np.median(np.concatenate(groups_ref)))
     red = reduction(med_x, med_ref)
-    if n < MIN_UNITS or n_ref < MIN_UNITS:
+    if n < opts.min_units or n_ref < opts.min_units:
         return Comparison(variant, ref, n, n_ref, red, None, None, None, TOO_FEW)
-    rng = np.random.default_rng(_seed(key))
-    boot = 100.0 * (1.0 - _boot_medians(groups_x, rng, resamples)
-                    / _boot_medians(groups_ref, rng, resamples))
-    tail = (100.0 - LEVEL) / 2
+    rng = np.random.default_rng([opts.seed, zlib.crc32(key.encode())])
+    boot = 100.0 * (1.0 - _boot_medians(groups_x, rng, opts.resamples)
+                    / _boot_medians(groups_ref, rng, opts.resamples))
+    tail = (100.0 - opts.level) / 2
     lo, hi = (float(v) for v in np.percentile(boot, [tail, 100.0 - tail]))
     p = rank_p([np.median(g) for g in groups_x], [np.median(g) for g in groups_ref])
     return Comparison(variant, ref, n, n_ref, red, lo, hi, p, verdict_of(lo, hi))

@@ -18,13 +18,14 @@ import os
 import random
 import subprocess
 import sys
+from dataclasses import asdict
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXPERIMENT = os.path.join(REPO, "scripts", "experiment.py")
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 
-import experiment  # noqa: E402
-from vschedexp import stats  # noqa: E402
+from vschedexp import host, report as vreport, stats, summary, trials  # noqa: E402
+from vschedexp.spec import validate_spec  # noqa: E402
 
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
@@ -37,7 +38,7 @@ EFFECT = {("dedup", 2): 0.8, ("dedup", 3): 0.8, ("dedup", 4): 0.8,
 def synthetic_run(outdir, reps=20, noise=0.03, seed=1, run_id="synthetic"):
     """Write outdir/runs.json as experiment.py writes it; return the spec."""
     rng = random.Random(seed)
-    spec = experiment.validate_spec({
+    spec = validate_spec({
         "name": "synthetic", "workloads": ["dedup", "vips"], "vms": [2, 3, 4], "vcpus": 4,
         "pcpus": 2, "variants": VARIANTS, "repetitions": reps})
     rows, tno = [], 0
@@ -63,7 +64,7 @@ def synthetic_run(outdir, reps=20, noise=0.03, seed=1, run_id="synthetic"):
 
 
 def _row(spec, run_id, tno, point, w, nvms, i, v, rep, order, lat):
-    row = {k: "" for k in experiment.ROW_FIELDS}
+    row = {k: "" for k in trials.ROW_FIELDS}
     row.update({
         "run_id": run_id, "spec": spec["name"], "trial": tno, "point": point,
         "workload": w["name"], "size": w["size"], "vms": nvms, "vm_index": i,
@@ -189,11 +190,11 @@ def test_coverage_and_false_positives():
     for k in range(sims):
         ref = [[rng.lognormvariate(0, 0.1)] for _ in range(12)]
         x = [[0.9 * rng.lognormvariate(0, 0.1)] for _ in range(12)]
-        c = stats.compare("ipi", "vanilla", x, ref, "cov%d" % k, resamples=2000)
+        c = stats.compare("ipi", "vanilla", x, ref, "cov%d" % k, opts=stats.Options(resamples=2000))
         cover += c.ci_low <= 10.0 <= c.ci_high
         same = [[rng.lognormvariate(0, 0.1)] for _ in range(12)]
         null_ok += stats.compare("ipi", "vanilla", same, ref, "null%d" % k,
-                                 resamples=2000).verdict == "inside noise"
+                                 opts=stats.Options(resamples=2000)).verdict == "inside noise"
     assert cover / sims >= 0.85, cover
     assert null_ok / sims >= 0.85, null_ok
 
@@ -211,15 +212,15 @@ def test_policies_from_help_text():
                  "  directed-yield=<string> - vsched: yield policy on a PAUSE spin: none, "
                  "vanilla, ipi, ipi-prio, ipi-v2, random\n"
                  "  pcpus=<uint32>         - vsched: number of pCPU slots\n")
-    names = experiment.parse_policies(help_text)
+    names = host.parse_policies(help_text)
     assert names == ("none", "vanilla", "ipi", "ipi-prio", "ipi-v2", "random")
-    spec = experiment.validate_spec(dict(
+    spec = validate_spec(dict(
         name="t", workloads=["dedup"], vms=[2], vcpus=2, pcpus=2,
         policies=["vanilla", "ipi-v2", "random"], relaxed_boost=[True, False]), names)
     # relaxed-boost applies to the ipi* policies only
     assert [v["label"] for v in spec["variants"]] == ["vanilla", "ipi-v2", "ipi-v2/strict",
                                                       "random"]
-    assert experiment.parse_policies("tcg options:\n  pcpus=<uint32> - slots\n") is None
+    assert host.parse_policies("tcg options:\n  pcpus=<uint32> - slots\n") is None
 
 
 class FakeTrials:
@@ -229,66 +230,64 @@ class FakeTrials:
         self.spec, self.noise, self.rng, self.calls = spec, noise, random.Random(seed), []
 
     def __call__(self, trial, tno):
-        self.calls.append((trial["point"], trial["rep"], trial["variant"]["label"]))
-        factor = 0.8 if trial["variant"]["label"] == "ipi" else 1.0
-        return [_row(self.spec, "fake", tno, trial["point"], trial["workload"], trial["vms"],
-                     i, trial["variant"], trial["rep"], trial["order"],
-                     5.0 * factor * self.rng.lognormvariate(0, self.noise[trial["point"]]))
-                for i in range(trial["vms"])]
+        self.calls.append((trial.point, trial.rep, trial.variant["label"]))
+        factor = 0.8 if trial.variant["label"] == "ipi" else 1.0
+        return [_row(self.spec, "fake", tno, trial.point, trial.workload, trial.vms,
+                     i, trial.variant, trial.rep, trial.order,
+                     5.0 * factor * self.rng.lognormvariate(0, self.noise[trial.point]))
+                for i in range(trial.vms)]
 
 
 def test_until_ci_adds_interleaved_rounds_until_narrow():
-    spec = experiment.validate_spec({
+    spec = validate_spec({
         "name": "u", "workloads": ["dedup"], "vms": [1, 2], "vcpus": 2, "pcpus": 1,
         "variants": VARIANTS, "repetitions": 2})
     # 1 VM: quiet, narrows fast; 2 VMs: so noisy the cap comes first
     fake = FakeTrials(spec, {"dedup-small-1vm": 0.02, "dedup-small-2vm": 0.6})
     rows = []
-    reached = experiment.run_points(spec, fake, rows, experiment.stats_options(),
-                                    until_ci=10.0, max_reps=12)
+    reached = trials.run_points(spec, fake, rows, stats.Options(), until_ci=10.0, max_reps=12)
     quiet, noisy = reached["dedup-small-1vm"], reached["dedup-small-2vm"]
-    assert quiet["reached"] and quiet["width"] < 10.0
-    assert stats.MIN_UNITS <= quiet["reps"] < 12
-    assert not noisy["reached"] and noisy["reps"] == 12 and noisy["width"] >= 10.0
+    assert quiet.reached and quiet.width < 10.0
+    assert stats.MIN_UNITS <= quiet.reps < 12
+    assert not noisy.reached and noisy.reps == 12 and noisy.width >= 10.0
     # every round ran every variant, the order rotated by the round
     for pid, r in reached.items():
         calls = [c for c in fake.calls if c[0] == pid]
-        assert len(calls) == r["reps"] * len(VARIANTS)
-        for rep in range(r["reps"]):
+        assert len(calls) == r.reps * len(VARIANTS)
+        for rep in range(r.reps):
             labels = [c[2] for c in calls[rep * 3:rep * 3 + 3]]
             assert labels == [VARIANTS[(k + rep) % 3] for k in range(3)]
-    assert len(rows) == 3 * (quiet["reps"] * 1 + noisy["reps"] * 2)
+    assert len(rows) == 3 * (quiet.reps * 1 + noisy.reps * 2)
     # the width reported is the widest interval against the baseline then
-    opts = experiment.stats_options()
-    assert experiment.cell_width(spec, rows, "dedup-small-1vm", opts) == quiet["width"]
+    assert summary.cell_width(spec, rows, "dedup-small-1vm", stats.Options()) == quiet.width
 
 
 def test_until_ci_in_the_report(tmp_path):
-    spec = experiment.validate_spec({
+    spec = validate_spec({
         "name": "u", "workloads": ["dedup"], "vms": [1], "vcpus": 2, "pcpus": 1,
         "variants": VARIANTS, "repetitions": 3})
     rows = []
-    reached = experiment.run_points(spec, FakeTrials(spec, {"dedup-small-1vm": 0.02}), rows,
-                                    experiment.stats_options(), until_ci=8.0, max_reps=20)
+    reached = trials.run_points(spec, FakeTrials(spec, {"dedup-small-1vm": 0.02}), rows,
+                                    stats.Options(), until_ci=8.0, max_reps=20)
     meta = {"run_id": "u", "qemu_version": "QEMU", "git_commit": "x", "host": "h",
-            "host_cpus": 2, "until_ci": {"target": 8.0, "max_reps": 20, "points": reached}}
+            "host_cpus": 2, "until_ci": {"target": 8.0, "max_reps": 20, "points": {
+                k: asdict(v) for k, v in reached.items()}}}
     out = str(tmp_path / "u")
     os.makedirs(out)
-    experiment.write_outputs(out, spec, meta, rows, None, {})
+    vreport.write_outputs(out, spec, meta, rows, None, {})
     stdout, _ = report(out)
     r = reached["dedup-small-1vm"]
     assert "3..20 repetitions (--until-ci 8)" in stdout
-    assert "dedup-small-1vm          %d reps  width %.1f points" % (r["reps"], r["width"]) \
-        in stdout
+    assert "dedup-small-1vm          %d reps  width %.1f points" % (r.reps, r.width) in stdout
     assert "reached" in stdout
 
 
 def test_until_ci_without_until_ci_runs_the_spec_repetitions():
-    spec = experiment.validate_spec({
+    spec = validate_spec({
         "name": "u", "workloads": ["dedup"], "vms": [2], "vcpus": 2, "pcpus": 1,
         "variants": VARIANTS, "repetitions": 4})
     fake = FakeTrials(spec, {"dedup-small-2vm": 0.02})
     rows = []
-    assert experiment.run_points(spec, fake, rows, experiment.stats_options()) == {}
+    assert trials.run_points(spec, fake, rows, stats.Options()) == {}
     assert [(c[1], c[2]) for c in fake.calls] == [
-        (t["rep"], t["variant"]["label"]) for t in experiment.plan(spec)]
+        (t.rep, t.variant["label"]) for t in trials.plan(spec)]
