@@ -120,10 +120,8 @@ def format_comparisons(spec, points, opts):
         if p["refused"]:
             continue
         for e in p["variants"]:
-            for ref in refs:
+            for ref in (r for r in refs if r != e["variant"]):
                 c = e["stats"][ref]
-                if e["variant"] == ref:
-                    continue
                 lines.append("%-22s %-15s %-10s %3d/%-3d %10s %18s %7s  %s" % (
                     p["point"], e["variant"], ref, c["n"], c["n_ref"], fmt_pct(c["reduction"]),
                     fmt_ci(c), fmt_p(c["p"]), c["verdict"]))
