@@ -330,3 +330,14 @@ def test_variants_and_overrides():
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert len(lines) == 5 and all("vips-small-3vm" in x for x in lines)
+
+
+def test_policies_come_from_the_binary(qemu, tmp_path):
+    names = host.qemu_policies(qemu)
+    assert names is not None and {"none", "vanilla", "ipi", "ipi-prio"} <= set(names)
+    spec = write_spec(tmp_path / "p.json", json.dumps(dict(VALID, policies=["vanilla", "nope"])))
+    r = subprocess.run([PY, EXPERIMENT, "--check", spec], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=60,
+                       env=dict(os.environ, VSCHED_QEMU=qemu))
+    assert r.returncode == 2 and "'nope' is not one of" in r.stderr
+    assert "the policies of %s" % qemu in r.stderr, r.stderr
