@@ -25,7 +25,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 EXPERIMENT = os.path.join(REPO, "scripts", "experiment.py")
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 
-import experiment  # noqa: E402
+from vschedexp import host, spec as experiment_spec  # noqa: E402
 
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
@@ -63,7 +63,7 @@ REQUIRED_OK = REQUIRED + ["latency_seconds", "latency_key", "guest_seconds", "bo
 def ci_run(qemu, image_dir, tmp_path_factory):
     """experiments/ci.toml, shared pool when QEMU has pool=, else refused + separate pools."""
     tmp = tmp_path_factory.mktemp("exp-ci")
-    has_pool = experiment.qemu_has_pool(qemu)
+    has_pool = host.qemu_has_pool(qemu)
     out = str(tmp / "shared")
     r = run_experiment([os.path.join(REPO, "experiments", "ci.toml"), "--no-build",
                         "--out", out], qemu, image_dir)
@@ -84,7 +84,7 @@ def test_ci_spec_end_to_end(ci_run):
                                                                     r.stderr)
     out = ci_run["out"]
     rows = read_rows(out)
-    spec = experiment.load_spec(os.path.join(REPO, "experiments", "ci.toml"))
+    spec = experiment_spec.load_spec(os.path.join(REPO, "experiments", "ci.toml"))
     expected = (len(spec["workloads"]) * len(spec["variants"]) * spec["repetitions"]
                 * sum(spec["vms"]))
     assert len(rows) == expected
@@ -308,9 +308,9 @@ def test_malformed_toml_refused(tmp_path):
 
 def test_shipped_specs_valid():
     for name in ("default", "ci", "bench", "series"):
-        spec = experiment.load_spec(os.path.join(REPO, "experiments", name + ".toml"))
+        spec = experiment_spec.load_spec(os.path.join(REPO, "experiments", name + ".toml"))
         assert spec["name"] == name
-    bench = experiment.load_spec(os.path.join(REPO, "experiments", "bench.toml"))
+    bench = experiment_spec.load_spec(os.path.join(REPO, "experiments", "bench.toml"))
     assert bench["vms"] == [2, 3, 4] and bench["vcpus"] == 4 and bench["pcpus"] == 2
     # every VM of a point is a run: at least 5 runs per cell
     assert bench["repetitions"] * min(bench["vms"]) >= 5
@@ -320,7 +320,7 @@ def test_shipped_specs_valid():
 
 def test_variants_and_overrides():
     raw = {k: v for k, v in VALID.items() if k != "policies"}
-    spec = experiment.validate_spec(dict(raw, variants=["ipi/strict", "none"]))
+    spec = experiment_spec.validate_spec(dict(raw, variants=["ipi/strict", "none"]))
     assert [(v["policy"], v["relaxed_boost"]) for v in spec["variants"]] == [
         ("ipi", False), ("none", True)]
     assert spec["baseline"] == "ipi/strict"
@@ -330,3 +330,14 @@ def test_variants_and_overrides():
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert len(lines) == 5 and all("vips-small-3vm" in x for x in lines)
+
+
+def test_policies_come_from_the_binary(qemu, tmp_path):
+    names = host.qemu_policies(qemu)
+    assert names is not None and {"none", "vanilla", "ipi", "ipi-prio"} <= set(names)
+    spec = write_spec(tmp_path / "p.json", json.dumps(dict(VALID, policies=["vanilla", "nope"])))
+    r = subprocess.run([PY, EXPERIMENT, "--check", spec], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=60,
+                       env=dict(os.environ, VSCHED_QEMU=qemu))
+    assert r.returncode == 2 and "'nope' is not one of" in r.stderr
+    assert "the policies of %s" % qemu in r.stderr, r.stderr

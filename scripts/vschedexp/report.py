@@ -1,0 +1,245 @@
+"""Reports: the text table, the files of a results directory, ``--report``
+and ``--merge``."""
+
+import csv
+import json
+import os
+import sys
+from dataclasses import asdict
+
+from vschedexp import stats, summary
+from vschedexp.plot import plot
+from vschedexp.trials import LATENCY_KEYS, ROW_FIELDS
+
+
+def fmt_pct(x):
+    return "%+.2f%%" % x if x is not None else "-"
+
+
+def fmt_ci(c):
+    if c["ci_low"] is None:
+        return "-"
+    return "[%+.1f, %+.1f]" % (c["ci_low"], c["ci_high"])
+
+
+def fmt_p(p):
+    if p is None:
+        return "-"
+    return "%.3f" % p if p >= 0.001 else "<0.001"
+
+
+def shown_counters(points):
+    """TABLE_COUNTERS that any cell carries, in that order (names this runner
+    does not know are skipped, names the binary lacks are not shown)."""
+    have = {k for p in points for e in p["variants"] for k in e["counters"]}
+    return [k for k in summary.TABLE_COUNTERS if k in have]
+
+
+def format_table(spec, points, meta, opts=None):
+    opts = opts or stats.Options()
+    refs = [spec["baseline"]] + spec["compare"]
+    counters = shown_counters(points)
+    lines = ["vsched experiment %s  (run %s)" % (spec["name"], meta["run_id"]),
+             "%s; commit %s; %s, %d host CPUs" % (meta["qemu_version"], meta["git_commit"],
+                                                  meta["host"], meta["host_cpus"]),
+             "%d vCPUs per VM, %d pool slots (%s), %s; latency = guest %s; "
+             "reduction = (ref - x) / ref of the medians, positive is faster"
+             % (spec["vcpus"], spec["pcpus"], spec["pool"], _reps_text(spec, meta),
+                "/".join(LATENCY_KEYS)), ""]
+    hdr = "%-22s %-15s %5s %9s %19s" % ("point", "variant", "ok", "median s", "min..max")
+    hdr += "".join(" %11s" % ("vs " + r)[:11] for r in refs)
+    hdr += "".join(" %10s" % k.replace("yield_", "y_").replace("receiver_hit", "rhit")[:10]
+                   for k in counters)
+    lines.append(hdr)
+    lines.append("-" * len(hdr))
+    for p in points:
+        if p["refused"]:
+            lines.append("%-22s %s" % (p["point"], p["refused"]))
+            continue
+        for e in p["variants"]:
+            lines.append(_table_line(p, e, refs, counters))
+    lines += format_comparisons(spec, points, opts)
+    lines += format_until_ci(meta)
+    lines += format_series(points)
+    return "\n".join(lines) + "\n"
+
+
+def _reps_text(spec, meta):
+    u = meta.get("until_ci")
+    if not u:
+        return "%d repetitions" % spec["repetitions"]
+    return "%d..%d repetitions (--until-ci %g)" % (spec["repetitions"], u["max_reps"],
+                                                     u["target"])
+
+
+def format_until_ci(meta):
+    """Per point run with --until-ci: the repetitions it took and the width reached."""
+    u = meta.get("until_ci")
+    if not u or not u.get("points"):
+        return []
+    lines = ["", "--until-ci %g: repetitions run and the widest interval against the "
+             "baseline when the point stopped (cap %d)" % (u["target"], u["max_reps"])]
+    for pid, r in u["points"].items():
+        width = "-" if r["width"] is None else "%.1f points" % r["width"]
+        lines.append("%-22s %3d reps  width %-13s %s" % (
+            pid, r["reps"], width, "reached" if r["reached"] else "NOT reached (cap)"))
+    return lines
+
+
+def _table_line(p, e, refs, counters):
+    s = "%-22s %-15s %2d/%-2d" % (p["point"], e["variant"], e["ok"], e["runs"])
+    if e["median"] is None:
+        s += " %9s %19s" % ("FAILED", "")
+    else:
+        s += " %9.3f %8.3f..%-9.3f" % (e["median"], e["min"], e["max"])
+    s += "".join(" %11s" % fmt_pct(e["reduction"].get(r)) for r in refs)
+    for k in counters:
+        c = e["counters"].get(k)
+        if c is None:
+            s += " %10s" % "-"
+        elif k.endswith("_ns"):
+            s += " %9.2fs" % (c / 1e9)
+        else:
+            s += " %10d" % c
+    if e["failed"]:
+        s += "  failed: %s" % "; ".join(e["reasons"])
+    return s
+
+
+def format_comparisons(spec, points, opts):
+    """Every variant against every reference: reduction, interval, p, verdict."""
+    refs = [spec["baseline"]] + spec["compare"]
+    lines = ["", "comparisons: reduction of the median latency with its %g %% bootstrap "
+             "interval (%d resamples, unit %s, seeded), Mann-Whitney U two-sided p; "
+             "faster/slower only when the interval excludes 0"
+             % (opts.level, opts.resamples, opts.unit)]
+    hdr = "%-22s %-15s %-10s %7s %10s %18s %7s  %s" % (
+        "point", "variant", "vs", "n", "reduction", "95% interval", "p", "verdict")
+    lines += [hdr, "-" * len(hdr)]
+    for p in points:
+        if p["refused"]:
+            continue
+        for e in p["variants"]:
+            for ref in (r for r in refs if r != e["variant"]):
+                c = e["stats"][ref]
+                lines.append("%-22s %-15s %-10s %3d/%-3d %10s %18s %7s  %s" % (
+                    p["point"], e["variant"], ref, c["n"], c["n_ref"], fmt_pct(c["reduction"]),
+                    fmt_ci(c), fmt_p(c["p"]), c["verdict"]))
+    return lines
+
+
+def format_series(points):
+    cells = [p for p in points if p.get("series") and not p["refused"]]
+    if not cells:
+        return []
+    lines = ["", "series v3 (16 pCPU, 16 vCPU/VM, 2/3/4 VMs, %s vs %s; published medians "
+             "without intervals): a cell is reproduced when our interval excludes 0 with "
+             "the series' sign" % (summary.SERIES_VARIANT, summary.SERIES_REF)]
+    hdr = "%-22s %10s %10s %18s %7s  %-12s %s" % (
+        "point", "published", "ours", "95% interval", "p", "verdict", "reproduced")
+    lines += [hdr, "-" * len(hdr)]
+    for p in cells:
+        s, c = p["series"], p["series"]["comparison"]
+        lines.append("%-22s %10s %10s %18s %7s  %-12s %s%s" % (
+            p["point"], fmt_pct(s["published"]), fmt_pct(c["reduction"]), fmt_ci(c),
+            fmt_p(c["p"]), c["verdict"], "yes" if s["reproduced"] else "no",
+            " (published value inside our interval)" if s["published_inside"] else ""))
+    k, n = summary.series_count(points)
+    lines += ["", "series cells reproduced: %d of %d (the series has 6: dedup and vips at "
+              "2/3/4 VMs)" % (k, n)]
+    return lines
+
+
+
+def write_outputs(outdir, spec, meta, rows, points, refused, opts=None):
+    """runs.json (what --report and --merge read back), runs.csv, and
+    summary.json unless points is None."""
+    with open(os.path.join(outdir, "runs.json"), "w") as f:
+        json.dump({"meta": meta, "spec": spec, "refused": refused, "rows": rows}, f, indent=1)
+    ckeys = sorted({k for r in rows for k in r["counters"]})
+    with open(os.path.join(outdir, "runs.csv"), "w", newline="") as f:
+        wr = csv.writer(f)
+        wr.writerow(ROW_FIELDS + ["c_" + k for k in ckeys])
+        for r in rows:
+            wr.writerow([("" if r.get(k) is None else r.get(k)) for k in ROW_FIELDS] +
+                        [r["counters"].get(k, "") for k in ckeys])
+    if points is None:   # during a run: the rows only (--report summarises them)
+        return
+    with open(os.path.join(outdir, "summary.json"), "w") as f:
+        json.dump({"meta": meta, "stats": asdict(opts or stats.Options()), "points": points},
+                  f, indent=1)
+
+
+def write_report(outdir, spec, meta, rows, refused, opts):
+    """Summarise rows into outdir (runs.*, summary.json, table.txt, plot.png)
+    and print the table."""
+    points = summary.summarize(spec, rows, refused, opts)
+    write_outputs(outdir, spec, meta, rows, points, refused, opts)
+    table = format_table(spec, points, meta, opts)
+    with open(os.path.join(outdir, "table.txt"), "w") as f:
+        f.write(table)
+    png = os.path.join(outdir, "plot.png")
+    try:
+        plot(spec, points, png)
+    except ImportError:
+        print("experiment: matplotlib missing (apt-get install python3-matplotlib); no plot",
+              file=sys.stderr)
+        png = "(none)"
+    print(table, end="")
+    print("\ntable: %s\nplot: %s" % (os.path.join(outdir, "table.txt"), png))
+    return points
+
+
+def report(outdir, opts=None):
+    """--report: re-summarise a results directory from its runs.json."""
+    data = _read_runs(outdir)
+    if data is None:
+        print("experiment: %s: no readable runs.json" % outdir, file=sys.stderr)
+        return 2
+    write_report(outdir, data["spec"], data["meta"], data["rows"], data.get("refused") or {},
+                 opts or stats.Options())
+    return 0
+
+
+def _read_runs(d):
+    try:
+        with open(os.path.join(d, "runs.json")) as f:
+            data = json.load(f)
+        return data if isinstance(data.get("rows"), list) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def merge(outdir, dirs, opts=None):
+    """Pool the runs of several results directories of one spec into outdir
+    (repetitions renumbered after each other), then report."""
+    runs = []
+    for d in dirs:
+        data = _read_runs(d)
+        if data is None:
+            print("experiment: %s: no readable runs.json" % d, file=sys.stderr)
+            return 2
+        runs.append(data)
+    first = runs[0]["spec"]
+    for d, data in zip(dirs[1:], runs[1:]):
+        for k in ("name", "vcpus", "pcpus", "pool", "baseline"):
+            if data["spec"].get(k) != first.get(k):
+                print("experiment: %s: spec field %r differs (%r, not %r): not the same "
+                      "experiment" % (d, k, data["spec"].get(k), first.get(k)), file=sys.stderr)
+                return 2
+    rows, reps = [], 0
+    for data in runs:
+        for r in data["rows"]:
+            rows.append(dict(r, rep=r["rep"] + reps))
+        # --until-ci runs more repetitions than the spec names
+        reps += max([data["spec"]["repetitions"]] + [r["rep"] + 1 for r in data["rows"]])
+    spec = dict(first, repetitions=reps)
+    meta = dict(runs[0]["meta"], run_id="+".join(str(d["meta"].get("run_id")) for d in runs),
+                merged_from=[os.path.abspath(d) for d in dirs], until_ci=None,
+                elapsed_seconds=sum(d["meta"].get("elapsed_seconds") or 0 for d in runs))
+    refused = {}
+    for data in runs:
+        refused.update(data.get("refused") or {})
+    os.makedirs(outdir, exist_ok=True)
+    write_report(outdir, spec, meta, rows, refused, opts or stats.Options())
+    return 0
