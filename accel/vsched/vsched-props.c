@@ -114,8 +114,8 @@ static void set_policy(Object *obj, const char *value, Error **errp)
     int policy;
 
     if (!vsched_parse_policy(value, &policy)) {
-        error_setg(errp, "Parameter 'directed-yield' expects none, vanilla, "
-                   "ipi, ipi-prio or ipi-v2 (got '%s')", value);
+        error_setg(errp, "Parameter 'directed-yield' expects one of %s "
+                   "(got '%s')", vsched_policy_list(), value);
         return;
     }
     cfg()->policy = policy;
@@ -256,6 +256,8 @@ static void add_duration(ObjectClass *oc, const char *name, const char *desc)
 
 void vsched_tcg_accel_class_init(ObjectClass *oc)
 {
+    g_autofree char *policies = NULL;
+
     vsched_settings_init();
     vsched_register_start();
 
@@ -270,9 +272,9 @@ void vsched_tcg_accel_class_init(ObjectClass *oc)
     add_duration(oc, "slice", "vsched: time slice of a slot holder");
     object_class_property_add_str(oc, "directed-yield", get_policy,
                                   set_policy);
-    object_class_property_set_description(oc, "directed-yield",
-        "vsched: yield policy on a PAUSE spin: none, vanilla, ipi, ipi-prio, "
-        "ipi-v2");
+    policies = g_strdup_printf("vsched: yield policy on a PAUSE spin: %s",
+                               vsched_policy_list());
+    object_class_property_set_description(oc, "directed-yield", policies);
     object_class_property_add_bool(oc, "relaxed-boost", get_relaxed_boost,
                                    set_relaxed_boost);
     object_class_property_set_description(oc, "relaxed-boost",

@@ -129,20 +129,14 @@ static void host_trace(void *opaque, int event, int vcpu, int target,
     case VSCHED_TRACE_SPIN_DETECTED:
         trace_vsched_spin_detected(vcpu, arg);
         break;
-    case VSCHED_TRACE_YIELD_SCAN:
-        trace_vsched_yield_scan(vcpu, target);
+    case VSCHED_TRACE_YIELD:
+        trace_vsched_yield(vcpu, target,
+                           vsched_policy_name(VSCHED_TRACE_YIELD_POLICY(arg)),
+                           vsched_policy_pass_name(VSCHED_TRACE_YIELD_POLICY(arg),
+                                                   VSCHED_TRACE_YIELD_PASS(arg)));
         break;
-    case VSCHED_TRACE_YIELD_STRICT:
-        trace_vsched_yield_strict(vcpu, target);
-        break;
-    case VSCHED_TRACE_YIELD_RELAXED:
-        trace_vsched_yield_relaxed(vcpu, target);
-        break;
-    case VSCHED_TRACE_YIELD_RECEIVER:
-        trace_vsched_yield_receiver(vcpu, target);
-        break;
-    case VSCHED_TRACE_YIELD_LOCK_HOLDER:
-        trace_vsched_yield_lock_holder(vcpu, target);
+    case VSCHED_TRACE_RECEIVER_HIT:
+        trace_vsched_receiver_hit(vcpu, target);
         break;
     case VSCHED_TRACE_NO_TARGET:
         trace_vsched_no_target(vcpu, arg);

@@ -1,7 +1,7 @@
 /*
  * Google Benchmark for the vsched core.
  *
- *  decision/<policy>/<n>  one policy decision (PolicyContext::decide) on a
+ *  decision/<policy>/<n>  one policy decision (run_spin_decision) on a
  *                         fixed mixed pool: 1/4 running, the rest queued as
  *                         user-mode preempted, kernel-mode preempted (some
  *                         in a spin loop) or woken; the spinner has one IPI
@@ -29,6 +29,7 @@
 #include "core.h"
 #include "policy.h"
 #include "vsched-core.h"
+#include "yield_mechanism.h"
 
 namespace {
 
@@ -50,9 +51,10 @@ struct DecisionState {
     std::unique_ptr<IpiTracker> ipi;
     std::unique_ptr<std::atomic<uint8_t>[]> hints;
     SuccessMechanism mech;
+    PolicyId id;
     std::unique_ptr<YieldPolicy> policy;
 
-    DecisionState(PolicyKind k, int nr, bool nobody_ready) : n(nr)
+    DecisionState(PolicyId k, int nr, bool nobody_ready) : n(nr), id(k)
     {
         SlotPool pool(*ps);
         pool.init(n, n);
@@ -95,14 +97,15 @@ struct DecisionState {
         }
     }
 
-    Decision decide()
+    SpinResult decide()
     {
-        PolicyContext c{SlotPool(*ps), *ipi, ctr, mech, hints.get(), kNow, true, 3};
-        return policy->decide(c, 0, true);
+        SpinSetup s{SlotPool(*ps), *ipi, ctr, hints.get(), kNow, true, 3,
+                    0, /*kernel_mode=*/true, policy_pass_count(id)};
+        return run_spin_decision(*policy, s, mech);
     }
 };
 
-void bm_decision(benchmark::State &st, PolicyKind k, int n, bool nobody_ready)
+void bm_decision(benchmark::State &st, PolicyId k, int n, bool nobody_ready)
 {
     DecisionState s(k, n, nobody_ready);
     for (auto _ : st) {
@@ -121,7 +124,7 @@ public:
     void wait(int, uint64_t) override {}
 };
 
-void bm_spin_path(benchmark::State &st, PolicyKind k, int n)
+void bm_spin_path(benchmark::State &st, PolicyId k, int n)
 {
     BenchHost host;
     Config c;
@@ -285,8 +288,8 @@ void add(const std::string &name, F &&f)
 
 int main(int argc, char **argv)
 {
-    for (int k = 0; k < kNumPolicies; k++) {
-        auto kind = static_cast<PolicyKind>(k);
+    for (int k = 0; k < policy_count(); k++) {
+        auto kind = static_cast<PolicyId>(k);
         for (int n : kSizes) {
             std::string suffix = std::string(policy_name(kind)) + "/" + std::to_string(n);
             add("decision/" + suffix,
@@ -315,8 +318,8 @@ int main(int argc, char **argv)
     benchmark::Shutdown();
 
     std::printf("\n");
-    for (int k = 0; k < kNumPolicies; k++) {
-        const char *pn = policy_name(static_cast<PolicyKind>(k));
+    for (int k = 0; k < policy_count(); k++) {
+        const char *pn = policy_name(static_cast<PolicyId>(k));
         for (int n : kSizes) {
             auto it = rep.medians.find(std::string("decision/") + pn + "/" + std::to_string(n));
             if (it != rep.medians.end()) {

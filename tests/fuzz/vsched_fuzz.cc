@@ -22,7 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     SimDriver::Params p;
     p.nr_vcpus = 1 + data[0] % 24;
     p.pcpus = 1 + data[1] % p.nr_vcpus;
-    p.policy = static_cast<PolicyKind>(data[2] % kNumPolicies);
+    p.policy = static_cast<PolicyId>(data[2] % policy_count());
     SimDriver d(p);
     data += 3;
     size -= 3;

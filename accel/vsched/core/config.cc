@@ -8,19 +8,6 @@ namespace vsched {
 
 namespace {
 
-struct PolicyWord {
-    const char *word;
-    PolicyKind kind;
-};
-
-constexpr PolicyWord kPolicyWords[] = {
-    {"none", PolicyKind::kNone},
-    {"vanilla", PolicyKind::kVanilla},
-    {"ipi", PolicyKind::kIpi},
-    {"ipi-prio", PolicyKind::kIpiPrio},
-    {"ipi-v2", PolicyKind::kIpiV2},
-};
-
 struct Unit {
     const char *suffix;
     uint64_t ns;
@@ -38,32 +25,6 @@ void set_err(std::string *err, std::string msg)
 }
 
 } // namespace
-
-bool parse_policy(std::string_view word, PolicyKind *out)
-{
-    for (const auto &p : kPolicyWords) {
-        if (word == p.word) {
-            *out = p.kind;
-            return true;
-        }
-    }
-    /* Accept the underscore spelling too ("ipi_prio"). */
-    if (word == "ipi_prio") {
-        *out = PolicyKind::kIpiPrio;
-        return true;
-    }
-    return false;
-}
-
-const char *policy_name(PolicyKind kind)
-{
-    for (const auto &p : kPolicyWords) {
-        if (p.kind == kind) {
-            return p.word;
-        }
-    }
-    return "unknown";
-}
 
 bool parse_duration_ns(std::string_view text, uint64_t *out, std::string *err)
 {
@@ -140,12 +101,11 @@ bool validate_config(const Config &cfg, int nr_vcpus, std::string *err)
         set_err(err, "vsched: the time slice must be positive");
         return false;
     }
-    if (static_cast<int>(cfg.policy) < 0 ||
-        static_cast<int>(cfg.policy) >= kNumPolicies) {
+    if (!valid_policy(cfg.policy)) {
         set_err(err, "vsched: unknown policy");
         return false;
     }
-    if (cfg.ple_window_ns == 0 && cfg.policy != PolicyKind::kNone) {
+    if (cfg.ple_window_ns == 0 && policy_pass_count(cfg.policy) > 0) {
         set_err(err, "vsched: the PLE window must be positive");
         return false;
     }

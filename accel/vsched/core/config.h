@@ -10,20 +10,13 @@
 #include <string>
 #include <string_view>
 
+#include "policy_registry.h"
+
 namespace vsched {
 
 /* Largest VM the fixed-capacity pool supports (q35's max_cpus). */
 inline constexpr int kMaxVcpus = 4096;
 inline constexpr int kMaxSlots = 4096;
-
-enum class PolicyKind : int {
-    kNone = 0,     /* a spinner never yields (PLE disabled) */
-    kVanilla = 1,  /* upstream kvm_vcpu_on_spin(), Linux 6.13+ */
-    kIpi = 2,      /* the IPI-aware series, v3 (policy_ipi.cc) */
-    kIpiPrio = 3,  /* ours: receivers first, then lock holders, then relaxed */
-    kIpiV2 = 4,    /* the series' v1/v2 code, kept for comparison */
-};
-inline constexpr int kNumPolicies = 5;
 
 inline constexpr uint64_t kNsPerUs = 1000;
 inline constexpr uint64_t kNsPerMs = 1000 * kNsPerUs;
@@ -31,7 +24,7 @@ inline constexpr uint64_t kNsPerMs = 1000 * kNsPerUs;
 struct Config {
     int pcpus = 1;                              /* number of slots */
     uint64_t slice_ns = 5 * kNsPerMs;           /* time slice per grant */
-    PolicyKind policy = PolicyKind::kVanilla;
+    PolicyId policy = policy_id(kDefaultPolicy); /* policy_registry.h */
     bool relaxed_boost = true;                  /* series: enable_relaxed_boost */
     bool ipi_tracking = true;                   /* series: ipi_tracking_enabled */
     uint64_t ipi_window_ns = 50 * kNsPerMs;     /* series: ipi_window_ns */
@@ -45,9 +38,6 @@ struct Config {
      * marks any still-runnable vCPU.  false: voluntary, not preempted. */
     bool yielder_preempted = true;
 };
-
-bool parse_policy(std::string_view word, PolicyKind *out);
-const char *policy_name(PolicyKind kind);
 
 /*
  * Parse "50ms", "100us", "2s", "1500ns" or a bare number of ns.

@@ -62,8 +62,8 @@ Core::Core(const Config &cfg, int nr_vcpus, HostInterface &host,
 {
     ipi_.set_enabled(cfg.ipi_tracking);
     ipi_.set_window(cfg.ipi_window_ns);
-    for (int k = 0; k < kNumPolicies; k++) {
-        policies_[k] = make_policy(static_cast<PolicyKind>(k));
+    for (int k = 0; k < policy_count(); k++) {
+        policies_.push_back(make_policy(static_cast<PolicyId>(k)));
     }
 }
 
@@ -360,17 +360,19 @@ void Core::decide_locked(int v, int cpl)
 {
     Effects &fx = sched_.effects();
     fx.trace(TraceEvent::kSpinDetected, v, -1, cpl);
-    YieldPolicy &policy = *policies_[policy_.load(std::memory_order_relaxed)];
-    if (policy.kind() == PolicyKind::kNone) {
+    const int id = policy_.load(std::memory_order_relaxed);
+    const int nr_passes = policy_pass_count(static_cast<PolicyId>(id));
+    if (nr_passes == 0) {
         ctr_.add(Ctr::spins_ignored);
         return;
     }
     ctr_.add(Ctr::spin_decisions);
-    PolicyContext ctx{sched_.vm_pool(), ipi_, ctr_, sched_, sched_.wake_hints(),
-                      host_.pause_now_ns() /* the IPI tracker's clock */,
-                      relaxed_boost_.load(std::memory_order_relaxed), cfg_.yield_budget};
+    const SpinSetup setup{sched_.vm_pool(), ipi_, ctr_, sched_.wake_hints(),
+                          host_.pause_now_ns() /* the IPI tracker's clock */,
+                          relaxed_boost_.load(std::memory_order_relaxed), cfg_.yield_budget,
+                          v, /*kernel_mode=*/cpl == 0, nr_passes};
     sched_.set_yielder_marking(cfg_.yielder_preempted, cpl);
-    Decision d = policy.decide(ctx, v, /*kernel_mode=*/cpl == 0);
+    const SpinResult d = run_spin_decision(*policies_[id], setup, sched_);
     if (d.target == kNone) {
         ctr_.add(Ctr::no_target);
         uint64_t w = spin_.grow_window(v);
@@ -378,34 +380,15 @@ void Core::decide_locked(int v, int cpl)
         fx.trace(TraceEvent::kNoTarget, v, -1, static_cast<int64_t>(w));
         return;
     }
-    ctr_.add(d.pass);
-    TraceEvent ev = TraceEvent::kYieldScan;
-    switch (d.pass) {
-    case Ctr::yield_strict:
-        ev = TraceEvent::kYieldStrict;
-        break;
-    case Ctr::yield_relaxed:
-        ev = TraceEvent::kYieldRelaxed;
-        break;
-    case Ctr::yield_receiver:
-        ev = TraceEvent::kYieldReceiver;
-        break;
-    case Ctr::yield_lock_holder:
-        ev = TraceEvent::kYieldLockHolder;
-        break;
-    default:
-        break;
-    }
-    fx.trace(ev, v, d.target, 0);
+    ctr_.add_pass(policy_pass_counter(static_cast<PolicyId>(id), d.pass));
+    fx.trace(TraceEvent::kYield, v, d.target, yield_trace_arg(id, d.pass));
     /* The same two quantities for every policy, one per IPI view. */
-    if (ipi_.series_is_receiver(v, d.target, ctx.now)) {
+    if (ipi_.series_is_receiver(v, d.target, setup.now)) {
         ctr_.add(Ctr::yield_receiver_hit_series);
     }
-    if (ipi_.is_receiver(v, d.target, ctx.now)) {
+    if (ipi_.is_receiver(v, d.target, setup.now)) {
         ctr_.add(Ctr::yield_receiver_hit_any);
-        if (ev != TraceEvent::kYieldReceiver) {
-            fx.trace(TraceEvent::kYieldReceiver, v, d.target, 0);
-        }
+        fx.trace(TraceEvent::kReceiverHit, v, d.target, 0);
     }
 }
 
@@ -559,8 +542,8 @@ bool Core::vcpu_info(int v, VcpuInfo *out)
 CounterSnapshot Core::counters()
 {
     CounterSnapshot s;
-    for (int i = 0; i < kNumCounters; i++) {
-        s.v[i] = ctr_.get(static_cast<Ctr>(i));
+    for (int i = 0; i < counter_count(); i++) {
+        s.v[i] = ctr_.get_index(i);
     }
     s.v[static_cast<int>(Ctr::pause_events)] = spin_.total_pauses();
     s.v[static_cast<int>(Ctr::mwait_events)] = spin_.total_mwaits();
@@ -603,10 +586,11 @@ bool Core::check_invariants(std::string *why)
         c[Ctr::handoffs] + c[Ctr::yield_zero] + c[Ctr::yield_esrch]) {
         return fail("yield attempts != successes + zero + esrch");
     }
-    if (c[Ctr::handoffs] != c[Ctr::yield_scan] + c[Ctr::yield_strict] +
-                                c[Ctr::yield_relaxed] + c[Ctr::yield_receiver] +
-                                c[Ctr::yield_lock_holder]) {
+    if (c[Ctr::handoffs] != c.yields_all_passes()) {
         return fail("handoffs != yields by pass");
+    }
+    if (c[Ctr::yield_refused] != 0) {
+        return fail("a policy broke the spin protocol (yield_refused)");
     }
     if (c[Ctr::spin_decisions] != c[Ctr::handoffs] + c[Ctr::no_target]) {
         return fail("spin decisions != handoffs + no target");

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config.h"
 #include "counters.h"
@@ -141,8 +142,8 @@ public:
     void reset_vcpu_ipi(int v);
 
     /* Knobs (thread-safe). */
-    void set_policy(PolicyKind k) { policy_.store(static_cast<int>(k)); }
-    PolicyKind policy() const { return static_cast<PolicyKind>(policy_.load()); }
+    void set_policy(PolicyId k) { policy_.store(static_cast<int>(k)); }
+    PolicyId policy() const { return static_cast<PolicyId>(policy_.load()); }
     void set_relaxed_boost(bool on) { relaxed_boost_.store(on); }
     bool relaxed_boost() const { return relaxed_boost_.load(); }
     void set_ipi_tracking(bool on) { ipi_.set_enabled(on); }
@@ -233,7 +234,7 @@ private:
     Scheduler &sched_;            /* guarded by the Section lock */
     std::atomic<uint64_t> last_reap_ns_{0};
     std::atomic<bool> mailbox_stop_{false};
-    std::unique_ptr<YieldPolicy> policies_[kNumPolicies];
+    std::vector<std::unique_ptr<YieldPolicy>> policies_; /* by PolicyId */
     std::atomic<int> policy_;
     std::atomic<bool> relaxed_boost_;
     std::atomic<bool> tracing_{false};

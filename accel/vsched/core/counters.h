@@ -6,6 +6,10 @@
  * (pause_events, mwait_events, spins_detected) live per vCPU in the spin
  * detector so the hook never writes a shared cache line; Core sums them into
  * a snapshot.
+ *
+ * After the fixed table come the per-pass counters, "yield_<pass>", one per
+ * distinct pass name in the policy registry (policy_registry.h), at
+ * indices kNumCounters + slot.  counter_count() covers both.
  */
 #ifndef VSCHED_CORE_COUNTERS_H
 #define VSCHED_CORE_COUNTERS_H
@@ -14,6 +18,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
+
+#include "policy_registry.h"
 
 namespace vsched {
 
@@ -51,11 +58,7 @@ namespace vsched {
     X(yield_zero, "yield_to returned 0 (running or halted target)")          \
     X(yield_esrch, "yield_to returned -ESRCH (no contention)")               \
     X(yield_budget_exhausted, "scans stopped by the -ESRCH budget")          \
-    X(yield_scan, "yields by the single vanilla pass")                       \
-    X(yield_strict, "yields by the strict (IPI-aware) pass")                 \
-    X(yield_relaxed, "yields by the relaxed (preempted-only) pass")          \
-    X(yield_receiver, "yields by the ipi-prio receiver pass")                \
-    X(yield_lock_holder, "yields by the ipi-prio lock-holder pass")          \
+    X(yield_refused, "try_yield calls refused (self, twice, bad pass): a bug")\
     X(yield_receiver_hit_series, "yields to me's receiver in the series view")\
     X(yield_receiver_hit_any, "yields to a holder of an un-EOId IPI of me (our view)")\
     X(no_target, "spin decisions that yielded nothing")                      \
@@ -97,7 +100,11 @@ enum class Ctr : int {
     kCount
 };
 inline constexpr int kNumCounters = static_cast<int>(Ctr::kCount);
+/* Room for the fixed table and every possible pass counter. */
+inline constexpr int kMaxCounters = kNumCounters + kMaxPassCounters;
 
+/* Fixed counters, then the registry's yield_<pass> counters. */
+int counter_count();
 const char *counter_name(int i);
 const char *counter_description(int i);
 
@@ -117,17 +124,25 @@ public:
     }
     uint64_t get(Ctr c) const { return v_[idx(c)].load(std::memory_order_relaxed); }
     void set(Ctr c, uint64_t n) { v_[idx(c)].store(n, std::memory_order_relaxed); }
+    /* A yield by the pass with counter slot `slot` (policy_pass_counter). */
+    void add_pass(int slot) { v_[kNumCounters + slot].fetch_add(1, std::memory_order_relaxed); }
+    /* Any counter by index (< counter_count()). */
+    uint64_t get_index(int i) const { return v_[i].load(std::memory_order_relaxed); }
     void reset();
 
 private:
     static int idx(Ctr c) { return static_cast<int>(c); }
-    std::atomic<uint64_t> v_[kNumCounters];
+    std::atomic<uint64_t> v_[kMaxCounters];
 };
 
 /* A plain copy, e.g. for the JSON dump and for invariant checks. */
 struct CounterSnapshot {
-    uint64_t v[kNumCounters] = {};
+    uint64_t v[kMaxCounters] = {};
     uint64_t operator[](Ctr c) const { return v[static_cast<int>(c)]; }
+    /* yield_<pass> by pass name (0 if no policy has that pass). */
+    uint64_t yields(std::string_view pass) const;
+    /* The sum of every yield_<pass>: one per handoff. */
+    uint64_t yields_all_passes() const;
 };
 
 /* {"pause_events":1,...} on one line, no trailing newline. */

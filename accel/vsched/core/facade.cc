@@ -54,7 +54,7 @@ vsched::Config to_cpp(const VschedConfig &c)
     vsched::Config o;
     o.pcpus = c.pcpus;
     o.slice_ns = c.slice_ns;
-    o.policy = static_cast<vsched::PolicyKind>(c.policy);
+    o.policy = static_cast<vsched::PolicyId>(c.policy);
     o.relaxed_boost = c.relaxed_boost;
     o.ipi_tracking = c.ipi_tracking;
     o.ipi_window_ns = c.ipi_window_ns;
@@ -69,7 +69,7 @@ vsched::Config to_cpp(const VschedConfig &c)
 
 bool valid_policy(int p)
 {
-    return p >= 0 && p < vsched::kNumPolicies;
+    return vsched::valid_policy(static_cast<vsched::PolicyId>(p));
 }
 
 } // namespace
@@ -101,7 +101,7 @@ bool vsched_parse_policy(const char *word, int *out)
     if (!word || !out) {
         return false;
     }
-    vsched::PolicyKind k;
+    vsched::PolicyId k;
     if (!vsched::parse_policy(word, &k)) {
         return false;
     }
@@ -111,8 +111,28 @@ bool vsched_parse_policy(const char *word, int *out)
 
 const char *vsched_policy_name(int policy)
 {
-    return valid_policy(policy) ? vsched::policy_name(static_cast<vsched::PolicyKind>(policy))
-                                : "unknown";
+    return vsched::policy_name(static_cast<vsched::PolicyId>(policy));
+}
+
+int vsched_policy_count(void)
+{
+    return vsched::policy_count();
+}
+
+const char *vsched_policy_list(void)
+{
+    static const std::string list = vsched::policy_list(", ");
+    return list.c_str();
+}
+
+int vsched_policy_pass_count(int policy)
+{
+    return vsched::policy_pass_count(static_cast<vsched::PolicyId>(policy));
+}
+
+const char *vsched_policy_pass_name(int policy, int pass)
+{
+    return vsched::policy_pass_name(static_cast<vsched::PolicyId>(policy), pass);
 }
 
 bool vsched_parse_duration(const char *text, uint64_t *out_ns, char *err, size_t errlen)
@@ -364,7 +384,7 @@ bool vsched_set_policy(VschedCore *core, int policy)
     if (!valid_policy(policy)) {
         return false;
     }
-    core->core->set_policy(static_cast<vsched::PolicyKind>(policy));
+    core->core->set_policy(static_cast<vsched::PolicyId>(policy));
     return true;
 }
 
@@ -475,7 +495,7 @@ size_t vsched_counters_json(VschedCore *core, char *buf, size_t len)
 
 int vsched_counter_count(void)
 {
-    return vsched::kNumCounters;
+    return vsched::counter_count();
 }
 
 const char *vsched_counter_name(int i)
@@ -490,7 +510,7 @@ const char *vsched_counter_description(int i)
 
 uint64_t vsched_counter_value(VschedCore *core, int i)
 {
-    if (i < 0 || i >= vsched::kNumCounters) {
+    if (i < 0 || i >= vsched::counter_count()) {
         return 0;
     }
     return guarded(uint64_t{0}, [&] { return core->core->counters().v[i]; });
@@ -506,7 +526,8 @@ const char *vsched_trace_event_name(int event)
 static_assert(VSCHED_TRACE__MAX == vsched::kNumTraceEvents);
 static_assert(VSCHED_POOL_NAME_MAX == vsched::kPoolNameMax);
 static_assert(VSCHED_POOL_MAX_MEMBERS == vsched::kMaxMembers);
-static_assert(VSCHED_POLICY_IPI_PRIO == static_cast<int>(vsched::PolicyKind::kIpiPrio));
-static_assert(VSCHED_POLICY_IPI_V2 == static_cast<int>(vsched::PolicyKind::kIpiV2));
+static_assert(VSCHED_TRACE_YIELD == static_cast<int>(vsched::TraceEvent::kYield));
+static_assert(VSCHED_TRACE_YIELD_POLICY(vsched::yield_trace_arg(5, 2)) == 5);
+static_assert(VSCHED_TRACE_YIELD_PASS(vsched::yield_trace_arg(5, 2)) == 2);
 static_assert(VSCHED_RELEASE_YIELD == static_cast<int>(vsched::ReleaseReason::kYield));
 static_assert(VSCHED_STATE_RUNNING == static_cast<int>(vsched::VcpuState::kRunning));

@@ -7,8 +7,7 @@ namespace vsched {
 const char *trace_event_name(int event)
 {
     static constexpr const char *kNames[] = {
-        "spin-detected", "yield-scan", "yield-strict", "yield-relaxed",
-        "yield-receiver-hit", "yield-lock-holder", "no-target", "handoff",
+        "spin-detected", "yield", "receiver-hit", "no-target", "handoff",
         "preempt", "acquire-wait", "grant", "release",
     };
     static_assert(sizeof(kNames) / sizeof(kNames[0]) == kNumTraceEvents);

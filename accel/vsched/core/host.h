@@ -16,11 +16,8 @@ namespace vsched {
 /* Trace events; the numbers are part of the C facade (VSCHED_TRACE_*). */
 enum class TraceEvent : int {
     kSpinDetected = 0,  /* vcpu spun; arg = cpl of the spin */
-    kYieldScan,         /* vanilla pass yielded: vcpu -> target */
-    kYieldStrict,       /* ipi strict pass yielded */
-    kYieldRelaxed,      /* relaxed pass yielded */
-    kYieldReceiver,     /* target was an IPI receiver of vcpu (any pass) */
-    kYieldLockHolder,   /* ipi-prio lock-holder pass yielded */
+    kYield,             /* a pass yielded vcpu -> target; arg = yield_trace_arg */
+    kReceiverHit,       /* the target held an IPI of vcpu (our view) */
     kNoTarget,          /* spin decision found nobody; arg = new window ns */
     kHandoff,           /* slot handed vcpu -> target; arg = slice left ns */
     kPreempt,           /* vcpu preempted at slice expiry; arg = cpl */
@@ -31,6 +28,14 @@ enum class TraceEvent : int {
 };
 inline constexpr int kNumTraceEvents = static_cast<int>(TraceEvent::kCount);
 const char *trace_event_name(int event);
+
+/* kYield's arg: the policy id and the pass index (policy_registry.h). */
+inline constexpr int64_t yield_trace_arg(int policy, int pass)
+{
+    return (static_cast<int64_t>(policy) << 16) | pass;
+}
+inline constexpr int yield_trace_policy(int64_t arg) { return static_cast<int>(arg >> 16); }
+inline constexpr int yield_trace_pass(int64_t arg) { return static_cast<int>(arg & 0xffff); }
 
 class HostInterface {
 public:

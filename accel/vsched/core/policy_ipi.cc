@@ -43,109 +43,98 @@
  * the series record cleared by any EOI (series_v2()).
  */
 #include "policy.h"
-#include "policy_common.h"
 
 namespace vsched {
 
 namespace {
 
+enum Pass { kStrict, kRelaxed };
+
 class IpiPolicy final : public YieldPolicy {
 public:
-    explicit IpiPolicy(PolicyKind kind) : kind_(kind) {}
-    PolicyKind kind() const override { return kind_; }
-    Decision decide(PolicyContext &c, int me, bool kernel_mode) override;
+    explicit IpiPolicy(bool v3) : v3_(v3) {}
+    void decide(SpinContext &c) override;
 
 private:
-    bool v3() const { return kind_ == PolicyKind::kIpi; }
-    bool is_receiver(const PolicyContext &c, int me, int idx) const
+    bool is_receiver(const SpinContext &c, int idx) const
     {
-        return v3() ? c.ipi.series_is_receiver(me, idx, c.now)
-                    : c.ipi.series_v2_is_receiver(me, idx, c.now);
+        return v3_ ? c.ipi().series_is_receiver(c.me(), idx, c.now())
+                   : c.ipi().series_v2_is_receiver(c.me(), idx, c.now());
     }
-    bool good_candidate(PolicyContext &c, int me, int idx, bool kernel_mode) const;
-    /* The retry gate after round 1. */
-    bool retry(const PolicyContext &c, int yielded, int tries) const
-    {
-        return c.relaxed_boost && yielded <= 0 && (!v3() || tries > 0);
-    }
+    bool good_candidate(const SpinContext &c, int idx) const;
+    /* One round; returns true when it yielded. */
+    bool round(SpinContext &c, bool first_round);
 
-    PolicyKind kind_;
+    bool v3_;
 };
 
-bool IpiPolicy::good_candidate(PolicyContext &c, int me, int idx, bool kernel_mode) const
+bool IpiPolicy::good_candidate(const SpinContext &c, int idx) const
 {
-    using namespace detail;
-    if (is_receiver(c, me, idx)) {
+    if (is_receiver(c, idx)) {
         return true;
     }
     /* kvm_arch_dy_has_pending_interrupt(): APICv only, so false. */
-    if (!preempted(c, idx)) {
+    if (!c.preempted(idx)) {
         return false;
     }
-    if (kernel_mode && !preempted_in_kernel(c, idx)) {
+    if (c.kernel_mode() && !c.preempted_in_kernel(idx)) {
         return false;
     }
     return true;
 }
 
-Decision IpiPolicy::decide(PolicyContext &c, int me, bool kernel_mode)
+bool IpiPolicy::round(SpinContext &c, bool first_round)
 {
-    using namespace detail;
-    Decision d;
-    const int n = c.pool.nr_vcpus();
-    if (n < 2) {
-        return d;
-    }
-    begin_spin(c, me);
-    const int start = c.pool.last_boosted() + 1;
-    int tries = c.budget;
-    bool first_round = true;
-    int yielded;
-retry:
-    yielded = 0;
-    for (int i = 0, idx = scan_first(start, n); i < n; i++, idx = scan_next(idx, n)) {
-        if (idx == me || !ready_and_runnable(c, idx)) {
+    const int n = c.nr_vcpus();
+    for (int i = 0, idx = c.scan_first(); i < n; i++, idx = c.scan_next(idx)) {
+        if (idx == c.me() || !c.ready_and_runnable(idx)) {
             continue;
         }
-        if (first_round && !good_candidate(c, me, idx, kernel_mode)) {
-            c.tally.strict++;
+        if (first_round && !good_candidate(c, idx)) {
+            c.reject(Reject::kStrict);
             continue;
-        } else if (!first_round && !preempted(c, idx)) {
-            c.tally.not_preempted++;
-            continue;
-        }
-        if (!eligible_for_directed_yield(c, idx)) {
+        } else if (!first_round && !c.preempted(idx)) {
+            c.reject(Reject::kNotPreempted);
             continue;
         }
-        bool stop;
-        yielded = attempt(c, me, idx, &tries, &stop);
-        if (yielded > 0) {
-            d.target = idx;
-            d.pass = first_round ? Ctr::yield_strict : Ctr::yield_relaxed;
-            break;
+        if (!c.eligible_for_directed_yield(idx)) {
+            continue;
         }
-        if (stop) {
+        YieldOutcome r = c.try_yield(idx, first_round ? kStrict : kRelaxed);
+        if (r == YieldOutcome::kYielded) {
+            return true;
+        }
+        if (r == YieldOutcome::kStop) {
             break;
         }
     }
-    if (first_round && retry(c, yielded, tries)) {
-        first_round = false;
-        goto retry;
+    return false;
+}
+
+void IpiPolicy::decide(SpinContext &c)
+{
+    if (round(c, true)) {
+        return;
     }
-    end_spin(c, me);
-    return d;
+    /* The retry gate: v3 adds `try > 0`. */
+    if (c.relaxed_boost() && (!v3_ || c.budget_left() > 0)) {
+        round(c, false);
+    }
+}
+
+std::unique_ptr<YieldPolicy> make_ipi()
+{
+    return std::make_unique<IpiPolicy>(true);
+}
+
+std::unique_ptr<YieldPolicy> make_ipi_v2()
+{
+    return std::make_unique<IpiPolicy>(false);
 }
 
 } // namespace
 
-std::unique_ptr<YieldPolicy> make_ipi_policy()
-{
-    return std::make_unique<IpiPolicy>(PolicyKind::kIpi);
-}
-
-std::unique_ptr<YieldPolicy> make_ipi_v2_policy()
-{
-    return std::make_unique<IpiPolicy>(PolicyKind::kIpiV2);
-}
+VSCHED_REGISTER_POLICY(ipi, "ipi", make_ipi, "strict", "relaxed");
+VSCHED_REGISTER_POLICY(ipi_v2, "ipi-v2", make_ipi_v2, "strict", "relaxed");
 
 } // namespace vsched

@@ -20,26 +20,23 @@
 #include <memory>
 
 #include "policy.h"
-#include "policy_common.h"
 
 namespace vsched {
 
 namespace {
 
+enum Pass { kReceiver, kLockHolder, kRelaxed };
+
 class IpiPrioPolicy final : public YieldPolicy {
 public:
     IpiPrioPolicy() : seen_(new uint32_t[kMaxVcpus]()) {}
-    PolicyKind kind() const override { return PolicyKind::kIpiPrio; }
-    Decision decide(PolicyContext &c, int me, bool kernel_mode) override;
+    void decide(SpinContext &c) override;
 
 private:
-    enum class Pass { kReceiver, kLockHolder, kRelaxed };
     /* Returns true when it yielded. */
-    bool run_pass(PolicyContext &c, Pass pass, int me, bool kernel_mode, Decision *d);
-    bool receiver_pass_hinted(PolicyContext &c, int me, const int *hint, int nh,
-                              Decision *d);
-    bool try_receiver(PolicyContext &c, int me, int idx, int *tries, bool *stop,
-                      Decision *d);
+    bool run_pass(SpinContext &c, Pass pass);
+    bool receiver_pass_hinted(SpinContext &c, const int *hint, int nh);
+    bool try_receiver(SpinContext &c, int idx, bool *stop);
     bool seen(int idx) const { return seen_[idx] == epoch_; }
     void mark(int idx) { seen_[idx] = epoch_; }
 
@@ -47,85 +44,72 @@ private:
     uint32_t epoch_ = 0;
 };
 
-bool IpiPrioPolicy::run_pass(PolicyContext &c, Pass pass, int me, bool kernel_mode,
-                             Decision *d)
+bool IpiPrioPolicy::run_pass(SpinContext &c, Pass pass)
 {
-    using namespace detail;
-    const int n = c.pool.nr_vcpus();
-    const int start = c.pool.last_boosted() + 1;
-    int tries = c.budget;
-    for (int i = 0, idx = scan_first(start, n); i < n; i++, idx = scan_next(idx, n)) {
-        if (idx == me || seen(idx)) {
+    const int n = c.nr_vcpus();
+    c.new_budget();
+    for (int i = 0, idx = c.scan_first(); i < n; i++, idx = c.scan_next(idx)) {
+        if (idx == c.me() || seen(idx)) {
             continue;
         }
-        if (pass == Pass::kReceiver) {
-            if (!c.ipi.is_receiver(me, idx, c.now)) {
+        if (pass == kReceiver) {
+            if (!c.ipi().is_receiver(c.me(), idx, c.now())) {
                 continue;
             }
             mark(idx);
-            if (!ready_and_runnable(c, idx)) {
+            if (!c.ready_and_runnable(idx)) {
                 continue;
             }
         } else {
-            if (!ready_and_runnable(c, idx)) {
+            if (!c.ready_and_runnable(idx)) {
                 mark(idx);
                 continue;
             }
-            if (pass == Pass::kLockHolder) {
-                bool holder = preempted(c, idx) &&
-                              (!kernel_mode || preempted_in_kernel(c, idx));
-                if (!holder && !c.ipi.has_pending_interrupt(idx, c.now)) {
-                    c.tally.strict++;
+            if (pass == kLockHolder) {
+                bool holder = c.preempted(idx) &&
+                              (!c.kernel_mode() || c.preempted_in_kernel(idx));
+                if (!holder && !c.ipi().has_pending_interrupt(idx, c.now())) {
+                    c.reject(Reject::kStrict);
                     continue; /* left for the relaxed pass */
                 }
             }
             mark(idx);
-            if (!eligible_for_directed_yield(c, idx)) {
+            if (!c.eligible_for_directed_yield(idx)) {
                 continue;
             }
         }
-        bool stop;
-        if (attempt(c, me, idx, &tries, &stop) > 0) {
-            d->target = idx;
-            d->pass = pass == Pass::kReceiver     ? Ctr::yield_receiver
-                      : pass == Pass::kLockHolder ? Ctr::yield_lock_holder
-                                                  : Ctr::yield_relaxed;
+        YieldOutcome r = c.try_yield(idx, pass);
+        if (r == YieldOutcome::kYielded) {
             return true;
         }
-        if (stop) {
+        if (r == YieldOutcome::kStop) {
             return false;
         }
     }
     return false;
 }
 
-bool IpiPrioPolicy::try_receiver(PolicyContext &c, int me, int idx, int *tries, bool *stop,
-                                 Decision *d)
+bool IpiPrioPolicy::try_receiver(SpinContext &c, int idx, bool *stop)
 {
-    using namespace detail;
     *stop = false;
-    if (idx == me || seen(idx) || !c.ipi.is_receiver(me, idx, c.now)) {
+    if (idx == c.me() || seen(idx) || !c.ipi().is_receiver(c.me(), idx, c.now())) {
         return false;
     }
     mark(idx);
-    if (!ready_and_runnable(c, idx)) {
+    if (!c.ready_and_runnable(idx)) {
         return false;
     }
-    if (attempt(c, me, idx, tries, stop) > 0) {
-        d->target = idx;
-        d->pass = Ctr::yield_receiver;
-        return true;
-    }
-    return false;
+    YieldOutcome r = c.try_yield(idx, kReceiver);
+    *stop = r == YieldOutcome::kStop;
+    return r == YieldOutcome::kYielded;
 }
 
 /* The same receiver pass over the sender's hint ring: the candidates, in
  * scan order from last_boosted_vcpu + 1, without touching anyone else. */
-bool IpiPrioPolicy::receiver_pass_hinted(PolicyContext &c, int me, const int *hint, int nh,
-                                         Decision *d)
+bool IpiPrioPolicy::receiver_pass_hinted(SpinContext &c, const int *hint, int nh)
 {
-    const int n = c.pool.nr_vcpus();
-    const int start = c.pool.last_boosted() + 1;
+    const int n = c.nr_vcpus();
+    const int start = c.scan_start();
     int order[kReceiverHints];
     int m = 0;
     for (int i = 0; i < nh; i++) {
@@ -148,10 +132,10 @@ bool IpiPrioPolicy::receiver_pass_hinted(PolicyContext &c, int me, const int *hi
         }
         order[j] = hint[i];
     }
-    int tries = c.budget;
+    c.new_budget();
     for (int i = 0; i < m; i++) {
         bool stop;
-        if (try_receiver(c, me, order[i], &tries, &stop, d)) {
+        if (try_receiver(c, order[i], &stop)) {
             return true;
         }
         if (stop) {
@@ -161,40 +145,34 @@ bool IpiPrioPolicy::receiver_pass_hinted(PolicyContext &c, int me, const int *hi
     return false;
 }
 
-Decision IpiPrioPolicy::decide(PolicyContext &c, int me, bool kernel_mode)
+void IpiPrioPolicy::decide(SpinContext &c)
 {
-    using namespace detail;
-    Decision d;
-    if (c.pool.nr_vcpus() < 2) {
-        return d;
-    }
     if (++epoch_ == 0) { /* wrapped: forget every old mark */
         std::fill_n(seen_.get(), kMaxVcpus, 0u);
         epoch_ = 1;
     }
-    begin_spin(c, me);
     bool done = false;
-    if (c.ipi.enabled() && c.ipi.may_have_receivers(me)) {
+    if (c.ipi().enabled() && c.ipi().may_have_receivers(c.me())) {
         int hint[kReceiverHints];
-        int nh = c.ipi.receiver_hints(me, c.now, hint);
-        done = nh < 0 ? run_pass(c, Pass::kReceiver, me, kernel_mode, &d)
-                      : receiver_pass_hinted(c, me, hint, nh, &d);
+        int nh = c.ipi().receiver_hints(c.me(), c.now(), hint);
+        done = nh < 0 ? run_pass(c, kReceiver) : receiver_pass_hinted(c, hint, nh);
     }
     if (!done) {
-        done = run_pass(c, Pass::kLockHolder, me, kernel_mode, &d);
+        done = run_pass(c, kLockHolder);
     }
-    if (!done && c.relaxed_boost) {
-        run_pass(c, Pass::kRelaxed, me, kernel_mode, &d);
+    if (!done && c.relaxed_boost()) {
+        run_pass(c, kRelaxed);
     }
-    end_spin(c, me);
-    return d;
+}
+
+std::unique_ptr<YieldPolicy> make_ipi_prio()
+{
+    return std::make_unique<IpiPrioPolicy>();
 }
 
 } // namespace
 
-std::unique_ptr<YieldPolicy> make_ipi_prio_policy()
-{
-    return std::make_unique<IpiPrioPolicy>();
-}
+VSCHED_REGISTER_POLICY(ipi_prio, "ipi-prio", make_ipi_prio, "receiver", "lock_holder",
+                       "relaxed");
 
 } // namespace vsched

@@ -21,7 +21,6 @@
  * userspace APIC does not have (and the series was measured without it).
  */
 #include "policy.h"
-#include "policy_common.h"
 
 namespace vsched {
 
@@ -29,51 +28,37 @@ namespace {
 
 class VanillaPolicy final : public YieldPolicy {
 public:
-    PolicyKind kind() const override { return PolicyKind::kVanilla; }
-    Decision decide(PolicyContext &c, int me, bool kernel_mode) override;
+    void decide(SpinContext &c) override;
 };
 
-Decision VanillaPolicy::decide(PolicyContext &c, int me, bool kernel_mode)
+void VanillaPolicy::decide(SpinContext &c)
 {
-    using namespace detail;
-    Decision d;
-    const int n = c.pool.nr_vcpus();
-    if (n < 2) {
-        return d;
-    }
-    begin_spin(c, me);
-    const int start = c.pool.last_boosted() + 1;
-    int tries = c.budget;
-    for (int i = 0, idx = scan_first(start, n); i < n; i++, idx = scan_next(idx, n)) {
-        if (idx == me || !ready_and_runnable(c, idx)) {
+    const int n = c.nr_vcpus();
+    for (int i = 0, idx = c.scan_first(); i < n; i++, idx = c.scan_next(idx)) {
+        if (idx == c.me() || !c.ready_and_runnable(idx)) {
             continue;
         }
-        if (preempted(c, idx) && kernel_mode && !preempted_in_kernel(c, idx)) {
-            c.tally.user_mode++;
+        if (c.preempted(idx) && c.kernel_mode() && !c.preempted_in_kernel(idx)) {
+            c.reject(Reject::kUserMode);
             continue;
         }
-        if (!eligible_for_directed_yield(c, idx)) {
+        if (!c.eligible_for_directed_yield(idx)) {
             continue;
         }
-        bool stop;
-        if (attempt(c, me, idx, &tries, &stop) > 0) {
-            d.target = idx;
-            d.pass = Ctr::yield_scan;
-            break;
-        }
-        if (stop) {
+        YieldOutcome r = c.try_yield(idx, /*pass=*/0);
+        if (r == YieldOutcome::kYielded || r == YieldOutcome::kStop) {
             break;
         }
     }
-    end_spin(c, me);
-    return d;
+}
+
+std::unique_ptr<YieldPolicy> make_vanilla()
+{
+    return std::make_unique<VanillaPolicy>();
 }
 
 } // namespace
 
-std::unique_ptr<YieldPolicy> make_vanilla_policy()
-{
-    return std::make_unique<VanillaPolicy>();
-}
+VSCHED_REGISTER_POLICY(vanilla, "vanilla", make_vanilla, "scan");
 
 } // namespace vsched

@@ -29,7 +29,7 @@
 
 #include "counters.h"
 #include "effects.h"
-#include "policy.h"
+#include "yield_mechanism.h"
 #include "slot_pool.h"
 #include "spin_detector.h"
 

@@ -33,15 +33,6 @@ extern "C" {
 
 typedef struct VschedCore VschedCore;
 
-/* Policies (words: "none", "vanilla", "ipi", "ipi-prio", "ipi-v2"). */
-enum {
-    VSCHED_POLICY_NONE = 0,
-    VSCHED_POLICY_VANILLA = 1,
-    VSCHED_POLICY_IPI = 2,
-    VSCHED_POLICY_IPI_PRIO = 3,
-    VSCHED_POLICY_IPI_V2 = 4,
-};
-
 /* Reasons for vsched_release(). */
 enum {
     VSCHED_RELEASE_HALT = 0,  /* halted: slot freed, not queued */
@@ -60,11 +51,9 @@ enum {
 /* Trace events (VschedHostOps.trace); names: vsched_trace_event_name(). */
 enum {
     VSCHED_TRACE_SPIN_DETECTED = 0, /* vcpu; arg = cpl of the spin */
-    VSCHED_TRACE_YIELD_SCAN,        /* vanilla pass: vcpu -> target */
-    VSCHED_TRACE_YIELD_STRICT,      /* ipi strict pass: vcpu -> target */
-    VSCHED_TRACE_YIELD_RELAXED,     /* relaxed pass: vcpu -> target */
-    VSCHED_TRACE_YIELD_RECEIVER,    /* target was an IPI receiver of vcpu */
-    VSCHED_TRACE_YIELD_LOCK_HOLDER, /* ipi-prio lock-holder pass */
+    VSCHED_TRACE_YIELD,             /* a pass yielded vcpu -> target; arg:
+                                     * VSCHED_TRACE_YIELD_POLICY/_PASS */
+    VSCHED_TRACE_RECEIVER_HIT,      /* target held an IPI of vcpu */
     VSCHED_TRACE_NO_TARGET,         /* vcpu; arg = its new spin window, ns */
     VSCHED_TRACE_HANDOFF,           /* slot vcpu -> target; arg = slice left, ns */
     VSCHED_TRACE_PREEMPT,           /* vcpu; arg = cpl */
@@ -73,6 +62,9 @@ enum {
     VSCHED_TRACE_RELEASE,           /* vcpu; arg = VSCHED_RELEASE_* */
     VSCHED_TRACE__MAX,
 };
+/* VSCHED_TRACE_YIELD's arg: policy id and pass index. */
+#define VSCHED_TRACE_YIELD_POLICY(arg) ((int)((arg) >> 16))
+#define VSCHED_TRACE_YIELD_PASS(arg) ((int)((arg) & 0xffff))
 
 typedef struct VschedHostOps {
     /* Monotonic ns; NULL: CLOCK_MONOTONIC.  Called on every hook. */
@@ -89,7 +81,7 @@ typedef struct VschedHostOps {
 typedef struct VschedConfig {
     int pcpus;                  /* slots; default 1 */
     uint64_t slice_ns;          /* default 5 ms */
-    int policy;                 /* VSCHED_POLICY_*; default vanilla */
+    int policy;                 /* vsched_parse_policy(); default vanilla */
     bool relaxed_boost;         /* default true */
     bool ipi_tracking;          /* default true */
     uint64_t ipi_window_ns;     /* default 50 ms */
@@ -107,9 +99,19 @@ typedef struct VschedConfig {
 
 void vsched_config_defaults(VschedConfig *cfg);
 
-/* Words.  Return false (and leave *out alone) on an unknown word. */
+/*
+ * Policies come from the core's registry: ids 0..vsched_policy_count()-1,
+ * sorted by name.  vsched_parse_policy returns false (and leaves *out
+ * alone) on an unknown word.
+ */
+int vsched_policy_count(void);
 bool vsched_parse_policy(const char *word, int *out);
 const char *vsched_policy_name(int policy); /* "unknown" if out of range */
+/* Every policy name, sorted, comma-separated ("ipi, ipi-prio, ..."). */
+const char *vsched_policy_list(void);
+/* A policy's pass names (NULL if out of range). */
+int vsched_policy_pass_count(int policy);
+const char *vsched_policy_pass_name(int policy, int pass);
 /* "50ms", "100us", "2s", "1500ns", "2000000" (= ns).  On error returns
  * false and writes a message into err (if errlen > 0). */
 bool vsched_parse_duration(const char *text, uint64_t *out_ns, char *err, size_t errlen);

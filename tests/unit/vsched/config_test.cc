@@ -8,15 +8,15 @@ namespace {
 
 TEST(Config, PolicyWordsRoundTrip)
 {
-    for (int k = 0; k < kNumPolicies; k++) {
-        PolicyKind out;
-        auto kind = static_cast<PolicyKind>(k);
+    for (int k = 0; k < policy_count(); k++) {
+        PolicyId out;
+        auto kind = static_cast<PolicyId>(k);
         ASSERT_TRUE(parse_policy(policy_name(kind), &out));
         EXPECT_EQ(out, kind);
     }
-    PolicyKind out;
+    PolicyId out;
     EXPECT_TRUE(parse_policy("ipi-prio", &out));
-    EXPECT_EQ(out, PolicyKind::kIpiPrio);
+    EXPECT_EQ(out, policy_id("ipi-prio"));
     EXPECT_FALSE(parse_policy("IPI", &out));
     EXPECT_FALSE(parse_policy("", &out));
     EXPECT_FALSE(parse_policy("ipi-prio ", &out));
@@ -75,7 +75,7 @@ TEST(Config, RejectsNonsense)
     c.ple_window_max_ns = c.ple_window_ns - 1;
     EXPECT_FALSE(validate_config(c, 4, &err));
     c = Config();
-    c.policy = static_cast<PolicyKind>(9);
+    c.policy = static_cast<PolicyId>(9);
     EXPECT_FALSE(validate_config(c, 4, &err));
     c = Config();
     c.yield_budget = 0;

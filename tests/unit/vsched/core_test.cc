@@ -13,7 +13,7 @@ namespace {
 
 class CoreTest : public ::testing::Test {
 protected:
-    void init(int n, int slots, PolicyKind pol)
+    void init(int n, int slots, PolicyId pol)
     {
         host_ = std::make_unique<SimHost>(n);
         Config c;
@@ -59,6 +59,20 @@ protected:
         }
         return false;
     }
+    /* The generic yield event, decoded as the QEMU glue decodes it. */
+    bool traced_yield(int v, int target, std::string_view policy, std::string_view pass)
+    {
+        for (const auto &t : host_->traces()) {
+            if (t.event == TraceEvent::kYield && t.vcpu == v && t.target == target) {
+                auto id = static_cast<PolicyId>(yield_trace_policy(t.arg));
+                const char *p = policy_pass_name(id, yield_trace_pass(t.arg));
+                if (policy_name(id) == policy && p && p == pass) {
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
 
     std::unique_ptr<SimHost> host_;
     std::unique_ptr<Core> core_;
@@ -78,7 +92,7 @@ TEST_F(CoreTest, CreateRejectsBadConfig)
  * under ipi the strict pass hands 0's slot to 1 at once. */
 TEST_F(CoreTest, SpinHandsSlotToIpiReceiver)
 {
-    init(3, 1, PolicyKind::kIpi);
+    init(3, 1, policy_id("ipi"));
     ASSERT_TRUE(core_->acquire(0));
     ASSERT_FALSE(core_->acquire(1));
     int dst = 1;
@@ -96,13 +110,13 @@ TEST_F(CoreTest, SpinHandsSlotToIpiReceiver)
     EXPECT_TRUE(i0.preempted_in_kernel); /* spun at CPL 0 */
     EXPECT_TRUE(i0.in_spin_loop);
     auto c = core_->counters();
-    EXPECT_EQ(c[Ctr::yield_strict], 1u);
+    EXPECT_EQ(c.yields("strict"), 1u);
     EXPECT_EQ(c[Ctr::yield_receiver_hit_series], 1u);
     EXPECT_EQ(c[Ctr::yield_receiver_hit_any], 1u);
     EXPECT_EQ(c[Ctr::handoffs], 1u);
     EXPECT_EQ(c[Ctr::spins_detected], 1u);
     EXPECT_TRUE(traced(TraceEvent::kSpinDetected, 0, -1));
-    EXPECT_TRUE(traced(TraceEvent::kYieldStrict, 0, 1));
+    EXPECT_TRUE(traced_yield(0, 1, "ipi", "strict"));
     EXPECT_TRUE(traced(TraceEvent::kHandoff, 0, 1));
     ok();
 }
@@ -111,7 +125,7 @@ TEST_F(CoreTest, SpinHandsSlotToIpiReceiver)
  * to its first candidate, which is me's receiver in both views. */
 TEST_F(CoreTest, ReceiverHitCountedInBothViewsForEveryPolicy)
 {
-    for (PolicyKind k : {PolicyKind::kVanilla, PolicyKind::kIpiPrio, PolicyKind::kIpiV2}) {
+    for (PolicyId k : {policy_id("vanilla"), policy_id("ipi-prio"), policy_id("ipi-v2")}) {
         init(3, 1, k);
         ASSERT_TRUE(core_->acquire(0));
         ASSERT_FALSE(core_->acquire(1));
@@ -154,7 +168,7 @@ protected:
  * relaxed; on, the relaxed yield moves last_boosted to 1. */
 TEST_F(CorePolicyTest, RelaxedBoostOffNeverYieldsRelaxed)
 {
-    for (PolicyKind k : {PolicyKind::kIpi, PolicyKind::kIpiPrio, PolicyKind::kIpiV2}) {
+    for (PolicyId k : {policy_id("ipi"), policy_id("ipi-prio"), policy_id("ipi-v2")}) {
         for (bool relaxed : {false, true}) {
             init(2, 1, k);
             core_->set_relaxed_boost(relaxed);
@@ -164,11 +178,11 @@ TEST_F(CorePolicyTest, RelaxedBoostOffNeverYieldsRelaxed)
             ASSERT_TRUE(spin(0));
             EXPECT_EQ(core_->after_exec(0, 0), relaxed) << policy_name(k);
             auto c = core_->counters();
-            EXPECT_EQ(c[Ctr::yield_relaxed], relaxed ? 1u : 0u) << policy_name(k);
+            EXPECT_EQ(c.yields("relaxed"), relaxed ? 1u : 0u) << policy_name(k);
             EXPECT_EQ(c[Ctr::no_target], relaxed ? 0u : 1u) << policy_name(k);
             EXPECT_EQ(last_boosted(), relaxed ? 1 : before) << policy_name(k);
             if (relaxed) {
-                EXPECT_TRUE(traced(TraceEvent::kYieldRelaxed, 0, 1));
+                EXPECT_TRUE(traced_yield(0, 1, policy_name(k), "relaxed"));
                 EXPECT_TRUE(core_->acquire(1));
             }
             ok();
@@ -181,8 +195,8 @@ TEST_F(CorePolicyTest, RelaxedBoostOffNeverYieldsRelaxed)
  * 3 halted too, nothing is tried at all. */
 TEST_F(CorePolicyTest, HaltedAndSelfNeverChosen)
 {
-    for (PolicyKind k : {PolicyKind::kVanilla, PolicyKind::kIpi, PolicyKind::kIpiPrio,
-                         PolicyKind::kIpiV2}) {
+    for (PolicyId k : {policy_id("vanilla"), policy_id("ipi"), policy_id("ipi-prio"),
+                         policy_id("ipi-v2")}) {
         init(4, 1, k);
         core_->release(1, ReleaseReason::kHalt);
         core_->release(2, ReleaseReason::kHalt);
@@ -212,7 +226,7 @@ TEST_F(CorePolicyTest, HaltedAndSelfNeverChosen)
 /* A spin with nobody to yield to grows the window; sched-out resets it. */
 TEST_F(CoreTest, FruitlessSpinGrowsWindowSchedOutResets)
 {
-    init(2, 2, PolicyKind::kVanilla);
+    init(2, 2, policy_id("vanilla"));
     ASSERT_TRUE(core_->acquire(0));
     ASSERT_TRUE(core_->acquire(1));
     ASSERT_TRUE(spin(0));
@@ -227,18 +241,18 @@ TEST_F(CoreTest, FruitlessSpinGrowsWindowSchedOutResets)
 
 TEST_F(CoreTest, PolicyNoneNeverYieldsAndIsRuntimeSwitchable)
 {
-    init(2, 1, PolicyKind::kNone);
+    init(2, 1, policy_id("none"));
     ASSERT_TRUE(core_->acquire(0));
     ASSERT_FALSE(core_->acquire(1));
     ASSERT_TRUE(spin(0));
     EXPECT_FALSE(core_->after_exec(0, 0));
     EXPECT_EQ(core_->counters()[Ctr::spins_ignored], 1u);
     EXPECT_EQ(info(0).spin_window_ns, 50'000u); /* no PLE growth */
-    core_->set_policy(PolicyKind::kVanilla);
-    EXPECT_EQ(core_->policy(), PolicyKind::kVanilla);
+    core_->set_policy(policy_id("vanilla"));
+    EXPECT_EQ(core_->policy(), policy_id("vanilla"));
     ASSERT_TRUE(spin(0));
     EXPECT_TRUE(core_->after_exec(0, 0));
-    EXPECT_EQ(core_->counters()[Ctr::yield_scan], 1u);
+    EXPECT_EQ(core_->counters().yields("scan"), 1u);
     ok();
 }
 
@@ -247,7 +261,7 @@ TEST_F(CoreTest, PolicyNoneNeverYieldsAndIsRuntimeSwitchable)
  * path. */
 TEST_F(CoreTest, ExitsBeforeTheDeadlineTakeNoLock)
 {
-    init(2, 1, PolicyKind::kVanilla);
+    init(2, 1, policy_id("vanilla"));
     EXPECT_TRUE(core_->after_exec(0, 0)); /* no slot yet: full path */
     EXPECT_EQ(core_->counters()[Ctr::exec_exits_unlocked], 0u);
     ASSERT_TRUE(core_->acquire(0));
@@ -278,7 +292,7 @@ TEST_F(CoreTest, ExitsBeforeTheDeadlineTakeNoLock)
  * queues later still gets the slot at the next expiry. */
 TEST_F(CoreTest, ExpiredSliceWithoutWaitersIsRenewed)
 {
-    init(2, 1, PolicyKind::kVanilla);
+    init(2, 1, policy_id("vanilla"));
     ASSERT_TRUE(core_->acquire(0));
     host_->advance(1'500'000);
     EXPECT_FALSE(core_->after_exec(0, 0));
@@ -302,7 +316,7 @@ TEST_F(CoreTest, ExpiredSliceWithoutWaitersIsRenewed)
  * after_exec preempts it, sampling CPL. */
 TEST_F(CoreTest, TickKickPreempt)
 {
-    init(2, 1, PolicyKind::kVanilla);
+    init(2, 1, policy_id("vanilla"));
     ASSERT_TRUE(core_->acquire(0));
     host_->advance(500'000);
     EXPECT_EQ(core_->tick(), host_->now_ns() + 500'000);
@@ -326,7 +340,7 @@ TEST_F(CoreTest, TickKickPreempt)
  * scan goes on to the queued vCPU. */
 TEST_F(CoreTest, HaltedIpiTargetZeroThenQueued)
 {
-    init(4, 2, PolicyKind::kVanilla);
+    init(4, 2, policy_id("vanilla"));
     ASSERT_TRUE(core_->acquire(0));
     ASSERT_TRUE(core_->acquire(3));
     core_->release(1, ReleaseReason::kHalt);
@@ -337,7 +351,7 @@ TEST_F(CoreTest, HaltedIpiTargetZeroThenQueued)
     EXPECT_TRUE(core_->after_exec(0, 0));
     auto c = core_->counters();
     EXPECT_EQ(c[Ctr::yield_zero], 1u);   /* 1: halted, woken, pending */
-    EXPECT_EQ(c[Ctr::yield_scan], 1u);   /* then 2 */
+    EXPECT_EQ(c.yields("scan"), 1u);   /* then 2 */
     EXPECT_EQ(info(2).state, VcpuState::kRunning);
     ok();
 }
@@ -384,7 +398,7 @@ TEST(CoreLocking, CallbacksRunOutsideTheLock)
 
 TEST_F(CoreTest, MwaitNotCountedAsSpin)
 {
-    init(2, 1, PolicyKind::kVanilla);
+    init(2, 1, policy_id("vanilla"));
     ASSERT_TRUE(core_->acquire(0));
     for (int i = 0; i < 100; i++) {
         host_->advance(5'000);
@@ -398,7 +412,7 @@ TEST_F(CoreTest, MwaitNotCountedAsSpin)
 
 TEST_F(CoreTest, InvalidIndicesAreHarmless)
 {
-    init(2, 1, PolicyKind::kIpiPrio);
+    init(2, 1, policy_id("ipi-prio"));
     EXPECT_FALSE(core_->acquire(-1));
     EXPECT_FALSE(core_->acquire(2));
     EXPECT_TRUE(core_->after_exec(7, 0));
@@ -414,7 +428,7 @@ TEST_F(CoreTest, InvalidIndicesAreHarmless)
 
 TEST_F(CoreTest, JsonIsOneLineWithEveryCounter)
 {
-    init(2, 1, PolicyKind::kVanilla);
+    init(2, 1, policy_id("vanilla"));
     ASSERT_TRUE(core_->acquire(0));
     std::string j = core_->counters_json();
     EXPECT_EQ(j.find('\n'), std::string::npos);

@@ -14,17 +14,31 @@ struct Glue {
     uint64_t now = 1'000'000;
     std::vector<int> kicks, wakes;
     std::vector<int> events;
+    std::vector<std::string> yields; /* "policy/pass" of each yield event */
 };
 
 uint64_t glue_now(void *o) { return static_cast<Glue *>(o)->now; }
 void glue_kick(void *o, int v) { static_cast<Glue *>(o)->kicks.push_back(v); }
 void glue_wake(void *o, int v) { static_cast<Glue *>(o)->wakes.push_back(v); }
-void glue_trace(void *o, int ev, int, int, int64_t)
+void glue_trace(void *o, int ev, int, int, int64_t arg)
 {
-    static_cast<Glue *>(o)->events.push_back(ev);
+    auto *g = static_cast<Glue *>(o);
+    g->events.push_back(ev);
+    if (ev == VSCHED_TRACE_YIELD) {
+        int pol = VSCHED_TRACE_YIELD_POLICY(arg);
+        const char *pass = vsched_policy_pass_name(pol, VSCHED_TRACE_YIELD_PASS(arg));
+        g->yields.push_back(std::string(vsched_policy_name(pol)) + "/" + (pass ? pass : "?"));
+    }
 }
 
 const VschedHostOps kOps = {glue_now, glue_kick, glue_wake, glue_trace};
+
+int policy(const char *word)
+{
+    int p = -1;
+    EXPECT_TRUE(vsched_parse_policy(word, &p)) << word;
+    return p;
+}
 
 TEST(Facade, DefaultsAndWords)
 {
@@ -33,7 +47,7 @@ TEST(Facade, DefaultsAndWords)
     vsched_config_defaults(&c);
     EXPECT_EQ(c.pcpus, 1);
     EXPECT_EQ(c.slice_ns, 5'000'000u);
-    EXPECT_EQ(c.policy, VSCHED_POLICY_VANILLA);
+    EXPECT_STREQ(vsched_policy_name(c.policy), "vanilla");
     EXPECT_TRUE(c.relaxed_boost);
     EXPECT_TRUE(c.ipi_tracking);
     EXPECT_EQ(c.ipi_window_ns, 50'000'000u);
@@ -42,11 +56,24 @@ TEST(Facade, DefaultsAndWords)
 
     int p = -1;
     EXPECT_TRUE(vsched_parse_policy("ipi-prio", &p));
-    EXPECT_EQ(p, VSCHED_POLICY_IPI_PRIO);
+    EXPECT_STREQ(vsched_policy_name(p), "ipi-prio");
+    EXPECT_TRUE(vsched_parse_policy("ipi_prio", &p));
+    EXPECT_STREQ(vsched_policy_name(p), "ipi-prio");
     EXPECT_FALSE(vsched_parse_policy("fast", &p));
     EXPECT_FALSE(vsched_parse_policy(nullptr, &p));
-    EXPECT_STREQ(vsched_policy_name(VSCHED_POLICY_IPI), "ipi");
     EXPECT_STREQ(vsched_policy_name(42), "unknown");
+    /* The registry's list: every id round-trips, the list names them all. */
+    std::string list = vsched_policy_list();
+    ASSERT_GE(vsched_policy_count(), 5);
+    for (int i = 0; i < vsched_policy_count(); i++) {
+        EXPECT_TRUE(vsched_parse_policy(vsched_policy_name(i), &p));
+        EXPECT_EQ(p, i);
+        EXPECT_NE(list.find(vsched_policy_name(i)), std::string::npos);
+    }
+    EXPECT_EQ(vsched_policy_pass_count(policy("ipi")), 2);
+    EXPECT_STREQ(vsched_policy_pass_name(policy("ipi"), 1), "relaxed");
+    EXPECT_EQ(vsched_policy_pass_name(policy("ipi"), 2), nullptr);
+    EXPECT_EQ(vsched_policy_pass_count(policy("none")), 0);
 
     uint64_t ns = 0;
     char err[128] = "";
@@ -82,7 +109,7 @@ TEST(Facade, GlueProtocolEndToEnd)
     vsched_config_defaults(&c);
     c.pcpus = 1;
     c.slice_ns = 1'000'000;
-    c.policy = VSCHED_POLICY_IPI_PRIO;
+    c.policy = policy("ipi-prio");
     char err[128];
     VschedCore *core = vsched_core_new(&c, 3, &kOps, &g, err, sizeof(err));
     ASSERT_NE(core, nullptr) << err;
@@ -161,12 +188,13 @@ TEST(Facade, GlueProtocolEndToEnd)
     EXPECT_EQ(std::strlen(small), 7u);
 
     /* Trace: spin-detected, receiver yield, handoff, preempt were seen. */
-    for (int ev : {VSCHED_TRACE_SPIN_DETECTED, VSCHED_TRACE_YIELD_RECEIVER,
+    for (int ev : {VSCHED_TRACE_SPIN_DETECTED, VSCHED_TRACE_YIELD, VSCHED_TRACE_RECEIVER_HIT,
                    VSCHED_TRACE_HANDOFF, VSCHED_TRACE_PREEMPT, VSCHED_TRACE_ACQUIRE_WAIT,
                    VSCHED_TRACE_RELEASE}) {
         EXPECT_NE(std::find(g.events.begin(), g.events.end(), ev), g.events.end())
             << vsched_trace_event_name(ev);
     }
+    EXPECT_EQ(g.yields, std::vector<std::string>{"ipi-prio/receiver"});
     EXPECT_STREQ(vsched_trace_event_name(VSCHED_TRACE_HANDOFF), "handoff");
     EXPECT_EQ(vsched_trace_event_name(VSCHED_TRACE__MAX), nullptr);
     vsched_core_free(core);
@@ -179,13 +207,14 @@ TEST(Facade, KnobsAreRuntimeChangeable)
     VschedHostOps ops = {nullptr, nullptr, nullptr, nullptr}; /* all optional */
     VschedCore *core = vsched_core_new(&c, 2, &ops, nullptr, nullptr, 0);
     ASSERT_NE(core, nullptr);
-    EXPECT_TRUE(vsched_set_policy(core, VSCHED_POLICY_IPI));
-    EXPECT_EQ(vsched_get_policy(core), VSCHED_POLICY_IPI);
-    EXPECT_TRUE(vsched_set_policy(core, VSCHED_POLICY_IPI_V2));
-    EXPECT_EQ(vsched_get_policy(core), VSCHED_POLICY_IPI_V2);
-    EXPECT_TRUE(vsched_set_policy(core, VSCHED_POLICY_IPI));
-    EXPECT_FALSE(vsched_set_policy(core, 7));
-    EXPECT_EQ(vsched_get_policy(core), VSCHED_POLICY_IPI);
+    EXPECT_TRUE(vsched_set_policy(core, policy("ipi")));
+    EXPECT_EQ(vsched_get_policy(core), policy("ipi"));
+    EXPECT_TRUE(vsched_set_policy(core, policy("ipi-v2")));
+    EXPECT_EQ(vsched_get_policy(core), policy("ipi-v2"));
+    EXPECT_TRUE(vsched_set_policy(core, policy("ipi")));
+    EXPECT_FALSE(vsched_set_policy(core, 99));
+    EXPECT_FALSE(vsched_set_policy(core, -1));
+    EXPECT_EQ(vsched_get_policy(core), policy("ipi"));
     vsched_set_relaxed_boost(core, false);
     EXPECT_FALSE(vsched_get_relaxed_boost(core));
     vsched_set_ipi_tracking(core, false);

@@ -1,5 +1,6 @@
 /* Test fixture for yield policies: a pool with hand-set flags, a real IPI
- * tracker and a scripted yield_to(). */
+ * tracker, a scripted yield_to() and the real spin protocol around the
+ * policy (run_spin_decision). */
 #ifndef VSCHED_TESTS_POLICY_FIXTURE_H
 #define VSCHED_TESTS_POLICY_FIXTURE_H
 
@@ -8,9 +9,11 @@
 
 #include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "policy.h"
+#include "yield_mechanism.h"
 
 namespace vsched::test {
 
@@ -28,6 +31,23 @@ public:
     std::vector<int> attempts;
     std::map<int, int> results;
     int last_me = -1;
+};
+
+/* A registered policy, by name. */
+struct TestPolicy {
+    PolicyId id;
+    std::unique_ptr<YieldPolicy> impl;
+};
+inline TestPolicy policy(const char *name)
+{
+    PolicyId id = policy_id(name);
+    return {id, make_policy(id)};
+}
+
+/* What a decision came to, with the pass by name. */
+struct Decision {
+    int target = kNone;
+    std::string pass;
 };
 
 class PolicyTest : public ::testing::Test {
@@ -76,11 +96,14 @@ protected:
         ipi_->on_ipi(src, &dst, 1, vector, kApicDmFixed, kApicShNone, t);
     }
 
-    Decision decide(YieldPolicy &p, bool kernel_mode, bool relaxed = true,
+    Decision decide(TestPolicy &p, bool kernel_mode, bool relaxed = true,
                     uint64_t now = kNow)
     {
-        PolicyContext c{pool(), *ipi_, ctr_, mech_, hints_.get(), now, relaxed, 3};
-        return p.decide(c, me_, kernel_mode);
+        SpinSetup s{pool(), *ipi_, ctr_, hints_.get(), now, relaxed, 3,
+                    me_, kernel_mode, policy_pass_count(p.id)};
+        SpinResult r = run_spin_decision(*p.impl, s, mech_);
+        const char *pass = policy_pass_name(p.id, r.pass);
+        return {r.target, pass ? pass : ""};
     }
 
     int n_ = 0;

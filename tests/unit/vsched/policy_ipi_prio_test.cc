@@ -10,7 +10,7 @@ using ::testing::IsEmpty;
 
 class IpiPrioTest : public PolicyTest {
 protected:
-    std::unique_ptr<YieldPolicy> p_ = make_ipi_prio_policy();
+    TestPolicy p_ = policy("ipi-prio");
 };
 
 /* The case the series gets "wrong": the receiver (7) beats the earlier
@@ -22,9 +22,9 @@ TEST_F(IpiPrioTest, ReceiverBeatsEarlierLockHolder)
     preempted(6, 0);
     woken(7);
     ipi(2, 7);
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(7));
-    EXPECT_EQ(d.pass, Ctr::yield_receiver);
+    EXPECT_EQ(d.pass, "receiver");
     EXPECT_EQ(last_boosted(), 7);
 }
 
@@ -38,9 +38,9 @@ TEST_F(IpiPrioTest, MulticastReceiversCount)
     woken(7);
     int dst[] = {5, 7};
     ipi_->on_ipi(2, dst, 2, 0xfd, kApicDmFixed, kApicShNone, kNow);
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_EQ(d.target, 7);
-    EXPECT_EQ(d.pass, Ctr::yield_receiver);
+    EXPECT_EQ(d.pass, "receiver");
 }
 
 /* Receivers are tried in scan order among themselves. */
@@ -53,7 +53,7 @@ TEST_F(IpiPrioTest, ReceiversInScanOrder)
     int dst[] = {2, 6};
     ipi_->on_ipi(0, dst, 2, 0xfd, kApicDmFixed, kApicShNone, kNow);
     mech_.results[6] = 0;
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(6, 2));
     EXPECT_EQ(d.target, 2);
 }
@@ -74,9 +74,9 @@ TEST_F(IpiPrioTest, WideMulticastFallsBackToFullScan)
     int hint[kReceiverHints];
     EXPECT_EQ(ipi_->receiver_hints(0, kNow, hint), -1);
     woken(1);
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_EQ(d.target, 1);
-    EXPECT_EQ(d.pass, Ctr::yield_receiver);
+    EXPECT_EQ(d.pass, "receiver");
     /* After the window the ring is trusted again (and is empty: the wide
      * multicast did not go into it, its entries are stale by now). */
     EXPECT_EQ(ipi_->receiver_hints(0, kNow + 50'000'001, hint), 0);
@@ -97,7 +97,7 @@ TEST_F(IpiPrioTest, SeparateBudgetsPerPass)
     }
     int dst[] = {3, 5};
     ipi_->on_ipi(0, dst, 2, 0xfd, kApicDmFixed, kApicShNone, kNow);
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(3, 5, 1, 2, 4, 6, 7));
     EXPECT_EQ(d.target, kNone);
     EXPECT_EQ(ctr_.get(Ctr::yield_budget_exhausted), 1u);
@@ -108,9 +108,9 @@ TEST_F(IpiPrioTest, WokenNotPreemptedIsCandidate)
 {
     init(4, 0);
     woken(2);
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_EQ(d.target, 2);
-    EXPECT_EQ(d.pass, Ctr::yield_relaxed);
+    EXPECT_EQ(d.pass, "relaxed");
 }
 
 /* Lock-holder pass before relaxed pass: user-mode preempted 1 comes first
@@ -120,9 +120,9 @@ TEST_F(IpiPrioTest, LockHolderBeforeRelaxed)
     init(4, 0);
     preempted(1, 3);
     preempted(3, 0);
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(3));
-    EXPECT_EQ(d.pass, Ctr::yield_lock_holder);
+    EXPECT_EQ(d.pass, "lock_holder");
 }
 
 /* A pending, not yet accepted interrupt makes a user-mode preempted vCPU a
@@ -133,9 +133,9 @@ TEST_F(IpiPrioTest, PendingInterruptCountsAsInKernel)
     preempted(1, 3);
     preempted(3, 3);
     ipi(2, 3); /* from someone else: not my receiver */
-    Decision d = decide(*p_, true, /*relaxed=*/false);
+    Decision d = decide(p_, true, /*relaxed=*/false);
     EXPECT_THAT(mech_.attempts, ElementsAre(3));
-    EXPECT_EQ(d.pass, Ctr::yield_lock_holder);
+    EXPECT_EQ(d.pass, "lock_holder");
 }
 
 /* dy_eligible is toggled at most once per decision. */
@@ -144,7 +144,7 @@ TEST_F(IpiPrioTest, EligibilityToggledOnce)
     init(4, 0);
     preempted(1, 0);
     add_flag(1, vflag::kInSpinLoop);
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_EQ(d.target, kNone);
     EXPECT_TRUE(flag(1, vflag::kDyEligible));
     EXPECT_THAT(mech_.attempts, IsEmpty());
@@ -165,9 +165,9 @@ TEST_F(IpiPrioTest, EoiMatchedByVector)
     EXPECT_TRUE(ipi_->is_receiver(1, 2, kNow));
     ipi_->on_accept(2, 0xfc); /* 2 took it: no interrupt pending there */
     set_last_boosted(0);
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_EQ(d.target, 1);
-    EXPECT_EQ(d.pass, Ctr::yield_relaxed); /* no receiver left for me */
+    EXPECT_EQ(d.pass, "relaxed"); /* no receiver left for me */
 }
 
 } // namespace

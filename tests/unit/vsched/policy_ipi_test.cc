@@ -16,12 +16,12 @@ using ::testing::IsEmpty;
 
 class IpiTest : public PolicyTest {
 protected:
-    std::unique_ptr<YieldPolicy> p_ = make_ipi_policy();
+    TestPolicy p_ = policy("ipi");
 };
 
 class IpiV2Test : public PolicyTest {
 protected:
-    std::unique_ptr<YieldPolicy> p_ = make_ipi_v2_policy();
+    TestPolicy p_ = policy("ipi-v2");
 };
 
 /* The "priority" is only an OR filter: me=2, last_boosted=5, 7 is me's
@@ -34,9 +34,9 @@ TEST_F(IpiTest, ReceiverLaterInScanOrderLoses)
     preempted(6, 0);
     woken(7);
     ipi(2, 7);
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(6));
-    EXPECT_EQ(d.pass, Ctr::yield_strict);
+    EXPECT_EQ(d.pass, "strict");
 }
 
 /* Same, but 6 was preempted in user mode: the strict filter rejects it
@@ -48,10 +48,10 @@ TEST_F(IpiTest, ReceiverAcceptedEvenIfNotPreempted)
     preempted(6, 3);
     woken(7);
     ipi(2, 7);
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(7));
     EXPECT_EQ(d.target, 7);
-    EXPECT_EQ(d.pass, Ctr::yield_strict);
+    EXPECT_EQ(d.pass, "strict");
     EXPECT_EQ(ctr_.get(Ctr::reject_strict), 1u);
 }
 
@@ -61,7 +61,7 @@ TEST_F(IpiTest, WokenNonReceiverRejectedByBothRounds)
 {
     init(4, 0);
     woken(1);
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_THAT(mech_.attempts, IsEmpty());
     EXPECT_EQ(d.target, kNone);
     EXPECT_EQ(ctr_.get(Ctr::reject_strict), 1u);
@@ -75,13 +75,13 @@ TEST_F(IpiTest, RelaxedRoundTakesPreemptedOnly)
     init(8, 2);
     set_last_boosted(5);
     preempted(6, 3);
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(6));
-    EXPECT_EQ(d.pass, Ctr::yield_relaxed);
+    EXPECT_EQ(d.pass, "relaxed");
 
     mech_.attempts.clear();
     set_last_boosted(5);
-    d = decide(*p_, true, /*relaxed=*/false);
+    d = decide(p_, true, /*relaxed=*/false);
     EXPECT_THAT(mech_.attempts, IsEmpty());
     EXPECT_EQ(d.target, kNone);
 }
@@ -96,10 +96,10 @@ TEST_F(IpiTest, RelaxedRoundAfterZeroResults)
     preempted(6, 0);
     preempted(7, 3);
     mech_.results[6] = 0;
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(6, 6, 7));
     EXPECT_EQ(d.target, 7);
-    EXPECT_EQ(d.pass, Ctr::yield_relaxed);
+    EXPECT_EQ(d.pass, "relaxed");
 }
 
 /* v3: round 1 used the budget up (all seven return -ESRCH: 1, 2, 3 and
@@ -111,7 +111,7 @@ TEST_F(IpiTest, RelaxedRoundSkippedWhenRound1UsedUpTry)
         preempted(v, 0);
         mech_.results[v] = kYieldEsrch;
     }
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(1, 2, 3));
     EXPECT_EQ(d.target, kNone);
     EXPECT_EQ(ctr_.get(Ctr::yield_budget_exhausted), 1u);
@@ -127,10 +127,10 @@ TEST_F(IpiTest, RelaxedRoundRunsAfterOneEsrch)
     preempted(1, 0);
     preempted(2, 3);
     mech_.results[1] = kYieldEsrch;
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(1, 1, 2));
     EXPECT_EQ(d.target, 2);
-    EXPECT_EQ(d.pass, Ctr::yield_relaxed);
+    EXPECT_EQ(d.pass, "relaxed");
     EXPECT_EQ(ctr_.get(Ctr::yield_budget_exhausted), 0u);
 }
 
@@ -146,10 +146,10 @@ TEST_F(IpiTest, RelaxedRoundRunsAfterTwoEsrch)
     preempted(3, 0);
     mech_.results[1] = kYieldEsrch;
     mech_.results[3] = kYieldEsrch;
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(1, 3, 2));
     EXPECT_EQ(d.target, 2);
-    EXPECT_EQ(d.pass, Ctr::yield_relaxed);
+    EXPECT_EQ(d.pass, "relaxed");
     EXPECT_EQ(last_boosted(), 2);
 }
 
@@ -162,7 +162,7 @@ TEST_F(IpiTest, RelaxedRoundSharesTheRemainingBudget)
         preempted(v, v <= 2 ? 0 : 3);
         mech_.results[v] = kYieldEsrch;
     }
-    decide(*p_, true);
+    decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(1, 2, 1));
     EXPECT_EQ(ctr_.get(Ctr::yield_budget_exhausted), 1u);
 }
@@ -175,9 +175,9 @@ TEST_F(IpiTest, TimerEoiKeepsReceiverMatchingEoiClearsIt)
     woken(1);
     ipi(0, 1, kNow, 0xfb);
     ipi_->on_eoi(1, 0xec, kNow);
-    EXPECT_EQ(decide(*p_, true, false).target, 1);
+    EXPECT_EQ(decide(p_, true, false).target, 1);
     ipi_->on_eoi(1, 0xfb, kNow);
-    EXPECT_EQ(decide(*p_, true, false).target, kNone);
+    EXPECT_EQ(decide(p_, true, false).target, kNone);
 }
 
 /* v3: the receiver's own IPI survives its EOI of another sender's IPI.
@@ -190,7 +190,7 @@ TEST_F(IpiTest, ReceiversOwnSenderRecordSurvivesItsEoi)
     ipi(1, 2, kNow, 0xfd);
     ipi_->on_eoi(1, 0xfb, kNow);
     EXPECT_FALSE(ipi_->series_is_receiver(0, 1, kNow));
-    EXPECT_EQ(decide(*p_, true, false).target, 2);
+    EXPECT_EQ(decide(p_, true, false).target, 2);
 }
 
 /* The same with ipi-v2: the EOI wipes 1's own sender record (the v1/v2
@@ -202,7 +202,7 @@ TEST_F(IpiV2Test, ReceiversOwnSenderRecordWipedByItsEoi)
     ipi(0, 1, kNow, 0xfb);
     ipi(1, 2, kNow, 0xfd);
     ipi_->on_eoi(1, 0xfb, kNow);
-    EXPECT_EQ(decide(*p_, true, false).target, kNone);
+    EXPECT_EQ(decide(p_, true, false).target, kNone);
 }
 
 /* ipi-v2: any EOI of the receiver (a timer vector) clears the record. */
@@ -212,7 +212,7 @@ TEST_F(IpiV2Test, TimerEoiClearsReceiver)
     woken(1);
     ipi(0, 1, kNow, 0xfb);
     ipi_->on_eoi(1, 0xec, kNow);
-    EXPECT_EQ(decide(*p_, true, false).target, kNone);
+    EXPECT_EQ(decide(p_, true, false).target, kNone);
 }
 
 /* ipi-v2: the shared `try` underflows (v1/v2 as published): all seven
@@ -226,7 +226,7 @@ TEST_F(IpiV2Test, SharedTryUnderflowsInRelaxedRound)
         preempted(v, 0);
         mech_.results[v] = kYieldEsrch;
     }
-    decide(*p_, true);
+    decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(1, 2, 3, 1, 2, 3, 4, 5, 6, 7));
     EXPECT_EQ(ctr_.get(Ctr::yield_budget_exhausted), 1u);
 }
@@ -238,9 +238,9 @@ TEST_F(IpiV2Test, RelaxedRoundRunsAfterOneEsrch)
     preempted(1, 0);
     preempted(2, 3);
     mech_.results[1] = kYieldEsrch;
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(1, 1, 2));
-    EXPECT_EQ(d.pass, Ctr::yield_relaxed);
+    EXPECT_EQ(d.pass, "relaxed");
 }
 
 /* Both variants: an IPI to {self, other} is not a series IPI, so the
@@ -251,10 +251,10 @@ TEST_F(IpiTest, IpiToSelfAndOtherNotTracked)
     woken(1);
     int dst[] = {0, 1};
     ipi_->on_ipi(0, dst, 2, 0xfb, kApicDmFixed, kApicShNone, kNow);
-    EXPECT_EQ(decide(*p_, true, false).target, kNone);
+    EXPECT_EQ(decide(p_, true, false).target, kNone);
     EXPECT_TRUE(ipi_->is_receiver(0, 1, kNow)); /* our view has it */
-    auto v2 = make_ipi_v2_policy();
-    EXPECT_EQ(decide(*v2, true, false).target, kNone);
+    TestPolicy v2 = policy("ipi-v2");
+    EXPECT_EQ(decide(v2, true, false).target, kNone);
 }
 
 /* Edge case (b): round 1 toggles dy_eligible of a spinning candidate, so
@@ -265,9 +265,9 @@ TEST_F(IpiTest, EligibilityToggledAgainInRelaxedRound)
     set_last_boosted(5);
     preempted(6, 0);
     add_flag(6, vflag::kInSpinLoop);
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(6));
-    EXPECT_EQ(d.pass, Ctr::yield_relaxed);
+    EXPECT_EQ(d.pass, "relaxed");
     EXPECT_FALSE(flag(6, vflag::kDyEligible));
 }
 
@@ -279,7 +279,7 @@ TEST_F(IpiTest, MulticastReceiverNotRecognised)
     woken(7);
     int dst[] = {5, 7};
     ipi_->on_ipi(2, dst, 2, 0xfd, kApicDmFixed, kApicShNone, kNow);
-    Decision d = decide(*p_, true, /*relaxed=*/false);
+    Decision d = decide(p_, true, /*relaxed=*/false);
     EXPECT_EQ(d.target, kNone);
 }
 
@@ -290,10 +290,10 @@ TEST_F(IpiTest, ReceiverExpiresAfterWindow)
     init(4, 0);
     woken(1);
     ipi(0, 1, kNow - 50'000'000);
-    EXPECT_EQ(decide(*p_, true, false, kNow).target, 1);
+    EXPECT_EQ(decide(p_, true, false, kNow).target, 1);
     mech_.attempts.clear();
     ipi(0, 1, kNow - 50'000'001);
-    EXPECT_EQ(decide(*p_, true, false, kNow).target, kNone);
+    EXPECT_EQ(decide(p_, true, false, kNow).target, kNone);
 }
 
 TEST_F(IpiTest, TrackingOffIgnoresReceiver)
@@ -302,9 +302,9 @@ TEST_F(IpiTest, TrackingOffIgnoresReceiver)
     woken(1);
     ipi(0, 1);
     ipi_->set_enabled(false);
-    EXPECT_EQ(decide(*p_, true, false).target, kNone);
+    EXPECT_EQ(decide(p_, true, false).target, kNone);
     ipi_->set_enabled(true);
-    EXPECT_EQ(decide(*p_, true, false).target, 1);
+    EXPECT_EQ(decide(p_, true, false).target, 1);
 }
 
 /* The receiver's EOI of the IPI's vector clears the sender's pending. */
@@ -314,7 +314,7 @@ TEST_F(IpiTest, EoiClearsReceiver)
     woken(1);
     ipi(0, 1);
     ipi_->on_eoi(1, 0xfb, kNow);
-    EXPECT_EQ(decide(*p_, true, false).target, kNone);
+    EXPECT_EQ(decide(p_, true, false).target, kNone);
 }
 
 } // namespace

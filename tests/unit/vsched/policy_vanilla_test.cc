@@ -14,7 +14,7 @@ using ::testing::IsEmpty;
 
 class VanillaTest : public PolicyTest {
 protected:
-    std::unique_ptr<YieldPolicy> p_ = make_vanilla_policy();
+    TestPolicy p_ = policy("vanilla");
 };
 
 /* n=8, me=2, last_boosted=5: order 6,7,0,1,3,4,5 (2 skipped); the first
@@ -26,10 +26,10 @@ TEST_F(VanillaTest, StartsAfterLastBoostedAndStopsAtFirstSuccess)
     for (int v : {0, 1, 3, 4, 5, 6, 7}) {
         preempted(v, 0);
     }
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(6));
     EXPECT_EQ(d.target, 6);
-    EXPECT_EQ(d.pass, Ctr::yield_scan);
+    EXPECT_EQ(d.pass, "scan");
     EXPECT_EQ(last_boosted(), 6);
 }
 
@@ -45,7 +45,7 @@ TEST_F(VanillaTest, EsrchBudgetOfThreeZeroCostsNothing)
     }
     mech_.results = {{6, 0}, {7, kYieldEsrch}, {0, 0}, {1, kYieldEsrch},
                      {3, kYieldEsrch}, {4, 1}};
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(6, 7, 0, 1, 3));
     EXPECT_EQ(d.target, kNone);
     EXPECT_EQ(ctr_.get(Ctr::yield_esrch), 3u);
@@ -63,7 +63,7 @@ TEST_F(VanillaTest, ZeroResultsScanEveryoneOnce)
         preempted(v, 0);
         mech_.results[v] = 0;
     }
-    decide(*p_, true);
+    decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(1, 2, 3, 4));
 }
 
@@ -76,7 +76,7 @@ TEST_F(VanillaTest, KernelModeFilterRejectsOnlyUserModePreempted)
     set_last_boosted(5);
     preempted(6, 3);
     woken(0);
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(0));
     EXPECT_EQ(d.target, 0);
     EXPECT_EQ(ctr_.get(Ctr::reject_user_mode), 1u);
@@ -89,7 +89,7 @@ TEST_F(VanillaTest, UserModeSpinAcceptsUserModePreempted)
     init(8, 2);
     set_last_boosted(5);
     preempted(6, 3);
-    Decision d = decide(*p_, false);
+    Decision d = decide(p_, false);
     EXPECT_THAT(mech_.attempts, ElementsAre(6));
     EXPECT_EQ(d.target, 6);
 }
@@ -105,7 +105,7 @@ TEST_F(VanillaTest, DyEligibleTogglesEveryOtherLook)
     preempted(7, 0);
     add_flag(6, vflag::kInSpinLoop);
     add_flag(7, vflag::kInSpinLoop | vflag::kDyEligible);
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_EQ(d.target, 7);
     EXPECT_TRUE(flag(6, vflag::kDyEligible));
     EXPECT_FALSE(flag(7, vflag::kDyEligible));
@@ -113,7 +113,7 @@ TEST_F(VanillaTest, DyEligibleTogglesEveryOtherLook)
 
     mech_.attempts.clear();
     set_last_boosted(5);
-    d = decide(*p_, true);
+    d = decide(p_, true);
     EXPECT_EQ(d.target, 6);
     EXPECT_FALSE(flag(6, vflag::kDyEligible)); /* toggled back */
 }
@@ -124,7 +124,7 @@ TEST_F(VanillaTest, ClearsOwnSpinFlagsOnExit)
 {
     init(4, 1);
     add_flag(1, vflag::kDyEligible);
-    decide(*p_, true);
+    decide(p_, true);
     EXPECT_FALSE(flag(1, vflag::kInSpinLoop));
     EXPECT_FALSE(flag(1, vflag::kDyEligible));
 }
@@ -138,7 +138,7 @@ TEST_F(VanillaTest, WrapsAround)
         preempted(v, 0);
         mech_.results[v] = 0;
     }
-    decide(*p_, true);
+    decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(0, 1, 3));
 }
 
@@ -149,14 +149,14 @@ TEST_F(VanillaTest, StoresIndexNotLoopCounter)
     init(8, 0);
     set_last_boosted(5);
     preempted(1, 0);
-    decide(*p_, true);
+    decide(p_, true);
     EXPECT_EQ(last_boosted(), 1);
 }
 
 TEST_F(VanillaTest, SingleVcpuDoesNothing)
 {
     init(1, 0);
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_THAT(mech_.attempts, IsEmpty());
     EXPECT_EQ(d.target, kNone);
     EXPECT_FALSE(flag(0, vflag::kInSpinLoop));
@@ -169,19 +169,19 @@ TEST_F(VanillaTest, HaltedCandidateNeedsWakeAndPendingInterrupt)
 {
     init(4, 0);
     halted(1);
-    decide(*p_, true);
+    decide(p_, true);
     EXPECT_THAT(mech_.attempts, IsEmpty());
     EXPECT_EQ(ctr_.get(Ctr::reject_not_ready), 3u);
 
     ipi(0, 1);
     hints_[1].store(kWakeIpi);
     mech_.results[1] = 0;
-    decide(*p_, true);
+    decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(1));
 
     mech_.attempts.clear();
     ipi_->on_accept(1, 0xfb);
-    decide(*p_, true);
+    decide(p_, true);
     EXPECT_THAT(mech_.attempts, IsEmpty());
     EXPECT_EQ(ctr_.get(Ctr::reject_blocking), 1u);
 }
@@ -195,15 +195,22 @@ TEST_F(VanillaTest, IgnoresIpiReceiver)
     preempted(6, 0);
     preempted(7, 0);
     ipi(2, 7);
-    Decision d = decide(*p_, true);
+    Decision d = decide(p_, true);
     EXPECT_EQ(d.target, 6);
 }
 
-TEST(NonePolicy, NeverYields)
+/* "none" has no passes: the core never asks it (spins_ignored), and the
+ * protocol would not run it either. */
+TEST_F(VanillaTest, NonePolicyHasNoPassesAndNeverYields)
 {
-    auto p = make_none_policy();
-    EXPECT_EQ(p->kind(), PolicyKind::kNone);
-    EXPECT_STREQ(p->name(), "none");
+    init(4, 0);
+    preempted(1, 0);
+    TestPolicy none = policy("none");
+    ASSERT_TRUE(valid_policy(none.id));
+    EXPECT_EQ(policy_pass_count(none.id), 0);
+    EXPECT_EQ(decide(none, true).target, kNone);
+    EXPECT_THAT(mech_.attempts, IsEmpty());
+    EXPECT_FALSE(flag(0, vflag::kInSpinLoop));
 }
 
 } // namespace

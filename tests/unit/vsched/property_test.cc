@@ -16,7 +16,7 @@ namespace {
 struct Case {
     int vcpus;
     int pcpus;
-    PolicyKind policy;
+    PolicyId policy;
 };
 
 class PropertyTest : public ::testing::TestWithParam<Case> {};
@@ -46,9 +46,9 @@ TEST_P(PropertyTest, RandomSequencesKeepInvariants)
 
 INSTANTIATE_TEST_SUITE_P(
     Sizes, PropertyTest,
-    ::testing::Values(Case{2, 1, PolicyKind::kVanilla}, Case{8, 3, PolicyKind::kIpiPrio},
-                      Case{8, 2, PolicyKind::kIpi}, Case{16, 4, PolicyKind::kVanilla},
-                      Case{16, 8, PolicyKind::kNone}, Case{32, 8, PolicyKind::kIpiPrio}),
+    ::testing::Values(Case{2, 1, policy_id("vanilla")}, Case{8, 3, policy_id("ipi-prio")},
+                      Case{8, 2, policy_id("ipi")}, Case{16, 4, policy_id("vanilla")},
+                      Case{16, 8, policy_id("none")}, Case{32, 8, policy_id("ipi-prio")}),
     [](const auto &info) {
         return std::string(policy_name(info.param.policy)) == "ipi-prio"
                    ? "ipi_prio_" + std::to_string(info.param.vcpus) + "v" +
@@ -64,7 +64,7 @@ TEST(PropertyYields, HandoffsHappen)
     SimDriver::Params p;
     p.nr_vcpus = 12;
     p.pcpus = 4;
-    p.policy = PolicyKind::kIpiPrio;
+    p.policy = policy_id("ipi-prio");
     SimDriver d(p);
     std::mt19937 rng(42);
     for (int i = 0; i < 20000; i++) {

@@ -30,7 +30,7 @@ public:
         int pcpus = 3;
         uint64_t slice_ns = 2'000'000;
         uint64_t max_step_ns = 500'000;
-        PolicyKind policy = PolicyKind::kIpiPrio;
+        PolicyId policy = policy_id("ipi-prio");
     };
 
     explicit SimDriver(const Params &p) : p_(p), host_(p.nr_vcpus), g_(p.nr_vcpus, G::kOff),
@@ -122,7 +122,7 @@ public:
         case 11: /* knobs */
             switch (b % 5) {
             case 0:
-                core_->set_policy(static_cast<PolicyKind>((b >> 4) % kNumPolicies));
+                core_->set_policy(static_cast<PolicyId>((b >> 4) % policy_count()));
                 break;
             case 1:
                 core_->set_relaxed_boost(b & 64);

@@ -23,7 +23,7 @@ namespace vsched::test {
 struct WorkloadParams {
     int pcpus = 3;
     int ratio = 2;                     /* overcommit: vCPUs = pcpus * ratio */
-    PolicyKind policy = PolicyKind::kVanilla;
+    PolicyId policy = policy_id("vanilla");
     uint64_t duration_ns = 600'000'000;
     uint64_t step_ns = 2'000;          /* one PAUSE-loop iteration */
     int locks = 2;

@@ -7,13 +7,14 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 #include "workload_sim.h"
 
 namespace vsched::test {
 namespace {
 
-WorkloadResult run(PolicyKind pol, int ratio, uint32_t seed)
+WorkloadResult run(PolicyId pol, int ratio, uint32_t seed)
 {
     WorkloadParams p;
     p.policy = pol;
@@ -31,13 +32,14 @@ class WorkloadTest : public ::testing::TestWithParam<int> {};
 TEST_P(WorkloadTest, IpiAwarePoliciesCutSpinTime)
 {
     const int ratio = GetParam();
-    WorkloadResult r[kNumPolicies];
-    for (int k = 0; k < kNumPolicies; k++) {
-        r[k] = run(static_cast<PolicyKind>(k), ratio, getenv("VSCHED_SEED") ? atoi(getenv("VSCHED_SEED")) : 7);
+    std::vector<WorkloadResult> r(policy_count());
+    for (int k = 0; k < policy_count(); k++) {
+        const char *seed = getenv("VSCHED_SEED");
+        r[k] = run(static_cast<PolicyId>(k), ratio, seed ? atoi(seed) : 7);
         std::printf("workload %d:1 %-8s spin %6.2f%%  spin %7.1f ms  work %7.1f ms  "
                     "ipi round trips %5llu (mean %6.1f us)  yields %llu (receiver: series %llu, "
                     "any %llu)\n",
-                    ratio, policy_name(static_cast<PolicyKind>(k)), 100 * r[k].spin_share(),
+                    ratio, policy_name(static_cast<PolicyId>(k)), 100 * r[k].spin_share(),
                     r[k].spin_ns / 1e6, r[k].work_ns / 1e6,
                     static_cast<unsigned long long>(r[k].ipi_waits),
                     r[k].ipi_waits ? r[k].ipi_wait_ns / 1e3 / r[k].ipi_waits : 0.0,
@@ -48,7 +50,11 @@ TEST_P(WorkloadTest, IpiAwarePoliciesCutSpinTime)
             std::printf("  %s\n", counters_json(r[k].ctr).c_str());
         }
     }
-    const auto &none = r[0], &van = r[1], &ipi = r[2], &prio = r[3];
+    auto by_name = [&](const char *name) -> const WorkloadResult & {
+        return r.at(static_cast<int>(policy_id(name)));
+    };
+    const auto &none = by_name("none"), &van = by_name("vanilla"), &ipi = by_name("ipi"),
+               &prio = by_name("ipi-prio");
     EXPECT_EQ(none.ctr[Ctr::handoffs], 0u);
     EXPECT_GT(ipi.ctr[Ctr::yield_receiver_hit_series], 0u);
     EXPECT_GT(prio.ctr[Ctr::yield_receiver_hit_any], 0u);
@@ -67,7 +73,7 @@ TEST(WorkloadMarking, VoluntaryYieldersStarveTheSeriesFilters)
     WorkloadParams p;
     p.ratio = 4;
     p.seed = 7;
-    p.policy = PolicyKind::kIpi;
+    p.policy = policy_id("ipi");
     p.yielder_preempted = true;
     WorkloadResult kvm = WorkloadSim(p).run();
     p.yielder_preempted = false;
