@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -871,7 +872,8 @@ TEST(SharedPoolProcesses, LockOwnerDeathIsRepaired)
         int fd = ::shm_open(pool_shm_path(name).c_str(), O_RDWR, 0);
         auto *p = static_cast<ShmPool *>(
             ::mmap(nullptr, sizeof(ShmPool), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
-        pthread_mutex_lock(&p->lock);
+        /* Take the pool lock as SharedPool::lock() does: our thread id. */
+        p->lock.word = static_cast<uint32_t>(::syscall(SYS_gettid));
         p->pool.q_len = 7;
         p->pool.free_top = 1;
         ::raise(SIGKILL);
