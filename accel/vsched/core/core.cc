@@ -432,6 +432,21 @@ void Core::release(int v, ReleaseReason why)
     run_effects(fx);
 }
 
+void Core::release_if_active(int v, ReleaseReason why)
+{
+    if (!valid(v)) {
+        return;
+    }
+    /* Unlocked look: a halted vCPU becomes active only by its own acquire
+     * (on this thread) or by a grant, which needs it queued first.  The
+     * state array stays mapped even after leaving a corrupt pool. */
+    const uint8_t st = shm_load(sched_.state().state[sched_.base() + v]);
+    if (st == static_cast<uint8_t>(VcpuState::kRunning) ||
+        st == static_cast<uint8_t>(VcpuState::kQueued)) {
+        release(v, why);
+    }
+}
+
 /* REQUIRES: mu_ held, v holds a slot, a spin fired at `cpl`. */
 void Core::decide_locked(int v, int cpl)
 {

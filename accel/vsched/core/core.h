@@ -111,6 +111,8 @@ public:
     /* Gate, release, after-exec, timer. */
     bool acquire(int v);
     void release(int v, ReleaseReason why);
+    /* release() if v holds a slot or is queued (a lock-free look first). */
+    void release_if_active(int v, ReleaseReason why);
     bool after_exec(int v, int cpl);
     uint64_t tick();
     /* Standalone helper: acquire, waiting in host().wait() until granted
