@@ -253,7 +253,11 @@ std::unique_ptr<SharedPool> SharedPool::attach(std::string_view name, int nr_slo
     const std::string path = pool_shm_path(name);
     const uint64_t give_up = mono_ns() + opt.init_wait_ns;
 
-    for (;;) {
+    for (int attempt = 0;; attempt++) {
+        if (attempt == 1000) {
+            return fail("vsched: pool " + quoted(name) + " (/dev/shm" + path +
+                        ") keeps being replaced or removed while joining; giving up");
+        }
         std::unique_ptr<SharedPool> sp(new SharedPool);
         sp->name_ = std::string(name);
         sp->path_ = path;
@@ -405,7 +409,12 @@ int SharedPool::join_locked(bool created, int nr_vcpus, uint64_t now, std::strin
         bool owner_dead = lock();
         Unlock unlock_at_exit{this};
         if (shm_load(p_->hdr.removed)) {
-            return -1; /* the last member left and unlinked it */
+            if (!still_at_path()) {
+                return -1; /* the last member left and unlinked it */
+            }
+            /* Marked removed, never unlinked (its last member died in
+             * between): nobody is in it; take it over in place. */
+            p_->hdr.removed = 0;
         }
         Counters ctr;
         SpinDetector spin(1, 1, 1, 1, 2);
@@ -451,6 +460,20 @@ void SharedPool::reap_and_refresh_locked(Scheduler &tmp, bool created)
     reaped_at_attach_ = dead;
 }
 
+/* Our mapping is (still) the file at the pool's path. */
+bool SharedPool::still_at_path() const
+{
+    int fd = ::shm_open(path_.c_str(), O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0) {
+        return false;
+    }
+    struct stat a, b;
+    bool same = ::fstat(fd, &a) == 0 && ::fstat(fd_, &b) == 0 && a.st_ino == b.st_ino &&
+                a.st_dev == b.st_dev;
+    ::close(fd);
+    return same;
+}
+
 /* Under the lock: a member entry and a free range of global ids. */
 int SharedPool::add_member_locked(int nr_vcpus, uint64_t now, std::string *err)
 {
@@ -484,6 +507,14 @@ int SharedPool::add_member_locked(int nr_vcpus, uint64_t now, std::string *err)
                " in all its VMs)";
         return 0;
     }
+    /* The process record first: a joiner killed half-way leaves an entry
+     * whose pid tells the others it is dead. */
+    ShmMember &pr = p.proc[slot];
+    std::memset(&pr, 0, sizeof pr);
+    uint64_t st = 0;
+    proc_start_time(::getpid(), &st);
+    pr.start_time = st;
+    pr.pid = ::getpid();
     MemberState &ms = p.pool.member[slot];
     ms = MemberState{};
     ms.active = 1;
@@ -496,12 +527,6 @@ int SharedPool::add_member_locked(int nr_vcpus, uint64_t now, std::string *err)
         p.pool.flags[g] = 0;
     }
     p.pool.nr_members++;
-    ShmMember &pr = p.proc[slot];
-    std::memset(&pr, 0, sizeof pr);
-    uint64_t st = 0;
-    proc_start_time(::getpid(), &st);
-    pr.start_time = st;
-    pr.pid = ::getpid();
     p.stats.members_joined++;
     member_ = slot;
     base_ = base;
@@ -644,7 +669,10 @@ std::vector<int> SharedPool::find_dead_members(std::vector<int> *stopped)
         }
         int pid = __atomic_load_n(&p_->proc[m].pid, __ATOMIC_RELAXED);
         uint64_t st = __atomic_load_n(&p_->proc[m].start_time, __ATOMIC_RELAXED);
-        if (pid > 0 && !member_alive(pid, st)) {
+        bool active = shm_load(p_->pool.member[m].active) != 0;
+        if ((pid > 0 && !member_alive(pid, st)) || (active && pid <= 0)) {
+            /* (an active entry without a pid: a joiner killed half-way;
+             * reap_locked() checks again under the lock) */
             dead.push_back(m);
         } else if (pid > 0 && stopped && pid != ::getpid() && proc_stopped(pid)) {
             stopped->push_back(m);
@@ -655,8 +683,11 @@ std::vector<int> SharedPool::find_dead_members(std::vector<int> *stopped)
 
 bool SharedPool::dead_locked(int m)
 {
-    return p_->pool.member[m].active && p_->proc[m].pid > 0 &&
-           !member_alive(p_->proc[m].pid, p_->proc[m].start_time);
+    if (!shm_load(p_->pool.member[m].active)) {
+        return false;
+    }
+    const int pid = shm_load(p_->proc[m].pid);
+    return pid <= 0 || !member_alive(pid, shm_load(p_->proc[m].start_time));
 }
 
 int SharedPool::post(const Effects &fx, int *wakes, int *kicks)

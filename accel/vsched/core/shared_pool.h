@@ -209,6 +209,7 @@ private:
     int join_locked(bool created, int nr_vcpus, uint64_t now, std::string *err);
     void reap_and_refresh_locked(Scheduler &tmp, bool created);
     int add_member_locked(int nr_vcpus, uint64_t now, std::string *err);
+    bool still_at_path() const;
 
     ShmPool *p_ = nullptr;
     int fd_ = -1;

@@ -321,5 +321,206 @@ INSTANTIATE_TEST_SUITE_P(EveryField, PoolCorruption,
                              return std::string(kCases[i.param].label);
                          });
 
+/* ------------------------------------------------------------------ */
+/* Lock holders that die or stop, torn joins, removed files           */
+
+ShmPool *map_pool(const std::string &name)
+{
+    int fd = ::shm_open(pool_shm_path(name).c_str(), O_RDWR, 0);
+    if (fd < 0) {
+        return nullptr;
+    }
+    void *m = ::mmap(nullptr, sizeof(ShmPool), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd);
+    return m == MAP_FAILED ? nullptr : static_cast<ShmPool *>(m);
+}
+
+uint32_t gettid_u32()
+{
+    return static_cast<uint32_t>(::syscall(SYS_gettid));
+}
+
+/* Fork a process that takes the pool lock as SharedPool::lock() does, runs
+ * torn(), then dies (SIGKILL) or stops (SIGSTOP). */
+pid_t lock_holder(const std::string &name, int sig, const std::function<void(ShmPool &)> &torn)
+{
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ShmPool *p = map_pool(name);
+        if (!p) {
+            ::_exit(2);
+        }
+        p->lock.word = gettid_u32();
+        torn(*p);
+        ::raise(sig);
+        ::_exit(0);
+    }
+    int st = 0;
+    if (sig == SIGSTOP) {
+        ::waitpid(pid, &st, WUNTRACED);
+    } else {
+        ::waitpid(pid, &st, 0);
+    }
+    return pid;
+}
+
+TEST(PoolRobustness, LastMemberDyingInsideLeaveLeavesAUsablePool)
+{
+    std::string name = unique_name("leave");
+    PoolFileGuard guard{name};
+    std::string err;
+    int rc = run_child([&] {
+        {
+            Vm a;
+            std::string e;
+            if (!a.join(name, 2, 2, &e)) {
+                return 2;
+            }
+            /* a's process "dies" inside leave: its entry is gone, the lock
+             * is held by a dead thread and the file is still there. */
+            lock_holder(name, SIGKILL, [](ShmPool &p) {
+                for (int m = 0; m < kMaxMembers; m++) {
+                    if (p.pool.member[m].active) {
+                        p.pool.member[m].active = 0;
+                        for (int g = 0; g < kMaxVcpus; g++) {
+                            p.pool.vcpu_member[g] = static_cast<int16_t>(kNone);
+                        }
+                    }
+                }
+                p.pool.nr_members = 0;
+            });
+            a.core.release(); /* its process is gone: no destructor */
+        }
+        for (int k = 0; k < 2; k++) {
+            Vm b;
+            std::string e;
+            if (!b.join(name, 2, 2, &e)) {
+                std::fprintf(stderr, "join %d: %s\n", k, e.c_str());
+                return 3;
+            }
+            if (!b.core->acquire(0) || !b.core->acquire(1)) {
+                return 4;
+            }
+        }
+        return 0;
+    }, 20'000'000'000ull, &err);
+    EXPECT_EQ(rc, 0) << err;
+}
+
+TEST(PoolRobustness, JoinOnAFileMarkedRemovedDoesNotSpin)
+{
+    std::string name = unique_name("removed");
+    PoolFileGuard guard{name};
+    std::string err;
+    int rc = run_child([&] {
+        Vm a;
+        std::string e;
+        if (!a.join(name, 1, 2, &e)) {
+            return 2;
+        }
+        /* The last member set `removed` and died before unlinking. */
+        ShmPool *p = map_pool(name);
+        p->hdr.removed = 1;
+        Vm b;
+        const uint64_t t0 = now_ns();
+        if (!b.join(name, 1, 2, &e)) {
+            std::fprintf(stderr, "join: %s\n", e.c_str());
+            return 3;
+        }
+        std::printf("joined after %.1f ms\n", static_cast<double>(now_ns() - t0) / 1e6);
+        return b.core->acquire(0) ? 0 : 4;
+    }, 10'000'000'000ull, &err);
+    EXPECT_EQ(rc, 0) << (rc < 0 ? "join spun for 10 s" : err);
+}
+
+TEST(PoolRobustness, StoppedLockHolderDoesNotBlockForever)
+{
+    std::string name = unique_name("stoplock");
+    PoolFileGuard guard{name};
+    std::string err;
+    int rc = run_child([&] {
+        Vm a;
+        std::string e;
+        if (!a.join(name, 2, 2, &e)) {
+            return 2;
+        }
+        pid_t holder = lock_holder(name, SIGSTOP, [](ShmPool &) {});
+        const uint64_t t0 = now_ns();
+        bool got = a.core->acquire(0);
+        const double waited = static_cast<double>(now_ns() - t0) / 1e9;
+        std::printf("acquire returned after %.2f s, detached %d\n", waited, a.core->detached());
+        ::kill(holder, SIGKILL);
+        ::waitpid(holder, nullptr, 0);
+        return got && a.core->detached() ? 0 : 3;
+    }, 30'000'000'000ull, &err);
+    EXPECT_EQ(rc, 0) << (rc < 0 ? "blocked for 30 s" : err);
+    EXPECT_EQ(count_lines_with(err, "left the pool"), 1) << err;
+    EXPECT_NE(err.find("lock is held by thread"), std::string::npos) << err;
+}
+
+TEST(PoolRobustness, TornJoinIsReaped)
+{
+    std::string name = unique_name("tornjoin");
+    PoolFileGuard guard{name};
+    std::string err;
+    int rc = run_child([&] {
+        Vm a;
+        std::string e;
+        if (!a.join(name, 2, 2, &e)) {
+            return 2;
+        }
+        /* A VM killed inside join: member entry written, no pid yet. */
+        lock_holder(name, SIGKILL, [](ShmPool &p) {
+            const int m = 5, base = 100;
+            p.pool.member[m] = MemberState{};
+            p.pool.member[m].active = 1;
+            p.pool.member[m].base = base;
+            p.pool.member[m].nr_vcpus = 2;
+            for (int g = base; g < base + 2; g++) {
+                p.pool.vcpu_member[g] = m;
+            }
+            p.pool.nr_members++;
+        });
+        a.core->acquire(0); /* recovers the lock */
+        const uint64_t give_up = now_ns() + 2'000'000'000ull;
+        PoolInfo pi;
+        do {
+            a.core->poll_members(true);
+            a.core->pool_info(&pi);
+        } while (pi.nr_members != 1 && now_ns() < give_up);
+        std::printf("members %d\n", pi.nr_members);
+        return pi.nr_members == 1 && !a.core->detached() ? 0 : 3;
+    }, 20'000'000'000ull, &err);
+    EXPECT_EQ(rc, 0) << err;
+}
+
+TEST(PoolRobustness, RecoveryThatThrowsReleasesTheLock)
+{
+    std::string name = unique_name("throw");
+    PoolFileGuard guard{name};
+    std::string err;
+    int rc = run_child([&] {
+        Vm a;
+        std::string e;
+        if (!a.join(name, 2, 2, &e)) {
+            return 2;
+        }
+        /* Dies holding the lock, leaving a member whose range is garbage:
+         * the recovery's reap throws. */
+        lock_holder(name, SIGKILL, [](ShmPool &p) {
+            p.pool.member[7].active = 1;
+            p.pool.member[7].base = 1 << 28;
+            p.pool.member[7].nr_vcpus = 4;
+            p.proc[7].pid = 0;
+        });
+        a.core->acquire(0);
+        ShmPool *p = map_pool(name);
+        uint32_t word = __atomic_load_n(&p->lock.word, __ATOMIC_RELAXED);
+        std::printf("lock word after the failed recovery: %#x\n", word);
+        return word == 0 && a.core->detached() && a.core->acquire(1) ? 0 : 3;
+    }, 20'000'000'000ull, &err);
+    EXPECT_EQ(rc, 0) << err;
+}
+
 } // namespace
 } // namespace vsched::test
