@@ -229,11 +229,12 @@ int Core::poll_members(bool force)
     }
     std::vector<int> stopped;
     std::vector<int> dead = shared_->find_dead_members(&stopped);
+    std::vector<std::pair<int, int32_t>> stopped_threads = find_stopped_holders(now);
     /* Every few polls (and when forced) the whole pool is checked: a
      * corruption that no index check trips over (a lost slot, a vCPU
      * queued but not in the queue) would otherwise stall vCPUs for ever. */
     const bool full_check = force || polls_++ % 5 == 0;
-    if (dead.empty() && stopped.empty() && !full_check) {
+    if (dead.empty() && stopped.empty() && stopped_threads.empty() && !full_check) {
         return 0;
     }
     Effects fx;
@@ -248,7 +249,17 @@ int Core::poll_members(bool force)
          * its slots once they are a reap interval past their deadline. */
         for (int m : stopped) {
             if (shm_load(sched_.state().member[m].active)) {
-                int r = sched_.revoke_expired(m, kReapIntervalNs);
+                int r = sched_.revoke_stopped_member(m);
+                ctr_.add(Ctr::pool_slots_revoked, static_cast<uint64_t>(r));
+            }
+        }
+        /* One stopped vCPU thread (a per-thread tracer), if it still
+         * holds a slot past its deadline with the same thread. */
+        for (auto [g, tid] : stopped_threads) {
+            SlotPool pool = sched_.pool();
+            if (shm_load(sched_.state().vcpu_tid[g]) == tid &&
+                pool.state(g) == VcpuState::kRunning) {
+                int r = sched_.revoke_stopped_vcpu(g);
                 ctr_.add(Ctr::pool_slots_revoked, static_cast<uint64_t>(r));
             }
         }
@@ -259,6 +270,28 @@ int Core::poll_members(bool force)
     });
     run_effects(fx);
     return n;
+}
+
+/*
+ * Without the lock: slot holders past their deadline whose thread is
+ * stopped ((global id, thread id) pairs).  Reads at most one /proc file
+ * per slot, and only for overdue holders.
+ */
+std::vector<std::pair<int, int32_t>> Core::find_stopped_holders(uint64_t now)
+{
+    std::vector<std::pair<int, int32_t>> out;
+    const PoolState &s = sched_.state();
+    for (int sl = 0; sl < cfg_.pcpus && sl < kMaxSlots; sl++) {
+        int32_t g = shm_load(s.slot_owner[sl]);
+        if (g < 0 || g >= kMaxVcpus || shm_load(s.slot_deadline_ns[sl]) > now) {
+            continue;
+        }
+        int32_t tid = shm_load(s.vcpu_tid[g]);
+        if (tid > 0 && static_cast<uint32_t>(tid) != current_tid() && proc_stopped(tid)) {
+            out.emplace_back(g, tid);
+        }
+    }
+    return out;
 }
 
 int Core::mailbox_dispatch(uint64_t timeout_ns)
@@ -399,6 +432,7 @@ bool Core::acquire(int v)
     fx.set_tracing(tracing_.load(std::memory_order_relaxed));
     bool got = false;
     locked(now, &fx, [&] {
+        sched_.note_thread(v, static_cast<int32_t>(current_tid()));
         got = sched_.acquire(v);
         note_held_deadline(v);
     });

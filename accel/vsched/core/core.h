@@ -228,6 +228,7 @@ private:
         Core &c_;
     };
     void recover_locked();
+    std::vector<std::pair<int, int32_t>> find_stopped_holders(uint64_t now);
     int reap_locked(const std::vector<int> &candidates);
     /* Run the local effects on the host, post the remote ones. */
     void run_effects(const Effects &fx);

@@ -442,6 +442,48 @@ int Scheduler::revoke_expired(int m, uint64_t grace_ns)
     return n;
 }
 
+int Scheduler::revoke_stopped_vcpu(int g)
+{
+    int n = 0;
+    switch (pool_.state(g)) {
+    case VcpuState::kRunning: {
+        int slot = held_slot(g);
+        take_slot(slot);
+        set_state(g, VcpuState::kStopped);
+        pass_slot_on(slot);
+        n = 1;
+        break;
+    }
+    case VcpuState::kQueued:
+        pool_.remove(g);
+        set_state(g, VcpuState::kStopped);
+        break;
+    default:
+        return 0;
+    }
+    pool_.clear_flag(g, vflag::kReady | vflag::kPreempted | vflag::kPreemptedInKernel |
+                            vflag::kInSpinLoop | vflag::kDyEligible);
+    return n;
+}
+
+int Scheduler::revoke_stopped_member(int m)
+{
+    const MemberState &ms = state_->member[m];
+    const int b = shm_load(ms.base), n = shm_load(ms.nr_vcpus);
+    if (b < 0 || n < 0 || n > kMaxVcpus - b) {
+        pool_corrupt("member vCPU range", b);
+    }
+    int slots = 0;
+    for (int g = b; g < b + n; g++) {
+        VcpuState st = pool_.state(g);
+        if (st == VcpuState::kQueued ||
+            (st == VcpuState::kRunning && state_->slot_deadline_ns[held_slot(g)] <= now_)) {
+            slots += revoke_stopped_vcpu(g);
+        }
+    }
+    return slots;
+}
+
 bool Scheduler::repair()
 {
     PoolState &s = *state_;

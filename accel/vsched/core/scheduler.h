@@ -109,6 +109,14 @@ public:
      * it holds whose deadline passed more than grace_ns ago while others
      * wait; its vCPUs go to the queue tail, preempted.  Returns how many. */
     int revoke_expired(int m, uint64_t grace_ns);
+    /* Member m's process is stopped: its vCPUs past their slot deadline
+     * and its queued ones become stopped (their threads queue again when
+     * they run).  Returns the number of slots taken back. */
+    int revoke_stopped_member(int m);
+    /* Global id g's thread is stopped: the same for g alone. */
+    int revoke_stopped_vcpu(int g);
+    /* Under the lock, from v's own thread: remember its thread id. */
+    void note_thread(int v, int32_t tid) { state_->vcpu_tid[base_ + v] = tid; }
     /* After the robust mutex reported EOWNERDEAD: make the structure
      * consistent again from the per-vCPU states (slots, free stack, queue
      * in queued_at order, member count), then hand free slots to waiters.

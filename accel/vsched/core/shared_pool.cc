@@ -543,12 +543,17 @@ SharedPool::~SharedPool()
     }
 }
 
+uint32_t current_tid()
+{
+    static thread_local uint32_t tid = static_cast<uint32_t>(::syscall(SYS_gettid));
+    return tid;
+}
+
 namespace {
 
 uint32_t my_tid()
 {
-    static thread_local uint32_t tid = static_cast<uint32_t>(::syscall(SYS_gettid));
-    return tid;
+    return current_tid();
 }
 
 /* Thread tid exists and is not a zombie (a killed process not yet reaped

@@ -118,8 +118,11 @@ bool validate_pool_header(const void *bytes, size_t file_size, uid_t file_uid,
 /* Process liveness: false if pid is gone or is another process now. */
 bool proc_start_time(int pid, uint64_t *out);
 bool member_alive(int pid, uint64_t start_time);
-/* The process is stopped (SIGSTOP, or ptrace-stopped by a debugger). */
+/* The process (or, given a thread id, that thread) is stopped (SIGSTOP,
+ * or ptrace-stopped by a debugger). */
 bool proc_stopped(int pid);
+/* The calling thread's id (cached). */
+uint32_t current_tid();
 
 struct SharedPoolOptions {
     /* Tests: the uid the pool must belong to (default: getuid()). */

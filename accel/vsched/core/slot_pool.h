@@ -83,6 +83,9 @@ struct PoolState {
     int32_t nr_members;         /* active members */
     MemberState member[kMaxMembers];
     int16_t vcpu_member[kMaxVcpus];
+    /* Thread id that last acquired for g (0: none): lets other members
+     * see that one vCPU thread is stopped (a per-thread tracer). */
+    int32_t vcpu_tid[kMaxVcpus];
 };
 
 static_assert(std::is_standard_layout_v<PoolState>);
