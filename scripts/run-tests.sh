@@ -49,7 +49,9 @@ record_cmd() {  # suite name command...
 }
 
 run_fuzz() {
-    banner "vsched core: fuzz corpus replay and a bounded fuzzing run"
+    # The fuzz suite also holds the shared-pool corruption fuzzer (20 s,
+    # tests/fuzz/pool_corruption_fuzz.cc; its seed is in the log).
+    banner "vsched core: fuzz corpus replay, pool corruption, a bounded fuzzing run"
     meson_suite fuzz-replay "$top/build/fuzz" fuzz --suite fuzz
     record_cmd fuzz run-30s "$top/tests/fuzz/run-fuzz.sh" "$top/build/fuzz" 30
 }

@@ -91,8 +91,13 @@ static bool gate_wait_mttcg(CPUState *cs)
         /* Granted, but no wake reached us in time: a slow or lost wake. */
         vsched_count(VSCHED_GLUE_GATE_LATE);
     }
-    if (why && strcmp(why, "exit request") && strcmp(why, "queued work")) {
-        /* Leaving for a while: do not keep a place in the queue. */
+    if (why) {
+        /*
+         * Back to QEMU's loop, which may park the thread (a stop can come
+         * with queued work or an exit request): keep no place in the
+         * queue, or a slot granted meanwhile would be held by a parked
+         * thread.  The next gate pass queues again.
+         */
         vsched_release(vsched_core, cs->cpu_index, VSCHED_RELEASE_STOP);
     }
     bql_unlock();
@@ -112,6 +117,9 @@ bool vsched_tcg_gate(CPUState *cs, int *ret)
         return true;
     }
     if (cs->halted && !cpu_has_work(cs)) {
+        /* Halted while holding a slot or a queue place (a reset halts the
+         * APs wherever they were): give it back, or nobody gets it. */
+        vsched_release_if_active(vsched_core, cs->cpu_index, VSCHED_RELEASE_HALT);
         *ret = EXCP_HALTED;
         return false;
     }

@@ -15,6 +15,7 @@
 #include "qemu/accel.h"
 #include "system/cpu-timers.h"
 #include "system/replay.h"
+#include "system/runstate.h"
 #include "system/system.h"
 #include "system/tcg.h"
 #include "accel/vsched.h"
@@ -264,6 +265,23 @@ static void vsched_exit(Notifier *n, void *data)
 
 static Notifier vsched_exit_notifier = { .notify = vsched_exit };
 
+/*
+ * The VM stops (stop, a debugger, migration): no vCPU thread runs until
+ * it resumes, so none may keep a slot or a queue place.  In round robin
+ * only the vCPU running at the stop would see it; under MTTCG a vCPU can
+ * be granted a slot on its way to being parked.  Index order: a slot
+ * passed on by a release goes to a vCPU still queued, released later.
+ */
+static void vsched_vm_state_change(void *opaque, bool running, RunState state)
+{
+    if (running || !vsched_core) {
+        return;
+    }
+    for (int v = 0; v < vsched_nr_vcpus; v++) {
+        vsched_release_if_active(vsched_core, v, VSCHED_RELEASE_STOP);
+    }
+}
+
 static void vsched_refuse(const char *what)
 {
     error_report("-accel tcg,vcpu-sched=on cannot be combined with %s: "
@@ -304,6 +322,7 @@ static void vsched_start(Notifier *n, void *data)
     /* Reachable for qom-get/qom-set as /machine/accel. */
     object_property_add_child(OBJECT(ms), "accel", OBJECT(current_accel()));
     qemu_add_exit_notifier(&vsched_exit_notifier);
+    qemu_add_vm_change_state_handler(vsched_vm_state_change, NULL);
     qemu_thread_create(&vsched_timer, "vsched-timer", vsched_timer_thread,
                        NULL, QEMU_THREAD_JOINABLE);
     if (s->pool) {

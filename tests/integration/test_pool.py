@@ -206,3 +206,74 @@ def test_sigterm_leaves_the_pool_cleanly(qemu, image_dir, tmp_path, clean_pool):
     assert len(info["members"]) == 1 and info["members-reaped"] == 0, info
     res = stayer.wait(timeout=400)
     assert res.ok, res.summary()
+
+
+# ------------------------------------------------------ QEMU-side slot leaks
+
+def held_slots(info):
+    """Slots held and queue places taken by this VM's vCPUs."""
+    held = [v["cpu-index"] for v in info["vcpus"] if v["state"] == "running"]
+    queued = [v["cpu-index"] for v in info["vcpus"] if v["state"] == "queued"]
+    return held, queued
+
+
+def private_vm(qemu, image_dir, tmp_path, thread, pcpus, smp=4, **kw):
+    accel = "tcg,thread=%s,vcpu-sched=on,pcpus=%d,directed-yield=ipi" % (thread, pcpus)
+    kw.setdefault("workload", "ipistorm")
+    kw.setdefault("args", "-r 30")
+    return VM(qemu=qemu, image_dir=image_dir, workdir=str(tmp_path / thread), smp=smp,
+              accel=accel, **kw)
+
+
+@pytest.mark.parametrize("thread", ["multi", "single"])
+def test_stop_leaves_no_slot_held(qemu, image_dir, tmp_path, thread):
+    """After `stop` no vCPU holds a slot or a queue place (MTTCG and RR)."""
+    vm = private_vm(qemu, image_dir, tmp_path, thread, pcpus=2)
+    with vm:
+        vm.start()
+        vm.wait_for_workload(settle=0.3)
+        for i in range(10):
+            vm.qmp.execute("stop")
+            info = vm.qmp.execute("query-vsched")
+            held, queued = held_slots(info)
+            assert (held, queued) == ([], []), "stop %d: held %s, queued %s" % (i, held, queued)
+            assert info["pool"]["free-slots"] == info["pool"]["slots"], info["pool"]
+            vm.qmp.execute("cont")
+            time.sleep(0.2)
+        vm.kill()
+
+
+class ResettableVM(VM):
+    """The test VM without -no-reboot: a reset reboots instead of quitting."""
+
+    def command(self):
+        return [a for a in super().command() if a != "-no-reboot"]
+
+
+def wait_count(vm, text, n, timeout, why):
+    deadline = time.monotonic() + timeout
+    while vm.read_log().count(text) < n:
+        assert vm.proc.poll() is None, "QEMU exited: %s" % why
+        assert time.monotonic() < deadline, "%s: %s" % (
+            why, vm.qmp.execute("query-vsched")["vcpus"])
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("thread", ["single", "multi"])
+def test_stop_reset_cont_boots_again_with_one_slot(qemu, image_dir, tmp_path, thread):
+    """A reset halts the APs wherever they were; with one slot none of them
+    may keep it, or the BSP never runs again."""
+    accel = "tcg,thread=%s,vcpu-sched=on,pcpus=1" % thread
+    vm = ResettableVM(qemu=qemu, image_dir=image_dir, workdir=str(tmp_path / thread),
+                      smp=4, accel=accel, workload="ipistorm", args="-r 30")
+    with vm:
+        vm.start()
+        for n in range(1, 3):
+            wait_count(vm, "vsched: workload=", n, 180, "workload %d never started" % n)
+            time.sleep(0.3)
+            vm.qmp.execute("stop")
+            vm.qmp.execute("system_reset")
+            vm.qmp.execute("cont")
+        wait_count(vm, "vsched: workload=", 3, 180,
+                   "no boot after stop + system_reset + cont")
+        vm.kill()

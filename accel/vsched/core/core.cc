@@ -3,6 +3,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
 namespace vsched {
 
 std::unique_ptr<Core> Core::create(const Config &cfg, int nr_vcpus, HostInterface &host,
@@ -43,7 +48,8 @@ std::unique_ptr<Scheduler> make_scheduler(const Config &cfg, int nr_vcpus, Share
                                           Counters &ctr, SpinDetector &spin)
 {
     if (sp) {
-        return std::make_unique<Scheduler>(sp->state(), sp->member(), sp->slice_ns(), ctr, spin);
+        return std::make_unique<Scheduler>(sp->state(), sp->member(), sp->nr_slots(),
+                                           sp->slice_ns(), ctr, spin);
     }
     return std::make_unique<Scheduler>(nr_vcpus, cfg.pcpus, cfg.slice_ns, ctr, spin);
 }
@@ -69,41 +75,93 @@ Core::Core(const Config &cfg, int nr_vcpus, HostInterface &host,
 
 Core::~Core()
 {
-    if (!shared_) {
-        return;
+    if (!pool_shared()) {
+        return; /* a private pool, or a corrupt one we already left */
     }
     Effects fx;
-    bool last;
-    {
+    try {
         Section g(*this, host_.now_ns(), &fx);
         sched_.evict_member(shared_->member());
-        last = shared_->leave_locked();
+        shared_->leave_locked();
+    } catch (const PoolCorrupt &e) {
+        std::fprintf(stderr, "vsched: pool '%s': not left cleanly, it is corrupt (%s)\n",
+                     shared_->name().c_str(), e.what());
+        return;
     }
-    (void)last;
     run_effects(fx);
 }
 
+/*
+ * mu_ serialises this process's threads; on a shared pool the pool lock is
+ * taken inside it.  Whatever throws here (a corrupt pool, a lock timeout)
+ * leaves both unlocked: a constructor that throws runs no destructor.
+ */
 Core::Section::Section(Core &c, uint64_t now, Effects *fx) : c_(c)
 {
-    if (c.shared_) {
+    c.mu_.lock();
+    if (!c.pool_shared()) {
+        c.sched_.begin(now, fx);
+        return;
+    }
+    bool pool_locked = false;
+    try {
         bool owner_dead = c.shared_->lock();
+        pool_locked = true;
         c.sched_.begin(now, fx);
         if (owner_dead) {
             c.recover_locked();
-            c.shared_->mark_consistent();
         }
-    } else {
-        c.mu_.lock();
-        c.sched_.begin(now, fx);
+    } catch (...) {
+        if (pool_locked) {
+            c.shared_->unlock();
+        }
+        c.mu_.unlock();
+        throw;
     }
 }
 
 Core::Section::~Section()
 {
-    if (c_.shared_) {
+    if (c_.pool_shared()) {
         c_.shared_->unlock();
-    } else {
-        c_.mu_.unlock();
+    }
+    c_.mu_.unlock();
+}
+
+void Core::leave_corrupt_pool(const char *why)
+{
+    {
+        std::lock_guard<std::mutex> l(mu_);
+        if (!pool_shared()) {
+            return; /* another thread left already */
+        }
+        /* Best effort: give our slots and queue entries back, if the
+         * lock is free now; the pool's checks keep this memory-safe. */
+        if (shared_->try_lock()) {
+            try {
+                Effects fx;
+                sched_.begin(host_.now_ns(), &fx);
+                sched_.evict_member(shared_->member());
+                shared_->leave_locked();
+                shared_->post(fx, nullptr, nullptr);
+            } catch (const PoolCorrupt &) {
+            }
+            shared_->unlock();
+        }
+        sched_.use_private_pool(cfg_.pcpus);
+        detached_.store(true);
+        for (int v = 0; v < nr_; v++) {
+            hints_[v].deadline_ns.store(0, std::memory_order_relaxed);
+        }
+    }
+    ctr_.add(Ctr::pool_detached);
+    std::fprintf(stderr,
+                 "vsched: pool '%s' is corrupt (%s): this VM left the pool and goes on with "
+                 "%d private slots\n",
+                 shared_->name().c_str(), why, cfg_.pcpus);
+    /* Waiters in the gate try again on the private pool. */
+    for (int v = 0; v < nr_; v++) {
+        host_.wake(v);
     }
 }
 
@@ -148,7 +206,7 @@ int Core::reap_locked(const std::vector<int> &candidates)
 void Core::run_effects(const Effects &fx)
 {
     fx.run(host_);
-    if (shared_ && fx.has_remote()) {
+    if (pool_shared() && fx.has_remote()) {
         int w = 0, k = 0;
         shared_->post(fx, &w, &k);
         ctr_.add(Ctr::pool_remote_wakes, static_cast<uint64_t>(w));
@@ -158,7 +216,7 @@ void Core::run_effects(const Effects &fx)
 
 int Core::poll_members(bool force)
 {
-    if (!shared_) {
+    if (!pool_shared()) {
         return 0;
     }
     uint64_t now = host_.now_ns();
@@ -171,31 +229,82 @@ int Core::poll_members(bool force)
     }
     std::vector<int> stopped;
     std::vector<int> dead = shared_->find_dead_members(&stopped);
-    if (dead.empty() && stopped.empty()) {
+    std::vector<std::pair<int, int32_t>> stopped_threads = find_stopped_holders(now);
+    /* Every few polls (and when forced) the whole pool is checked: a
+     * corruption that no index check trips over (a lost slot, a vCPU
+     * queued but not in the queue) would otherwise stall vCPUs for ever. */
+    const bool full_check = force || polls_++ % 5 == 0;
+    if (dead.empty() && stopped.empty() && stopped_threads.empty() && !full_check) {
         return 0;
     }
     Effects fx;
     fx.set_tracing(tracing_.load(std::memory_order_relaxed));
-    int n;
-    {
-        Section g(*this, now, &fx);
+    int n = 0;
+    locked(now, &fx, [&] {
+        if (!pool_shared()) {
+            return; /* left the pool meanwhile */
+        }
         n = reap_locked(dead);
         /* A stopped VM (SIGSTOP, a debugger) cannot answer kicks: take back
          * its slots once they are a reap interval past their deadline. */
         for (int m : stopped) {
-            if (sched_.state().member[m].active) {
-                int r = sched_.revoke_expired(m, kReapIntervalNs);
+            if (shm_load(sched_.state().member[m].active)) {
+                int r = sched_.revoke_stopped_member(m);
                 ctr_.add(Ctr::pool_slots_revoked, static_cast<uint64_t>(r));
             }
         }
-    }
+        /* One stopped vCPU thread (a per-thread tracer), if it still
+         * holds a slot past its deadline with the same thread. */
+        for (auto [g, tid] : stopped_threads) {
+            SlotPool pool = sched_.pool();
+            if (shm_load(sched_.state().vcpu_tid[g]) == tid &&
+                pool.state(g) == VcpuState::kRunning) {
+                int r = sched_.revoke_stopped_vcpu(g);
+                ctr_.add(Ctr::pool_slots_revoked, static_cast<uint64_t>(r));
+            }
+        }
+        std::string why;
+        if (full_check && !sched_.check_invariants(&why)) {
+            throw PoolCorrupt(why);
+        }
+    });
     run_effects(fx);
     return n;
+}
+
+/*
+ * Without the lock: slot holders past their deadline whose thread is
+ * stopped ((global id, thread id) pairs).  Reads at most one /proc file
+ * per slot, and only for overdue holders.
+ */
+std::vector<std::pair<int, int32_t>> Core::find_stopped_holders(uint64_t now)
+{
+    std::vector<std::pair<int, int32_t>> out;
+    const PoolState &s = sched_.state();
+    for (int sl = 0; sl < cfg_.pcpus && sl < kMaxSlots; sl++) {
+        int32_t g = shm_load(s.slot_owner[sl]);
+        if (g < 0 || g >= kMaxVcpus || shm_load(s.slot_deadline_ns[sl]) > now) {
+            continue;
+        }
+        int32_t tid = shm_load(s.vcpu_tid[g]);
+        if (tid > 0 && static_cast<uint32_t>(tid) != current_tid() && proc_stopped(tid)) {
+            out.emplace_back(g, tid);
+        }
+    }
+    return out;
 }
 
 int Core::mailbox_dispatch(uint64_t timeout_ns)
 {
     if (!shared_) {
+        return 0;
+    }
+    if (detached()) {
+        /* Nothing arrives any more; do not spin in mailbox_run(). */
+        if (timeout_ns > 0 && !mailbox_stop_.load()) {
+            std::this_thread::sleep_for(
+                std::chrono::nanoseconds(std::min<uint64_t>(timeout_ns, kReapIntervalNs)));
+        }
         return 0;
     }
     auto deliver = [&] {
@@ -232,7 +341,7 @@ void Core::mailbox_run()
 void Core::mailbox_stop()
 {
     mailbox_stop_.store(true);
-    if (shared_) {
+    if (shared_ && !detached()) {
         shared_->interrupt_wait();
     }
 }
@@ -241,21 +350,21 @@ bool Core::pool_info(PoolInfo *out)
 {
     PoolInfo i;
     Effects fx;
-    {
-        Section g(*this, host_.now_ns(), &fx);
+    locked(host_.now_ns(), &fx, [&] {
         const PoolState &s = sched_.state();
-        i.shared = shared_ != nullptr;
-        i.nr_slots = s.nr_slots;
-        i.free_slots = s.free_top;
-        i.queue_len = s.q_len;
-        i.nr_members = s.nr_members;
+        i = PoolInfo{};
+        i.shared = pool_shared();
+        i.nr_slots = cfg_.pcpus;
+        i.free_slots = shm_load(s.free_top);
+        i.queue_len = shm_load(s.q_len);
+        i.nr_members = shm_load(s.nr_members);
         i.self = sched_.member();
         i.slice_ns = sched_.slice();
-        if (shared_) {
+        if (pool_shared()) {
             i.name = shared_->name();
             i.stats = shared_->shm().stats;
         }
-    }
+    });
     run_effects(fx);
     *out = i;
     return true;
@@ -268,25 +377,28 @@ bool Core::pool_member(int m, PoolMemberInfo *out)
     }
     PoolMemberInfo i;
     Effects fx;
-    bool ok;
-    {
-        Section g(*this, host_.now_ns(), &fx);
+    bool ok = false;
+    locked(host_.now_ns(), &fx, [&] {
         const PoolState &s = sched_.state();
         const MemberState &ms = s.member[m];
-        ok = ms.active != 0;
+        ok = shm_load(ms.active) != 0;
         if (ok) {
+            i = PoolMemberInfo{};
             i.index = m;
-            i.pid = shared_ ? shared_->shm().proc[m].pid : static_cast<int>(::getpid());
-            i.nr_vcpus = ms.nr_vcpus;
-            i.base = ms.base;
-            for (int g2 = ms.base; g2 < ms.base + ms.nr_vcpus; g2++) {
+            i.pid = pool_shared() ? shared_->shm().proc[m].pid : static_cast<int>(::getpid());
+            i.nr_vcpus = shm_load(ms.nr_vcpus);
+            i.base = shm_load(ms.base);
+            if (i.base < 0 || i.nr_vcpus < 0 || i.nr_vcpus > kMaxVcpus - i.base) {
+                pool_corrupt("member vCPU range", i.base);
+            }
+            for (int g2 = i.base; g2 < i.base + i.nr_vcpus; g2++) {
                 i.slots_held += s.state[g2] == static_cast<uint8_t>(VcpuState::kRunning);
                 i.queued += s.state[g2] == static_cast<uint8_t>(VcpuState::kQueued);
             }
             i.slot_time_ns = sched_.member_slot_time(m, &i.overrun_ns);
             uint64_t total = 0;
             for (int k = 0; k < kMaxMembers; k++) {
-                if (s.member[k].active) {
+                if (shm_load(s.member[k].active)) {
                     total += sched_.member_slot_time(k);
                 }
             }
@@ -299,7 +411,7 @@ bool Core::pool_member(int m, PoolMemberInfo *out)
             i.joined_ns = ms.joined_ns;
             i.self = m == sched_.member();
         }
-    }
+    });
     run_effects(fx);
     if (ok) {
         *out = i;
@@ -318,12 +430,12 @@ bool Core::acquire(int v)
     uint64_t now = host_.now_ns();
     Effects fx;
     fx.set_tracing(tracing_.load(std::memory_order_relaxed));
-    bool got;
-    {
-        Section g(*this, now, &fx);
+    bool got = false;
+    locked(now, &fx, [&] {
+        sched_.note_thread(v, static_cast<int32_t>(current_tid()));
         got = sched_.acquire(v);
         note_held_deadline(v);
-    }
+    });
     run_effects(fx);
     return got;
 }
@@ -347,12 +459,26 @@ void Core::release(int v, ReleaseReason why)
     uint64_t now = host_.now_ns();
     Effects fx;
     fx.set_tracing(tracing_.load(std::memory_order_relaxed));
-    {
-        Section g(*this, now, &fx);
+    locked(now, &fx, [&] {
         sched_.release(v, why);
         note_held_deadline(v);
-    }
+    });
     run_effects(fx);
+}
+
+void Core::release_if_active(int v, ReleaseReason why)
+{
+    if (!valid(v)) {
+        return;
+    }
+    /* Unlocked look: a halted vCPU becomes active only by its own acquire
+     * (on this thread) or by a grant, which needs it queued first.  The
+     * state array stays mapped even after leaving a corrupt pool. */
+    const uint8_t st = shm_load(sched_.state().state[sched_.base() + v]);
+    if (st == static_cast<uint8_t>(VcpuState::kRunning) ||
+        st == static_cast<uint8_t>(VcpuState::kQueued)) {
+        release(v, why);
+    }
 }
 
 /* REQUIRES: mu_ held, v holds a slot, a spin fired at `cpl`. */
@@ -405,9 +531,8 @@ bool Core::after_exec(int v, int cpl)
     uint64_t now = host_.now_ns();
     Effects fx;
     fx.set_tracing(tracing_.load(std::memory_order_relaxed));
-    bool lost;
-    {
-        Section g(*this, now, &fx);
+    bool lost = true;
+    locked(now, &fx, [&] {
         SlotPool pool = sched_.vm_pool();
         if (fired) {
             if (pool.state(v) == VcpuState::kRunning) {
@@ -419,7 +544,7 @@ bool Core::after_exec(int v, int cpl)
         sched_.preempt_if_due(v, cpl);
         lost = pool.state(v) != VcpuState::kRunning;
         note_held_deadline(v);
-    }
+    });
     run_effects(fx);
     return lost;
 }
@@ -453,11 +578,8 @@ uint64_t Core::tick()
     uint64_t now = host_.now_ns();
     Effects fx;
     fx.set_tracing(tracing_.load(std::memory_order_relaxed));
-    uint64_t next;
-    {
-        Section g(*this, now, &fx);
-        next = sched_.tick();
-    }
+    uint64_t next = now + cfg_.slice_ns;
+    locked(now, &fx, [&] { next = sched_.tick(); });
     run_effects(fx);
     return next;
 }
@@ -509,12 +631,12 @@ bool Core::vcpu_info(int v, VcpuInfo *out)
     uint64_t now = host_.now_ns();
     VcpuInfo i;
     Effects fx;
-    {
-        Section g(*this, now, &fx);
+    locked(now, &fx, [&] {
         const PoolState &s = sched_.state();
+        SlotPool pool = sched_.pool();
         const int gv = sched_.base() + v;
-        i.state = static_cast<VcpuState>(s.state[gv]);
-        i.slot = s.slot_of[gv];
+        i.state = pool.state(gv);
+        i.slot = pool.slot_of(gv);
         i.slot_deadline_ns = i.slot != kNone ? s.slot_deadline_ns[i.slot] : 0;
         uint8_t f = s.flags[gv];
         i.ready = f & vflag::kReady;
@@ -522,7 +644,7 @@ bool Core::vcpu_info(int v, VcpuInfo *out)
         i.preempted_in_kernel = f & vflag::kPreemptedInKernel;
         i.in_spin_loop = f & vflag::kInSpinLoop;
         i.dy_eligible = f & vflag::kDyEligible;
-    }
+    });
     run_effects(fx);
     i.spin_pending = spin_.pending(v);
     i.spin_window_ns = spin_.window(v);
@@ -561,21 +683,26 @@ CounterSnapshot Core::counters()
 void Core::snapshot_pool(PoolState *out)
 {
     Effects fx;
-    {
-        Section g(*this, host_.now_ns(), &fx);
-        *out = sched_.state();
-    }
+    locked(host_.now_ns(), &fx, [&] { *out = sched_.state(); });
     run_effects(fx);
 }
 
 bool Core::check_invariants(std::string *why)
 {
     Effects fx;
-    Section g(*this, host_.now_ns(), &fx);
-    if (!sched_.check_invariants(why)) {
+    bool pool_ok = false;
+    CounterSnapshot c;
+    int spins_pending = 0;
+    uint64_t q_len = 0;
+    locked(host_.now_ns(), &fx, [&] {
+        pool_ok = sched_.check_invariants(why);
+        c = counters();
+        spins_pending = spin_.pending_count();
+        q_len = static_cast<uint64_t>(sched_.state().q_len);
+    });
+    if (!pool_ok) {
         return false;
     }
-    CounterSnapshot c = counters();
     auto fail = [&](const char *m) {
         if (why) {
             *why = m;
@@ -597,14 +724,15 @@ bool Core::check_invariants(std::string *why)
     }
     if (c[Ctr::spins_detected] != c[Ctr::spin_decisions] + c[Ctr::spins_ignored] +
                                       c[Ctr::spins_dropped] +
-                                      static_cast<uint64_t>(spin_.pending_count())) {
+                                      static_cast<uint64_t>(spins_pending)) {
         return fail("spins detected != decided + ignored + dropped + pending");
     }
     uint64_t enq = c[Ctr::acquire_wait] + c[Ctr::preemptions] + c[Ctr::handoffs] +
                    c[Ctr::voluntary_yields];
     uint64_t deq = c[Ctr::grants_from_queue] + c[Ctr::handoffs] + c[Ctr::queue_removed];
-    /* In a shared pool other processes enqueue and grant too. */
-    if (!shared_ && enq - deq != static_cast<uint64_t>(sched_.state().q_len)) {
+    /* In a shared pool other processes enqueue and grant too (and a VM
+     * that left one started its private queue afresh). */
+    if (!shared_ && enq - deq != q_len) {
         return fail("queue length != enqueues - dequeues");
     }
     if (c[Ctr::slot_waits] != c[Ctr::grants_from_queue] + c[Ctr::handoffs]) {

@@ -112,6 +112,8 @@ public:
     /* Gate, release, after-exec, timer. */
     bool acquire(int v);
     void release(int v, ReleaseReason why);
+    /* release() if v holds a slot or is queued (a lock-free look first). */
+    void release_if_active(int v, ReleaseReason why);
     bool after_exec(int v, int cpl);
     uint64_t tick();
     /* Standalone helper: acquire, waiting in host().wait() until granted
@@ -162,7 +164,9 @@ public:
      * for something to arrive; also checks members' liveness (at most every
      * kReapIntervalNs).  Returns the number delivered.  mailbox_run(): loop
      * until mailbox_stop() (any thread).  No-ops on a private pool. */
-    bool shared() const { return shared_ != nullptr; }
+    bool shared() const { return pool_shared(); }
+    /* Left a corrupt pool at run time (now on private slots). */
+    bool detached() const { return detached_.load(std::memory_order_relaxed); }
     int mailbox_dispatch(uint64_t timeout_ns);
     void mailbox_run();
     void mailbox_stop();
@@ -185,6 +189,32 @@ private:
     Core(const Config &cfg, int nr_vcpus, HostInterface &host,
          std::unique_ptr<SharedPool> shared);
     bool valid(int v) const { return static_cast<unsigned>(v) < static_cast<unsigned>(nr_); }
+    /* On a shared pool, and not detached from it. */
+    bool pool_shared() const
+    {
+        return shared_ && !detached_.load(std::memory_order_relaxed);
+    }
+    /* Run f in a lock section.  If the shared pool turns out corrupt, leave
+     * it and run f again on private slots. */
+    template <typename F>
+    void locked(uint64_t now, Effects *fx, F &&f)
+    {
+        for (int attempt = 0;; attempt++) {
+            try {
+                Section g(*this, now, fx);
+                f();
+                return;
+            } catch (const PoolCorrupt &e) {
+                if (attempt > 0 || !pool_shared()) {
+                    throw; /* private pool: a bug */
+                }
+                leave_corrupt_pool(e.what());
+            }
+        }
+    }
+    /* The backend switch: from the shared pool to a private one of
+     * cfg_.pcpus slots, with one error line and a counter. */
+    void leave_corrupt_pool(const char *why);
     void decide_locked(int v, int cpl);
     /* The core's lock: mu_, or the shared pool's robust mutex (repairing
      * the state if its previous owner died).  begin()s the scheduler. */
@@ -199,6 +229,7 @@ private:
         Core &c_;
     };
     void recover_locked();
+    std::vector<std::pair<int, int32_t>> find_stopped_holders(uint64_t now);
     int reap_locked(const std::vector<int> &candidates);
     /* Run the local effects on the host, post the remote ones. */
     void run_effects(const Effects &fx);
@@ -233,6 +264,8 @@ private:
     std::unique_ptr<Scheduler> sched_ptr_;
     Scheduler &sched_;            /* guarded by the Section lock */
     std::atomic<uint64_t> last_reap_ns_{0};
+    unsigned polls_ = 0;          /* full pool checks every few polls */
+    std::atomic<bool> detached_{false};
     std::atomic<bool> mailbox_stop_{false};
     std::vector<std::unique_ptr<YieldPolicy>> policies_; /* by PolicyId */
     std::atomic<int> policy_;

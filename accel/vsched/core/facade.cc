@@ -332,6 +332,16 @@ void vsched_release(VschedCore *core, int vcpu, int reason)
     guarded_void([&] { core->core->release(vcpu, static_cast<vsched::ReleaseReason>(reason)); });
 }
 
+void vsched_release_if_active(VschedCore *core, int vcpu, int reason)
+{
+    if (reason < VSCHED_RELEASE_HALT || reason > VSCHED_RELEASE_YIELD) {
+        return;
+    }
+    guarded_void([&] {
+        core->core->release_if_active(vcpu, static_cast<vsched::ReleaseReason>(reason));
+    });
+}
+
 bool vsched_after_exec(VschedCore *core, int vcpu, int cpl)
 {
     return guarded(false, [&] { return core->core->after_exec(vcpu, cpl); });

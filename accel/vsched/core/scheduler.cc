@@ -9,7 +9,7 @@ namespace vsched {
 Scheduler::Scheduler(int nr_vcpus, int nr_slots, uint64_t slice_ns, Counters &ctr,
                      SpinDetector &spin)
     : owned_(new PoolState), state_(owned_.get()), pool_(*state_), n_(nr_vcpus),
-      slice_ns_(slice_ns), ctr_(ctr), spin_(spin),
+      nslots_(nr_slots), id_space_(nr_vcpus), slice_ns_(slice_ns), ctr_(ctr), spin_(spin),
       wake_hint_(new std::atomic<uint8_t>[nr_vcpus])
 {
     pool_.init(nr_vcpus, nr_slots);
@@ -18,13 +18,17 @@ Scheduler::Scheduler(int nr_vcpus, int nr_slots, uint64_t slice_ns, Counters &ct
     }
 }
 
-Scheduler::Scheduler(PoolState *shared, int member, uint64_t slice_ns, Counters &ctr,
-                     SpinDetector &spin)
+Scheduler::Scheduler(PoolState *shared, int member, int nr_slots, uint64_t slice_ns,
+                     Counters &ctr, SpinDetector &spin)
     : state_(shared), pool_(*shared), shared_(true), member_(member),
-      base_(member >= 0 ? shared->member[member].base : 0),
-      n_(member >= 0 ? shared->member[member].nr_vcpus : 0), slice_ns_(slice_ns), ctr_(ctr),
-      spin_(spin), wake_hint_(new std::atomic<uint8_t>[n_ > 0 ? n_ : 1])
+      base_(member >= 0 ? shm_load(shared->member[member].base) : 0),
+      n_(member >= 0 ? shm_load(shared->member[member].nr_vcpus) : 0), nslots_(nr_slots),
+      id_space_(kMaxVcpus), slice_ns_(slice_ns), ctr_(ctr), spin_(spin),
+      wake_hint_(new std::atomic<uint8_t>[n_ > 0 && n_ <= kMaxVcpus ? n_ : 1])
 {
+    if (base_ < 0 || n_ < 0 || n_ > kMaxVcpus - base_ || nr_slots < 1 || nr_slots > kMaxSlots) {
+        pool_corrupt("member range", base_);
+    }
     for (int v = 0; v < n_; v++) {
         wake_hint_[v].store(kWakeNone, std::memory_order_relaxed);
     }
@@ -36,9 +40,9 @@ void Scheduler::fx_kick(int g)
         fx_->kick(g - base_);
         return;
     }
-    int m = state_->vcpu_member[g];
+    int m = pool_.member_of(g);
     if (m >= 0) {
-        fx_->kick_remote(m, g - state_->member[m].base);
+        fx_->kick_remote(m, g - shm_load(state_->member[m].base));
     }
 }
 
@@ -48,9 +52,9 @@ void Scheduler::fx_wake(int g)
         fx_->wake(g - base_);
         return;
     }
-    int m = state_->vcpu_member[g];
+    int m = pool_.member_of(g);
     if (m >= 0) {
-        fx_->wake_remote(m, g - state_->member[m].base);
+        fx_->wake_remote(m, g - shm_load(state_->member[m].base));
     }
 }
 
@@ -74,7 +78,7 @@ void Scheduler::enqueue(int g)
 void Scheduler::grant(int g, int slot, uint64_t deadline)
 {
     uint64_t waited = 0;
-    int m = state_->vcpu_member[g];
+    int m = pool_.member_of(g);
     if (pool_.state(g) == VcpuState::kQueued) {
         pool_.remove(g);
         uint64_t at = state_->queued_at_ns[g];
@@ -108,8 +112,11 @@ void Scheduler::grant(int g, int slot, uint64_t deadline)
 /* Unassign a held slot and account its grant to the holder's member. */
 void Scheduler::take_slot(int slot)
 {
-    int g = state_->slot_owner[slot];
-    int m = state_->vcpu_member[g];
+    int g = pool_.slot_owner(slot);
+    if (g == kNone) {
+        pool_corrupt("owner of a held slot", slot);
+    }
+    int m = pool_.member_of(g);
     if (m >= 0) {
         uint64_t at = state_->slot_granted_at_ns[slot];
         uint64_t dl = std::max(at, state_->slot_deadline_ns[slot]);
@@ -123,9 +130,9 @@ uint64_t Scheduler::member_slot_time(int m, uint64_t *overrun) const
 {
     uint64_t t = state_->member[m].slot_time_ns;
     uint64_t o = state_->member[m].overrun_ns;
-    for (int s = 0; s < state_->nr_slots; s++) {
-        int g = state_->slot_owner[s];
-        if (g != kNone && state_->vcpu_member[g] == m && now_ > state_->slot_granted_at_ns[s]) {
+    for (int s = 0; s < nslots_; s++) {
+        int g = pool_.slot_owner(s);
+        if (g != kNone && pool_.member_of(g) == m && now_ > state_->slot_granted_at_ns[s]) {
             t += now_ - state_->slot_granted_at_ns[s];
             uint64_t dl = std::max(state_->slot_granted_at_ns[s], state_->slot_deadline_ns[s]);
             o += now_ > dl ? now_ - dl : 0;
@@ -160,8 +167,8 @@ void Scheduler::sched_out(int g)
 void Scheduler::kick_expired_holder()
 {
     int best = kNone;
-    for (int s = 0; s < state_->nr_slots; s++) {
-        if (state_->slot_owner[s] == kNone || state_->slot_kicked_at_ns[s] != 0 ||
+    for (int s = 0; s < nslots_; s++) {
+        if (pool_.slot_owner(s) == kNone || state_->slot_kicked_at_ns[s] != 0 ||
             state_->slot_deadline_ns[s] > now_) {
             continue;
         }
@@ -172,7 +179,10 @@ void Scheduler::kick_expired_holder()
     if (best != kNone) {
         state_->slot_kicked_at_ns[best] = std::max<uint64_t>(now_, 1);
         ctr_.add(Ctr::kicks);
-        fx_kick(state_->slot_owner[best]);
+        int owner = pool_.slot_owner(best);
+        if (owner != kNone) {
+            fx_kick(owner);
+        }
     }
 }
 
@@ -215,7 +225,7 @@ void Scheduler::release(int v, ReleaseReason why)
         if (s != VcpuState::kRunning || pool_.queue_len() == 0) {
             return;
         }
-        int slot = state_->slot_of[g];
+        int slot = held_slot(g);
         take_slot(slot);
         enqueue(g);
         pool_.set_flag(g, vflag::kReady);
@@ -230,7 +240,7 @@ void Scheduler::release(int v, ReleaseReason why)
         ctr_.add(Ctr::spins_dropped);
     }
     if (s == VcpuState::kRunning) {
-        int slot = state_->slot_of[g];
+        int slot = held_slot(g);
         take_slot(slot);
         set_state(g, to);
         sched_out(g);
@@ -255,7 +265,7 @@ bool Scheduler::preempt_if_due(int v, int cpl)
     if (pool_.state(g) != VcpuState::kRunning) {
         return false;
     }
-    int slot = state_->slot_of[g];
+    int slot = held_slot(g);
     if (now_ < state_->slot_deadline_ns[slot]) {
         return false;
     }
@@ -289,15 +299,15 @@ uint64_t Scheduler::held_deadline(int v) const
     if (pool_.state(g) != VcpuState::kRunning) {
         return 0;
     }
-    return state_->slot_deadline_ns[state_->slot_of[g]];
+    return state_->slot_deadline_ns[held_slot(g)];
 }
 
 uint64_t Scheduler::tick()
 {
     uint64_t next = now_ + slice_ns_;
     const bool waiters = pool_.queue_len() > 0;
-    for (int s = 0; s < state_->nr_slots; s++) {
-        int owner = state_->slot_owner[s];
+    for (int s = 0; s < nslots_; s++) {
+        int owner = pool_.slot_owner(s);
         if (owner == kNone) {
             continue;
         }
@@ -335,7 +345,7 @@ int Scheduler::yield_to(int me, int target)
     if (pool_.state(gt) != VcpuState::kQueued) {
         return 0; /* running, or halted/stopped (not runnable yet) */
     }
-    int slot = state_->slot_of[gm];
+    int slot = held_slot(gm);
     uint64_t deadline = state_->slot_deadline_ns[slot];
     take_slot(slot);
     enqueue(gm);
@@ -361,13 +371,32 @@ int Scheduler::yield_to(int me, int target)
     return 1;
 }
 
+void Scheduler::use_private_pool(int nr_slots)
+{
+    owned_.reset(new PoolState);
+    state_ = owned_.get();
+    pool_ = SlotPool(*state_);
+    pool_.init(n_, nr_slots);
+    shared_ = false;
+    member_ = 0;
+    base_ = 0;
+    nslots_ = nr_slots;
+    id_space_ = n_;
+    for (int v = 0; v < n_; v++) {
+        wake_hint_[v].store(kWakeNone, std::memory_order_relaxed);
+    }
+}
+
 int Scheduler::evict_member(int m)
 {
     MemberState &ms = state_->member[m];
     if (!ms.active) {
         return 0;
     }
-    const int b = ms.base, n = ms.nr_vcpus;
+    const int b = shm_load(ms.base), n = shm_load(ms.nr_vcpus);
+    if (b < 0 || n < 0 || n > kMaxVcpus - b) {
+        pool_corrupt("member vCPU range", b);
+    }
     /* Queue entries first, so no freed slot goes back to this member. */
     for (int g = b; g < b + n; g++) {
         if (pool_.state(g) == VcpuState::kQueued) {
@@ -378,7 +407,7 @@ int Scheduler::evict_member(int m)
     int held = 0;
     for (int g = b; g < b + n; g++) {
         if (pool_.state(g) == VcpuState::kRunning) {
-            int slot = state_->slot_of[g];
+            int slot = held_slot(g);
             take_slot(slot);
             set_state(g, VcpuState::kStopped);
             held++;
@@ -398,9 +427,9 @@ int Scheduler::evict_member(int m)
 int Scheduler::revoke_expired(int m, uint64_t grace_ns)
 {
     int n = 0;
-    for (int s = 0; s < state_->nr_slots && pool_.queue_len() > 0; s++) {
-        int g = state_->slot_owner[s];
-        if (g == kNone || state_->vcpu_member[g] != m ||
+    for (int s = 0; s < nslots_ && pool_.queue_len() > 0; s++) {
+        int g = pool_.slot_owner(s);
+        if (g == kNone || pool_.member_of(g) != m ||
             state_->slot_deadline_ns[s] + grace_ns > now_) {
             continue;
         }
@@ -413,10 +442,58 @@ int Scheduler::revoke_expired(int m, uint64_t grace_ns)
     return n;
 }
 
+int Scheduler::revoke_stopped_vcpu(int g)
+{
+    int n = 0;
+    switch (pool_.state(g)) {
+    case VcpuState::kRunning: {
+        int slot = held_slot(g);
+        take_slot(slot);
+        set_state(g, VcpuState::kStopped);
+        pass_slot_on(slot);
+        n = 1;
+        break;
+    }
+    case VcpuState::kQueued:
+        pool_.remove(g);
+        set_state(g, VcpuState::kStopped);
+        break;
+    default:
+        return 0;
+    }
+    pool_.clear_flag(g, vflag::kReady | vflag::kPreempted | vflag::kPreemptedInKernel |
+                            vflag::kInSpinLoop | vflag::kDyEligible);
+    return n;
+}
+
+int Scheduler::revoke_stopped_member(int m)
+{
+    const MemberState &ms = state_->member[m];
+    const int b = shm_load(ms.base), n = shm_load(ms.nr_vcpus);
+    if (b < 0 || n < 0 || n > kMaxVcpus - b) {
+        pool_corrupt("member vCPU range", b);
+    }
+    int slots = 0;
+    for (int g = b; g < b + n; g++) {
+        VcpuState st = pool_.state(g);
+        if (st == VcpuState::kQueued ||
+            (st == VcpuState::kRunning && state_->slot_deadline_ns[held_slot(g)] <= now_)) {
+            slots += revoke_stopped_vcpu(g);
+        }
+    }
+    return slots;
+}
+
 bool Scheduler::repair()
 {
     PoolState &s = *state_;
     bool fixed = false;
+    /* The sizes are this process's own, never the pool's word for them. */
+    if (s.nr_vcpus != id_space_ || s.nr_slots != nslots_) {
+        s.nr_vcpus = id_space_;
+        s.nr_slots = nslots_;
+        fixed = true;
+    }
     /* Members: inactive members own no ids. */
     int members = 0;
     for (int m = 0; m < kMaxMembers; m++) {
@@ -426,7 +503,7 @@ bool Scheduler::repair()
         s.nr_members = members;
         fixed = true;
     }
-    for (int g = 0; g < s.nr_vcpus; g++) {
+    for (int g = 0; g < id_space_; g++) {
         int m = s.vcpu_member[g];
         if (m != kNone && (m < 0 || m >= kMaxMembers || !s.member[m].active ||
                            g < s.member[m].base ||
@@ -444,19 +521,19 @@ bool Scheduler::repair()
         }
     }
     /* Slots: an owner must be running on exactly that slot. */
-    for (int sl = 0; sl < s.nr_slots; sl++) {
+    for (int sl = 0; sl < nslots_; sl++) {
         int o = s.slot_owner[sl];
-        if (o != kNone && (o < 0 || o >= s.nr_vcpus ||
+        if (o != kNone && (o < 0 || o >= id_space_ ||
                            s.state[o] != static_cast<uint8_t>(VcpuState::kRunning) ||
                            s.slot_of[o] != sl)) {
             s.slot_owner[sl] = kNone;
             fixed = true;
         }
     }
-    for (int g = 0; g < s.nr_vcpus; g++) {
+    for (int g = 0; g < id_space_; g++) {
         bool running = s.state[g] == static_cast<uint8_t>(VcpuState::kRunning);
         int sl = s.slot_of[g];
-        bool holds = sl >= 0 && sl < s.nr_slots && s.slot_owner[sl] == g;
+        bool holds = sl >= 0 && sl < nslots_ && s.slot_owner[sl] == g;
         if (running && !holds) {
             /* Lost its slot in the torn update: wait for one again. */
             s.slot_of[g] = kNone;
@@ -472,7 +549,7 @@ bool Scheduler::repair()
     /* Free stack: every slot without an owner, slot 0 on top. */
     int old_top = s.free_top;
     s.free_top = 0;
-    for (int sl = s.nr_slots - 1; sl >= 0; sl--) {
+    for (int sl = nslots_ - 1; sl >= 0; sl--) {
         if (s.slot_owner[sl] == kNone) {
             s.free_stack[s.free_top++] = sl;
         }
@@ -480,7 +557,7 @@ bool Scheduler::repair()
     fixed |= old_top != s.free_top;
     /* Run queue: the queued vCPUs in queued_at order (FIFO). */
     std::vector<int> q;
-    for (int g = 0; g < s.nr_vcpus; g++) {
+    for (int g = 0; g < id_space_; g++) {
         if (s.state[g] == static_cast<uint8_t>(VcpuState::kQueued)) {
             q.push_back(g);
         }
@@ -511,18 +588,24 @@ bool Scheduler::check_invariants(std::string *why) const
         return false;
     };
     const PoolState &s = *state_;
+    if (s.nr_vcpus != id_space_ || s.nr_slots != nslots_) {
+        return fail("pool sizes changed");
+    }
+    if (s.free_top < 0 || s.free_top > nslots_) {
+        return fail("free_top out of range");
+    }
     int owned = 0;
-    std::vector<int> slot_seen(s.nr_slots, 0);
+    std::vector<int> slot_seen(nslots_, 0);
     for (int i = 0; i < s.free_top; i++) {
         int sl = s.free_stack[i];
-        if (sl < 0 || sl >= s.nr_slots || slot_seen[sl]++) {
+        if (sl < 0 || sl >= nslots_ || slot_seen[sl]++) {
             return fail("free stack corrupt at " + std::to_string(i));
         }
         if (s.slot_owner[sl] != kNone) {
             return fail("free slot " + std::to_string(sl) + " has an owner");
         }
     }
-    for (int sl = 0; sl < s.nr_slots; sl++) {
+    for (int sl = 0; sl < nslots_; sl++) {
         int o = s.slot_owner[sl];
         if (o == kNone) {
             if (!slot_seen[sl]) {
@@ -531,22 +614,23 @@ bool Scheduler::check_invariants(std::string *why) const
             continue;
         }
         owned++;
-        if (static_cast<VcpuState>(s.state[o]) != VcpuState::kRunning || s.slot_of[o] != sl) {
+        if (o < 0 || o >= id_space_ || static_cast<VcpuState>(s.state[o]) != VcpuState::kRunning ||
+            s.slot_of[o] != sl) {
             return fail("slot " + std::to_string(sl) + " owner " + std::to_string(o) +
                         " is not running on it");
         }
     }
-    if (owned + s.free_top != s.nr_slots) {
+    if (owned + s.free_top != nslots_) {
         return fail("slot count not conserved");
     }
     if (s.free_top > 0 && s.q_len > 0) {
         return fail("a slot is free while vCPUs are queued");
     }
-    std::vector<int> in_q(s.nr_vcpus, 0);
+    std::vector<int> in_q(id_space_, 0);
     int len = 0;
     int prev = kNone;
     for (int v = s.q_head; v != kNone; v = s.q_next[v]) {
-        if (v < 0 || v >= s.nr_vcpus || in_q[v]++ || len > s.nr_vcpus) {
+        if (v < 0 || v >= id_space_ || in_q[v]++ || len > id_space_) {
             return fail("run queue corrupt");
         }
         if (s.q_prev[v] != prev) {
@@ -558,9 +642,16 @@ bool Scheduler::check_invariants(std::string *why) const
     if (len != s.q_len || prev != s.q_tail) {
         return fail("run queue length/tail mismatch");
     }
-    for (int v = 0; v < s.nr_vcpus; v++) {
+    for (int v = 0; v < id_space_; v++) {
         auto st = static_cast<VcpuState>(s.state[v]);
-        if (s.vcpu_member[v] == kNone && st != VcpuState::kStopped) {
+        if (s.state[v] >= kNumVcpuStates) {
+            return fail("vCPU " + std::to_string(v) + " has a bad state");
+        }
+        int vm = s.vcpu_member[v];
+        if (vm != kNone && (vm < 0 || vm >= kMaxMembers || !s.member[vm].active)) {
+            return fail("vCPU id " + std::to_string(v) + " belongs to a bad member");
+        }
+        if (vm == kNone && st != VcpuState::kStopped) {
             return fail("vCPU id " + std::to_string(v) + " belongs to no member but is not stopped");
         }
         if ((st == VcpuState::kQueued) != (in_q[v] != 0)) {
@@ -581,8 +672,11 @@ bool Scheduler::check_invariants(std::string *why) const
             continue;
         }
         members++;
+        if (ms.base < 0 || ms.nr_vcpus < 0 || ms.nr_vcpus > id_space_ - ms.base) {
+            return fail("member " + std::to_string(m) + " has a bad vCPU range");
+        }
         for (int g = ms.base; g < ms.base + ms.nr_vcpus; g++) {
-            if (g < 0 || g >= s.nr_vcpus || s.vcpu_member[g] != m) {
+            if (g < 0 || g >= id_space_ || s.vcpu_member[g] != m) {
                 return fail("member " + std::to_string(m) + " does not own its vCPU ids");
             }
         }

@@ -49,7 +49,7 @@ public:
     /* Member `member` of a shared pool whose state lives elsewhere (the
      * member must already be joined: its base and size are read here).
      * member == kNone: an outsider (attach-time repair), owning no vCPU. */
-    Scheduler(PoolState *shared, int member, uint64_t slice_ns, Counters &ctr,
+    Scheduler(PoolState *shared, int member, int nr_slots, uint64_t slice_ns, Counters &ctr,
               SpinDetector &spin);
 
     void begin(uint64_t now, Effects *fx)
@@ -90,7 +90,10 @@ public:
     /* Every vCPU of the pool, global ids (private pool: the VM's ids). */
     SlotPool pool() { return SlotPool(*state_); }
     /* This VM's vCPUs only, local ids: what the policies see. */
-    SlotPool vm_pool() { return shared_ ? SlotPool(*state_, member_) : SlotPool(*state_); }
+    SlotPool vm_pool()
+    {
+        return shared_ ? SlotPool(*state_, member_, base_, n_) : SlotPool(*state_);
+    }
     const PoolState &state() const { return *state_; }
     PoolState &mutable_state() { return *state_; }
     bool shared() const { return shared_; }
@@ -106,6 +109,14 @@ public:
      * it holds whose deadline passed more than grace_ns ago while others
      * wait; its vCPUs go to the queue tail, preempted.  Returns how many. */
     int revoke_expired(int m, uint64_t grace_ns);
+    /* Member m's process is stopped: its vCPUs past their slot deadline
+     * and its queued ones become stopped (their threads queue again when
+     * they run).  Returns the number of slots taken back. */
+    int revoke_stopped_member(int m);
+    /* Global id g's thread is stopped: the same for g alone. */
+    int revoke_stopped_vcpu(int g);
+    /* Under the lock, from v's own thread: remember its thread id. */
+    void note_thread(int v, int32_t tid) { state_->vcpu_tid[base_ + v] = tid; }
     /* After the robust mutex reported EOWNERDEAD: make the structure
      * consistent again from the per-vCPU states (slots, free stack, queue
      * in queued_at order, member count), then hand free slots to waiters.
@@ -119,6 +130,11 @@ public:
     uint64_t now() const { return now_; }
     Effects &effects() { return *fx_; }
 
+    /* Leave the shared pool's state for a fresh private one of nr_slots
+     * (every vCPU of this VM stopped; the slot it held is no longer ours).
+     * REQUIRES: the core mutex, not the pool lock. */
+    void use_private_pool(int nr_slots);
+
     /* Test support: full consistency check of the pool. */
     bool check_invariants(std::string *why) const;
 
@@ -131,6 +147,15 @@ private:
     void sched_out(int g);
     void enqueue(int g);
     void kick_expired_holder();
+    /* The slot running vCPU g holds (checked: a running vCPU has one). */
+    int held_slot(int g) const
+    {
+        int slot = pool_.slot_of(g);
+        if (slot == kNone || slot >= nslots_) {
+            pool_corrupt("slot_of a running vCPU", slot);
+        }
+        return slot;
+    }
     bool own(int g) const { return static_cast<unsigned>(g - base_) < static_cast<unsigned>(n_); }
     void fx_kick(int g);
     void fx_wake(int g);
@@ -148,6 +173,8 @@ private:
     int member_ = 0;
     int base_ = 0;
     int n_ = 0;
+    int nslots_ = 0;   /* own copies of the pool's sizes (never re-read) */
+    int id_space_ = 0;
     uint64_t slice_ns_;
     Counters &ctr_;
     SpinDetector &spin_;

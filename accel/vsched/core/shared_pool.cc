@@ -253,7 +253,11 @@ std::unique_ptr<SharedPool> SharedPool::attach(std::string_view name, int nr_slo
     const std::string path = pool_shm_path(name);
     const uint64_t give_up = mono_ns() + opt.init_wait_ns;
 
-    for (;;) {
+    for (int attempt = 0;; attempt++) {
+        if (attempt == 1000) {
+            return fail("vsched: pool " + quoted(name) + " (/dev/shm" + path +
+                        ") keeps being replaced or removed while joining; giving up");
+        }
         std::unique_ptr<SharedPool> sp(new SharedPool);
         sp->name_ = std::string(name);
         sp->path_ = path;
@@ -276,13 +280,8 @@ std::unique_ptr<SharedPool> SharedPool::attach(std::string_view name, int nr_slo
                 return fail("vsched: cannot map pool " + quoted(name) + ": " + std::strerror(e));
             }
             ShmPool *p = static_cast<ShmPool *>(m);
-            /* The file is zero-filled; the magic goes in last. */
-            pthread_mutexattr_t a;
-            pthread_mutexattr_init(&a);
-            pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-            pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-            pthread_mutex_init(&p->lock, &a);
-            pthread_mutexattr_destroy(&a);
+            /* The file is zero-filled (the lock is free); the magic goes
+             * in last. */
             SlotPool(p->pool).init_empty(nr_slots);
             ShmHeader &h = p->hdr;
             h.version = kPoolLayoutVersion;
@@ -375,105 +374,163 @@ std::unique_ptr<SharedPool> SharedPool::attach(std::string_view name, int nr_slo
 
         /* Join under the lock. */
         ShmPool &p = *sp->p_;
-        bool owner_dead = sp->lock();
-        if (p.hdr.removed) {
-            /* The last member left and unlinked it: open the new one. */
-            sp->unlock();
-            continue;
+        /* The header was validated; keep our own copies of its sizes. */
+        sp->slice_ns_ = created ? slice_ns : shm_load(p.hdr.slice_ns);
+        sp->nr_slots_ = nr_slots;
+        sp->lock_timeout_ns_ = opt.lock_timeout_ns;
+        try {
+            std::string e;
+            int r = sp->join_locked(created, nr_vcpus, now, &e);
+            if (r < 0) {
+                continue; /* removed meanwhile: open the new one */
+            }
+            if (r == 0) {
+                return fail(e);
+            }
+        } catch (const PoolCorrupt &e) {
+            return fail("vsched: pool " + quoted(name) + " (/dev/shm" + path + ") is corrupt (" +
+                        e.what() + "); refusing to join it");
+        }
+        return sp;
+    }
+}
+
+/* Returns 1 when joined, 0 on refusal (*err), -1 if the pool was removed
+ * meanwhile.  Takes and drops the lock (also when a check throws). */
+int SharedPool::join_locked(bool created, int nr_vcpus, uint64_t now, std::string *err)
+{
+    struct Unlock {
+        SharedPool *sp;
+        ~Unlock() { sp->unlock(); }
+    };
+    Effects fx;
+    int result;
+    {
+        bool owner_dead = lock();
+        Unlock unlock_at_exit{this};
+        if (shm_load(p_->hdr.removed)) {
+            if (!still_at_path()) {
+                return -1; /* the last member left and unlinked it */
+            }
+            /* Marked removed, never unlinked (its last member died in
+             * between): nobody is in it; take it over in place. */
+            p_->hdr.removed = 0;
         }
         Counters ctr;
         SpinDetector spin(1, 1, 1, 1, 2);
-        Scheduler tmp(&p.pool, kNone, p.hdr.slice_ns, ctr, spin);
-        Effects fx;
+        Scheduler tmp(&p_->pool, kNone, nr_slots_, slice_ns_, ctr, spin);
         tmp.begin(now, &fx);
         if (owner_dead) {
             tmp.repair();
-            p.stats.owner_dead_recoveries++;
+            p_->stats.owner_dead_recoveries++;
         }
-        int had = p.pool.nr_members;
-        int dead = 0;
-        for (int m = 0; m < kMaxMembers; m++) {
-            if (p.pool.member[m].active && !member_alive(p.proc[m].pid, p.proc[m].start_time)) {
-                int held = tmp.evict_member(m);
-                sp->free_proc_locked(m);
-                p.stats.members_reaped++;
-                p.stats.slots_reclaimed += static_cast<uint64_t>(held);
-                dead++;
-            }
-        }
-        if (!created && p.pool.nr_members == 0) {
-            /* Stale: everyone died (or the creator died before joining).
-             * Start afresh in place, under the lock, so two starters
-             * cannot both recreate it. */
-            SlotPool(p.pool).init_empty(p.hdr.nr_slots);
-            for (int m = 0; m < kMaxMembers; m++) {
-                std::memset(&p.proc[m], 0, sizeof p.proc[m]);
-            }
-            if (had > 0 || dead > 0) {
-                p.stats.stale_recoveries++;
-                sp->recovered_stale_ = true;
-            }
-        }
-        if (owner_dead) {
-            sp->mark_consistent();
-        }
-        sp->reaped_at_attach_ = dead;
-        /* A member entry and a free range of global ids. */
-        int slot = kNone;
-        for (int m = 0; m < kMaxMembers && slot == kNone; m++) {
-            if (!p.pool.member[m].active) {
-                slot = m;
-            }
-        }
-        if (slot == kNone) {
-            sp->unlock();
-            sp->post(fx, nullptr, nullptr);
-            return fail("vsched: pool " + quoted(name) + " is full (" +
-                        std::to_string(kMaxMembers) + " VMs)");
-        }
-        int base = kNone;
-        for (int b = 0; b + nr_vcpus <= kMaxVcpus;) {
-            int end = b;
-            while (end < b + nr_vcpus && p.pool.vcpu_member[end] == kNone) {
-                end++;
-            }
-            if (end == b + nr_vcpus) {
-                base = b;
-                break;
-            }
-            b = end + 1;
-        }
-        if (base == kNone) {
-            sp->unlock();
-            sp->post(fx, nullptr, nullptr);
-            return fail("vsched: pool " + quoted(name) + " has no room for " +
-                        std::to_string(nr_vcpus) + " more vCPUs (at most " +
-                        std::to_string(kMaxVcpus) + " in all its VMs)");
-        }
-        MemberState &ms = p.pool.member[slot];
-        ms = MemberState{};
-        ms.active = 1;
-        ms.base = base;
-        ms.nr_vcpus = nr_vcpus;
-        ms.joined_ns = now;
-        for (int g = base; g < base + nr_vcpus; g++) {
-            p.pool.vcpu_member[g] = static_cast<int16_t>(slot);
-            p.pool.state[g] = static_cast<uint8_t>(VcpuState::kStopped);
-            p.pool.flags[g] = 0;
-        }
-        p.pool.nr_members++;
-        ShmMember &pr = p.proc[slot];
-        std::memset(&pr, 0, sizeof pr);
-        uint64_t st = 0;
-        proc_start_time(::getpid(), &st);
-        pr.start_time = st;
-        pr.pid = ::getpid();
-        p.stats.members_joined++;
-        sp->member_ = slot;
-        sp->unlock();
-        sp->post(fx, nullptr, nullptr);
-        return sp;
+        reap_and_refresh_locked(tmp, created);
+        result = add_member_locked(nr_vcpus, now, err);
     }
+    post(fx, nullptr, nullptr);
+    return result;
+}
+
+/* Under the lock, at join: evict dead members; a pool nobody is left in
+ * starts afresh in place (so two starters cannot both recreate it). */
+void SharedPool::reap_and_refresh_locked(Scheduler &tmp, bool created)
+{
+    ShmPool &p = *p_;
+    int had = shm_load(p.pool.nr_members);
+    int dead = 0;
+    for (int m = 0; m < kMaxMembers; m++) {
+        if (p.pool.member[m].active && !member_alive(p.proc[m].pid, p.proc[m].start_time)) {
+            int held = tmp.evict_member(m);
+            free_proc_locked(m);
+            p.stats.members_reaped++;
+            p.stats.slots_reclaimed += static_cast<uint64_t>(held);
+            dead++;
+        }
+    }
+    if (!created && shm_load(p.pool.nr_members) == 0) {
+        SlotPool(p.pool).init_empty(nr_slots_);
+        for (int m = 0; m < kMaxMembers; m++) {
+            std::memset(&p.proc[m], 0, sizeof p.proc[m]);
+        }
+        if (had > 0 || dead > 0) {
+            p.stats.stale_recoveries++;
+            recovered_stale_ = true;
+        }
+    }
+    reaped_at_attach_ = dead;
+}
+
+/* Our mapping is (still) the file at the pool's path. */
+bool SharedPool::still_at_path() const
+{
+    int fd = ::shm_open(path_.c_str(), O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0) {
+        return false;
+    }
+    struct stat a, b;
+    bool same = ::fstat(fd, &a) == 0 && ::fstat(fd_, &b) == 0 && a.st_ino == b.st_ino &&
+                a.st_dev == b.st_dev;
+    ::close(fd);
+    return same;
+}
+
+/* Under the lock: a member entry and a free range of global ids. */
+int SharedPool::add_member_locked(int nr_vcpus, uint64_t now, std::string *err)
+{
+    ShmPool &p = *p_;
+    int slot = kNone;
+    for (int m = 0; m < kMaxMembers && slot == kNone; m++) {
+        if (!p.pool.member[m].active) {
+            slot = m;
+        }
+    }
+    if (slot == kNone) {
+        *err = "vsched: pool " + quoted(name_) + " is full (" + std::to_string(kMaxMembers) +
+               " VMs)";
+        return 0;
+    }
+    int base = kNone;
+    for (int b = 0; b + nr_vcpus <= kMaxVcpus;) {
+        int end = b;
+        while (end < b + nr_vcpus && p.pool.vcpu_member[end] == kNone) {
+            end++;
+        }
+        if (end == b + nr_vcpus) {
+            base = b;
+            break;
+        }
+        b = end + 1;
+    }
+    if (base == kNone) {
+        *err = "vsched: pool " + quoted(name_) + " has no room for " +
+               std::to_string(nr_vcpus) + " more vCPUs (at most " + std::to_string(kMaxVcpus) +
+               " in all its VMs)";
+        return 0;
+    }
+    /* The process record first: a joiner killed half-way leaves an entry
+     * whose pid tells the others it is dead. */
+    ShmMember &pr = p.proc[slot];
+    std::memset(&pr, 0, sizeof pr);
+    uint64_t st = 0;
+    proc_start_time(::getpid(), &st);
+    pr.start_time = st;
+    pr.pid = ::getpid();
+    MemberState &ms = p.pool.member[slot];
+    ms = MemberState{};
+    ms.active = 1;
+    ms.base = base;
+    ms.nr_vcpus = nr_vcpus;
+    ms.joined_ns = now;
+    for (int g = base; g < base + nr_vcpus; g++) {
+        p.pool.vcpu_member[g] = static_cast<int16_t>(slot);
+        p.pool.state[g] = static_cast<uint8_t>(VcpuState::kStopped);
+        p.pool.flags[g] = 0;
+    }
+    p.pool.nr_members++;
+    p.stats.members_joined++;
+    member_ = slot;
+    base_ = base;
+    return 1;
 }
 
 SharedPool::~SharedPool()
@@ -486,30 +543,105 @@ SharedPool::~SharedPool()
     }
 }
 
-bool SharedPool::lock()
+uint32_t current_tid()
 {
-    int r = pthread_mutex_lock(&p_->lock);
-    if (r == EOWNERDEAD) {
-        return true;
-    }
-    if (r != 0) {
-        /* ENOTRECOVERABLE cannot happen: every EOWNERDEAD is made
-         * consistent.  Nothing sane is left to do. */
-        std::fprintf(stderr, "vsched: pool %s: lock failed: %s\n", name_.c_str(),
-                     std::strerror(r));
-        std::abort();
-    }
-    return false;
+    static thread_local uint32_t tid = static_cast<uint32_t>(::syscall(SYS_gettid));
+    return tid;
 }
 
-void SharedPool::mark_consistent()
+namespace {
+
+uint32_t my_tid()
 {
-    pthread_mutex_consistent(&p_->lock);
+    return current_tid();
+}
+
+/* Thread tid exists and is not a zombie (a killed process not yet reaped
+ * by its parent holds nothing). */
+bool thread_alive(uint32_t tid)
+{
+    char buf[1024];
+    char *p = proc_stat_after_comm(static_cast<int>(tid), buf, sizeof buf);
+    if (!p) {
+        return false;
+    }
+    return !(p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'));
+}
+
+} // namespace
+
+bool SharedPool::lock()
+{
+    uint32_t *word = &p_->lock.word;
+    const uint32_t me = my_tid();
+    uint32_t expect = 0;
+    if (__atomic_compare_exchange_n(word, &expect, me, false, __ATOMIC_ACQUIRE,
+                                    __ATOMIC_RELAXED)) {
+        return false;
+    }
+    /* Contended (Drepper's mutex with a waiters bit).  Every wait is
+     * bounded so a dead or stuck holder is noticed. */
+    constexpr uint64_t kCheckNs = 10 * kNsPerMs;
+    const uint64_t start = mono_ns();
+    uint64_t next_check = start + kCheckNs;
+    for (;;) {
+        uint32_t cur = __atomic_load_n(word, __ATOMIC_RELAXED);
+        if (cur == 0 || cur == kLockWaiters) {
+            if (__atomic_compare_exchange_n(word, &cur, me | kLockWaiters, false,
+                                            __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+                return false;
+            }
+            continue;
+        }
+        if (!(cur & kLockWaiters)) {
+            if (!__atomic_compare_exchange_n(word, &cur, cur | kLockWaiters, false,
+                                             __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+                continue;
+            }
+            cur |= kLockWaiters;
+        }
+        timespec ts = {0, static_cast<long>(kCheckNs)};
+        futex(word, FUTEX_WAIT, cur, &ts);
+        const uint64_t now = mono_ns();
+        if (now < next_check) {
+            continue;
+        }
+        next_check = now + kCheckNs;
+        cur = __atomic_load_n(word, __ATOMIC_RELAXED);
+        const uint32_t holder = cur & ~kLockWaiters;
+        if (holder != 0 && holder != me && !thread_alive(holder)) {
+            /* The holder died inside a lock section: take it over; the
+             * caller repairs what it may have left half-done. */
+            if (__atomic_compare_exchange_n(word, &cur, me | kLockWaiters, false,
+                                            __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+                return true;
+            }
+            continue;
+        }
+        if (holder != 0 && now - start > lock_timeout_ns_) {
+            char m[160];
+            std::snprintf(m, sizeof m,
+                          "its lock is held by thread %u for more than %llu ms (a member "
+                          "stopped inside the lock, or a bad lock word)",
+                          holder, static_cast<unsigned long long>(lock_timeout_ns_ / kNsPerMs));
+            throw PoolCorrupt(m);
+        }
+    }
+}
+
+bool SharedPool::try_lock()
+{
+    uint32_t expect = 0;
+    return __atomic_compare_exchange_n(&p_->lock.word, &expect, my_tid(), false,
+                                       __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
 
 void SharedPool::unlock()
 {
-    pthread_mutex_unlock(&p_->lock);
+    uint32_t old = __atomic_exchange_n(&p_->lock.word, 0, __ATOMIC_RELEASE);
+    if (old & kLockWaiters) {
+        futex(&p_->lock.word, FUTEX_WAKE, 1, nullptr);
+    }
 }
 
 void SharedPool::free_proc_locked(int m)
@@ -542,7 +674,10 @@ std::vector<int> SharedPool::find_dead_members(std::vector<int> *stopped)
         }
         int pid = __atomic_load_n(&p_->proc[m].pid, __ATOMIC_RELAXED);
         uint64_t st = __atomic_load_n(&p_->proc[m].start_time, __ATOMIC_RELAXED);
-        if (pid > 0 && !member_alive(pid, st)) {
+        bool active = shm_load(p_->pool.member[m].active) != 0;
+        if ((pid > 0 && !member_alive(pid, st)) || (active && pid <= 0)) {
+            /* (an active entry without a pid: a joiner killed half-way;
+             * reap_locked() checks again under the lock) */
             dead.push_back(m);
         } else if (pid > 0 && stopped && pid != ::getpid() && proc_stopped(pid)) {
             stopped->push_back(m);
@@ -553,8 +688,11 @@ std::vector<int> SharedPool::find_dead_members(std::vector<int> *stopped)
 
 bool SharedPool::dead_locked(int m)
 {
-    return p_->pool.member[m].active && p_->proc[m].pid > 0 &&
-           !member_alive(p_->proc[m].pid, p_->proc[m].start_time);
+    if (!shm_load(p_->pool.member[m].active)) {
+        return false;
+    }
+    const int pid = shm_load(p_->proc[m].pid);
+    return pid <= 0 || !member_alive(pid, shm_load(p_->proc[m].start_time));
 }
 
 int SharedPool::post(const Effects &fx, int *wakes, int *kicks)

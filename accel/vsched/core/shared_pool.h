@@ -7,7 +7,7 @@
  *
  *   ShmHeader   magic, layout version, header and total size, owner uid,
  *               nr_slots, slice, creation time, creator pid, removed flag
- *   lock        a process-shared, robust pthread mutex guarding all below
+ *   lock        a futex lock word (holder's thread id) guarding all below
  *   stats       pool-wide counters (reaped members, reclaimed slots, ...)
  *   proc[64]    per member: pid, process start time, mailbox (futex word,
  *               pending wake and kick bits per local vCPU)
@@ -21,7 +21,6 @@
 #ifndef VSCHED_CORE_SHARED_POOL_H
 #define VSCHED_CORE_SHARED_POOL_H
 
-#include <pthread.h>
 #include <sys/types.h>
 
 #include <cstddef>
@@ -36,12 +35,17 @@
 
 namespace vsched {
 
+class Scheduler;
+
 inline constexpr uint64_t kPoolMagic = 0x4c4f4f5048435356ull; /* "VSCHPOOL" (LE) */
-inline constexpr uint32_t kPoolLayoutVersion = 1;
+inline constexpr uint32_t kPoolLayoutVersion = 2;
 inline constexpr int kPoolNameMax = 64;
 inline constexpr int kMailboxWords = kMaxVcpus / 64;
 /* Members are checked for liveness at most this often. */
 inline constexpr uint64_t kReapIntervalNs = 20 * kNsPerMs;
+/* A lock held longer than this (holder stopped, or a garbage lock word
+ * naming a live thread) makes the waiter leave the pool. */
+inline constexpr uint64_t kLockTimeoutNs = 2'000'000'000ull;
 
 struct ShmHeader {
     uint64_t magic;
@@ -76,9 +80,22 @@ struct ShmMember {
     uint64_t kick_bits[kMailboxWords];
 };
 
+/*
+ * The pool lock: 0 when free, else the holder's thread id, with kLockWaiters
+ * set while someone may sleep on it.  Not a pthread robust mutex: glibc
+ * keeps a robust mutex on a per-thread list whose links live inside the
+ * mutex, so another process writing into them could make this one write
+ * anywhere.  A holder that died is found by its thread id (see lock()).
+ */
+struct ShmLock {
+    uint32_t word;
+    uint32_t pad;
+};
+inline constexpr uint32_t kLockWaiters = 1u << 31;
+
 struct ShmPool {
     ShmHeader hdr;
-    pthread_mutex_t lock;
+    ShmLock lock;
     ShmStats stats;
     ShmMember proc[kMaxMembers];
     PoolState pool;
@@ -101,8 +118,11 @@ bool validate_pool_header(const void *bytes, size_t file_size, uid_t file_uid,
 /* Process liveness: false if pid is gone or is another process now. */
 bool proc_start_time(int pid, uint64_t *out);
 bool member_alive(int pid, uint64_t start_time);
-/* The process is stopped (SIGSTOP, or ptrace-stopped by a debugger). */
+/* The process (or, given a thread id, that thread) is stopped (SIGSTOP,
+ * or ptrace-stopped by a debugger). */
 bool proc_stopped(int pid);
+/* The calling thread's id (cached). */
+uint32_t current_tid();
 
 struct SharedPoolOptions {
     /* Tests: the uid the pool must belong to (default: getuid()). */
@@ -110,6 +130,8 @@ struct SharedPoolOptions {
     uid_t uid = 0;
     /* How long to wait for a concurrently created pool to be initialised. */
     uint64_t init_wait_ns = 2'000'000'000;
+    /* How long lock() waits for a live holder before giving up. */
+    uint64_t lock_timeout_ns = kLockTimeoutNs;
 };
 
 /* One process's mapping of a shared pool, and its membership. */
@@ -127,16 +149,18 @@ public:
     PoolState *state() { return &p_->pool; }
     int member() const { return member_; }
     const std::string &name() const { return name_; }
-    uint64_t slice_ns() const { return p_->hdr.slice_ns; }
+    uint64_t slice_ns() const { return slice_ns_; }
+    int nr_slots() const { return nr_slots_; }
     /* Local counters of what attach did (stale pool recovered etc.). */
     bool recovered_stale() const { return recovered_stale_; }
     int reaped_at_attach() const { return reaped_at_attach_; }
 
-    /* The robust lock.  lock() returns true if the previous owner died
-     * holding it: the caller must repair the state, then call
-     * mark_consistent() before unlock(). */
+    /* The pool lock.  lock() returns true if the previous holder died
+     * holding it: the caller must repair the state before unlock().  It
+     * throws PoolCorrupt if a live holder keeps it past lock_timeout_ns. */
     bool lock();
-    void mark_consistent();
+    /* One attempt, no wait (leaving a corrupt pool); false if held. */
+    bool try_lock();
     void unlock();
 
     /* Under the lock, after the scheduler evicted our member: free our
@@ -167,9 +191,12 @@ public:
     {
         ShmMember &me = p_->proc[member_];
         int n = 0;
-        for (int w = 0; w * 64 < nr_vcpus; w++) {
-            uint64_t wk = __atomic_exchange_n(&me.wake_bits[w], 0, __ATOMIC_ACQ_REL);
-            uint64_t kk = __atomic_exchange_n(&me.kick_bits[w], 0, __ATOMIC_ACQ_REL);
+        for (int w = 0; w * 64 < nr_vcpus && w < kMailboxWords; w++) {
+            /* Bits past our vCPUs can only be garbage: dropped. */
+            const int left = nr_vcpus - w * 64;
+            const uint64_t mask = left >= 64 ? ~0ull : (1ull << left) - 1;
+            uint64_t wk = __atomic_exchange_n(&me.wake_bits[w], 0, __ATOMIC_ACQ_REL) & mask;
+            uint64_t kk = __atomic_exchange_n(&me.kick_bits[w], 0, __ATOMIC_ACQ_REL) & mask;
             for (; wk; wk &= wk - 1, n++) {
                 fn(0, w * 64 + __builtin_ctzll(wk));
             }
@@ -182,12 +209,20 @@ public:
 
 private:
     SharedPool() = default;
+    int join_locked(bool created, int nr_vcpus, uint64_t now, std::string *err);
+    void reap_and_refresh_locked(Scheduler &tmp, bool created);
+    int add_member_locked(int nr_vcpus, uint64_t now, std::string *err);
+    bool still_at_path() const;
 
     ShmPool *p_ = nullptr;
     int fd_ = -1;
     int member_ = -1;
+    int base_ = 0;
     std::string name_;
     std::string path_;
+    uint64_t slice_ns_ = 0;
+    int nr_slots_ = 0;
+    uint64_t lock_timeout_ns_ = kLockTimeoutNs;
     bool recovered_stale_ = false;
     int reaped_at_attach_ = 0;
 };

@@ -21,6 +21,8 @@
 #define VSCHED_CORE_SLOT_POOL_H
 
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 
 #include "config.h"
@@ -81,22 +83,65 @@ struct PoolState {
     int32_t nr_members;         /* active members */
     MemberState member[kMaxMembers];
     int16_t vcpu_member[kMaxVcpus];
+    /* Thread id that last acquired for g (0: none): lets other members
+     * see that one vCPU thread is stopped (a per-thread tracer). */
+    int32_t vcpu_tid[kMaxVcpus];
 };
 
 static_assert(std::is_standard_layout_v<PoolState>);
 static_assert(std::is_trivially_copyable_v<PoolState>);
 
+/*
+ * A value read from the pool is out of range or inconsistent.  Another
+ * process can write anything into a shared pool at any time, so every
+ * index read from it is checked once, in a local copy, before it is used;
+ * a bad one throws this (out of the lock section, which unlocks).  The
+ * core then leaves the pool (core.h).  A private pool never throws it.
+ */
+class PoolCorrupt : public std::runtime_error {
+public:
+    explicit PoolCorrupt(const std::string &what) : std::runtime_error(what) {}
+};
+[[noreturn]] void pool_corrupt(const char *field, long long value);
+
+/* One relaxed load of a shared field (never re-read after the check). */
+template <typename T>
+inline T shm_load(const T &field)
+{
+    return __atomic_load_n(&field, __ATOMIC_RELAXED);
+}
+/* field, checked to be in [0, limit). */
+inline int32_t checked_index(const int32_t &field, int limit, const char *what)
+{
+    int32_t v = shm_load(field);
+    if (static_cast<uint32_t>(v) >= static_cast<uint32_t>(limit)) {
+        pool_corrupt(what, v);
+    }
+    return v;
+}
+/* field, checked to be kNone or in [0, limit). */
+inline int32_t checked_or_none(const int32_t &field, int limit, const char *what)
+{
+    int32_t v = shm_load(field);
+    if (v != kNone && static_cast<uint32_t>(v) >= static_cast<uint32_t>(limit)) {
+        pool_corrupt(what, v);
+    }
+    return v;
+}
+
 class SlotPool {
 public:
     /* The whole pool, global ids (private pool: the VM's own ids). */
     explicit SlotPool(PoolState &s)
-        : s_(s), base_(0), n_(s.nr_vcpus), last_boosted_(&s.last_boosted_vcpu)
+        : s_(&s), base_(0), n_(clamp_ids(shm_load(s.nr_vcpus))),
+          last_boosted_(&s.last_boosted_vcpu)
     {
     }
-    /* Member m only: local ids 0..nr_vcpus-1, the member's last_boosted. */
-    SlotPool(PoolState &s, int m)
-        : s_(s), base_(s.member[m].base), n_(s.member[m].nr_vcpus),
-          last_boosted_(&s.member[m].last_boosted_vcpu)
+    /* Member m only: local ids 0..n-1 from global id base, the member's
+     * last_boosted.  base and n are the caller's own copies (checked at
+     * join), never re-read from the pool. */
+    SlotPool(PoolState &s, int m, int base, int n)
+        : s_(&s), base_(base), n_(n), last_boosted_(&s.member[m].last_boosted_vcpu)
     {
     }
 
@@ -106,38 +151,67 @@ public:
     /* Shared pool: no members, the whole id space unused. */
     void init_empty(int nr_slots);
 
-    PoolState &data() { return s_; }
-    const PoolState &data() const { return s_; }
+    PoolState &data() { return *s_; }
+    const PoolState &data() const { return *s_; }
     /* vCPUs visible through this view, and the first one's global id. */
     int nr_vcpus() const { return n_; }
     int base() const { return base_; }
-    int last_boosted() const { return *last_boosted_; }
+    /* A hint only: a value out of range reads as 0 (the kernel's start). */
+    int last_boosted() const
+    {
+        int v = shm_load(*last_boosted_);
+        return static_cast<unsigned>(v) < static_cast<unsigned>(n_) ? v : 0;
+    }
     void set_last_boosted(int v) { *last_boosted_ = v; }
 
-    VcpuState state(int v) const { return static_cast<VcpuState>(s_.state[base_ + v]); }
+    VcpuState state(int v) const
+    {
+        uint8_t raw = shm_load(s_->state[base_ + v]);
+        if (raw >= kNumVcpuStates) {
+            pool_corrupt("state", raw);
+        }
+        return static_cast<VcpuState>(raw);
+    }
     /* Checked transition; returns false (and changes nothing) if illegal. */
     bool set_state(int v, VcpuState to);
 
-    bool has_flag(int v, uint8_t f) const { return (s_.flags[base_ + v] & f) != 0; }
-    void set_flag(int v, uint8_t f) { s_.flags[base_ + v] |= f; }
-    void clear_flag(int v, uint8_t f) { s_.flags[base_ + v] &= static_cast<uint8_t>(~f); }
+    bool has_flag(int v, uint8_t f) const { return (s_->flags[base_ + v] & f) != 0; }
+    void set_flag(int v, uint8_t f) { s_->flags[base_ + v] |= f; }
+    void clear_flag(int v, uint8_t f) { s_->flags[base_ + v] &= static_cast<uint8_t>(~f); }
 
     /* Run queue. */
     void enqueue_tail(int v);
     void remove(int v);       /* v must be queued */
-    int head() const { return s_.q_head; }
-    int queue_len() const { return s_.q_len; }
+    int head() const { return checked_or_none(s_->q_head, kMaxVcpus, "q_head"); }
+    int queue_len() const { return shm_load(s_->q_len); }
     bool queued(int v) const;
 
     /* Slots. */
-    int free_slots() const { return s_.free_top; }
+    int free_slots() const { return shm_load(s_->free_top); }
     int take_free_slot();     /* kNone if none */
     void put_free_slot(int slot);
     void assign(int slot, int v, uint64_t deadline_ns);
     void unassign(int slot);
 
+    /* Checked reads of shared indices (global ids). */
+    int slot_of(int g) const { return checked_or_none(s_->slot_of[g], kMaxSlots, "slot_of"); }
+    int slot_owner(int slot) const
+    {
+        return checked_or_none(s_->slot_owner[slot], kMaxVcpus, "slot_owner");
+    }
+    int member_of(int g) const
+    {
+        int16_t m = shm_load(s_->vcpu_member[g]);
+        if (m != kNone && static_cast<uint16_t>(m) >= kMaxMembers) {
+            pool_corrupt("vcpu_member", m);
+        }
+        return m;
+    }
+
 private:
-    PoolState &s_;
+    static int clamp_ids(int n) { return n < 0 ? 0 : n > kMaxVcpus ? kMaxVcpus : n; }
+
+    PoolState *s_;
     int base_;
     int n_;
     int32_t *last_boosted_;

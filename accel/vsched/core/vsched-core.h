@@ -131,6 +131,9 @@ void vsched_core_free(VschedCore *core);
 bool vsched_acquire(VschedCore *core, int vcpu);
 /* Drop the slot (and/or queue entry); reason VSCHED_RELEASE_*. */
 void vsched_release(VschedCore *core, int vcpu, int reason);
+/* The same, but only if vcpu holds a slot or a queue place: a halted vCPU
+ * passing the gate again and again costs no lock. */
+void vsched_release_if_active(VschedCore *core, int vcpu, int reason);
 /*
  * After vcpu left guest code (never from inside the PAUSE hook).  Runs the
  * spin decision if the detector fired (maybe handing the slot to a target),

@@ -11,7 +11,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -777,6 +779,183 @@ TEST(SharedPoolProcesses, StoppedVmExpiredSlotsAreRevoked)
     EXPECT_EQ(wait_exit(hogpid), 128 + SIGKILL);
 }
 
+/* Kills (and reaps) the children a failed assertion left behind. */
+struct KidsGuard {
+    std::vector<pid_t> &kids;
+    ~KidsGuard()
+    {
+        for (pid_t p : kids) {
+            if (::waitpid(p, nullptr, WNOHANG) == 0) {
+                ::kill(p, SIGKILL);
+                ::waitpid(p, nullptr, 0);
+            }
+        }
+    }
+};
+
+/* Observer side of the stop tests: slot time of members a and b. */
+struct ShareProbe {
+    Vm &obs;
+    int a, b;
+    void times(uint64_t *ta, uint64_t *tb)
+    {
+        PoolMemberInfo mi;
+        *ta = obs.core->pool_member(a, &mi) ? mi.slot_time_ns : 0;
+        *tb = obs.core->pool_member(b, &mi) ? mi.slot_time_ns : 0;
+    }
+    /* b's share of a + b's slot time over the next window_ms. */
+    double b_share(int window_ms)
+    {
+        uint64_t a0, b0, a1, b1;
+        times(&a0, &b0);
+        std::this_thread::sleep_for(std::chrono::milliseconds(window_ms));
+        times(&a1, &b1);
+        double da = static_cast<double>(a1 - a0), db = static_cast<double>(b1 - b0);
+        return da + db > 0 ? db / (da + db) : 0;
+    }
+};
+
+/* Two 4-vCPU VMs on 2 slots and an observer (1 vCPU, never runs).
+ * Returns the member indices of the two VMs in *a (the victim) and *b. */
+bool two_busy_vms(const std::string &name, Vm &obs, std::vector<pid_t> *kids, int *a, int *b)
+{
+    std::string err;
+    if (!obs.join(name, 1, 2, &err)) {
+        return false;
+    }
+    for (int k = 0; k < 2; k++) {
+        kids->push_back(fork_child([&] { return run_vm_workload(name, 4, 2, 3, 4'000 * kNsPerMs); }));
+        /* Join in order, so the first child is the victim. */
+        uint64_t give_up = now_ns() + 5'000'000'000ull;
+        while (obs.members() < k + 2 && now_ns() < give_up) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+    }
+    PoolInfo pi;
+    obs.core->pool_info(&pi);
+    std::vector<int> idx;
+    for (int m = 0; m < kMaxMembers; m++) {
+        PoolMemberInfo mi;
+        if (obs.core->pool_member(m, &mi) && !mi.self) {
+            idx.push_back(m);
+        }
+    }
+    if (idx.size() != 2) {
+        return false;
+    }
+    /* Member indices go to the lowest free entry: joined in order. */
+    *a = idx[0];
+    *b = idx[1];
+    return true;
+}
+
+TEST(SharedPoolProcesses, StoppedVmHoldsNothingAndTheOtherGetsTheSlots)
+{
+    std::string name = unique_name("stopvm");
+    PoolFileGuard guard{name};
+    Vm obs;
+    std::vector<pid_t> kids;
+    KidsGuard kids_guard{kids};
+    int a = -1, b = -1;
+    ASSERT_TRUE(two_busy_vms(name, obs, &kids, &a, &b));
+    ShareProbe probe{obs, a, b};
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    std::printf("before the stop: B's share %.3f\n", probe.b_share(300));
+    const uint64_t t0 = now_ns();
+    ASSERT_EQ(::kill(kids[0], SIGSTOP), 0);
+    /* The children's mailbox threads poll the pool every 20 ms. */
+    PoolMemberInfo mi;
+    uint64_t cleared = 0;
+    while (now_ns() - t0 < 2'000'000'000ull) {
+        if (obs.core->pool_member(a, &mi) && mi.slots_held == 0 && mi.queued == 0) {
+            cleared = now_ns();
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+    ASSERT_NE(cleared, 0u) << "the stopped VM still holds " << mi.slots_held
+                           << " slots and " << mi.queued << " queue places";
+    std::printf("stopped VM held nothing after %.1f ms\n",
+                static_cast<double>(cleared - t0) / 1e6);
+    /* Generous for a loaded host: slice (2 ms) + one poll (20 ms) is the
+     * design; 200 ms is the bound checked. */
+    EXPECT_LT(cleared - t0, 200 * kNsPerMs);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100) -
+                                std::chrono::nanoseconds(now_ns() - t0));
+    double share = probe.b_share(500);
+    std::printf("from 100 ms after the stop: B's share %.3f\n", share);
+    EXPECT_GE(share, 0.95);
+    /* Still stopped: nothing came back to it. */
+    ASSERT_TRUE(obs.core->pool_member(a, &mi));
+    EXPECT_EQ(mi.slots_held + mi.queued, 0);
+    ::kill(kids[0], SIGCONT);
+    for (pid_t p : kids) {
+        EXPECT_EQ(wait_exit(p), 0);
+    }
+}
+
+/* Stop one thread of a process (PTRACE_INTERRUPT) as a per-thread tracer. */
+bool stop_thread(pid_t tid)
+{
+    if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0 ||
+        ::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) {
+        return false;
+    }
+    int st = 0;
+    return ::waitpid(tid, &st, __WALL) == tid;
+}
+
+TEST(SharedPoolProcesses, OneStoppedVcpuThreadHoldsNoSlot)
+{
+    std::string name = unique_name("stopthread");
+    PoolFileGuard guard{name};
+    Vm obs;
+    std::vector<pid_t> kids;
+    KidsGuard kids_guard{kids};
+    int a = -1, b = -1;
+    ASSERT_TRUE(two_busy_vms(name, obs, &kids, &a, &b));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    int fd = ::shm_open(pool_shm_path(name).c_str(), O_RDONLY, 0);
+    ASSERT_GE(fd, 0);
+    auto *raw = static_cast<const ShmPool *>(
+        ::mmap(nullptr, sizeof(ShmPool), PROT_READ, MAP_SHARED, fd, 0));
+    ::close(fd);
+    ASSERT_NE(raw, MAP_FAILED);
+    const int g = raw->pool.member[a].base; /* the victim's vCPU 0 */
+    const pid_t tid = __atomic_load_n(&raw->pool.vcpu_tid[g], __ATOMIC_RELAXED);
+    ASSERT_GT(tid, 0);
+    auto state = [&] {
+        return static_cast<VcpuState>(__atomic_load_n(&raw->pool.state[g], __ATOMIC_RELAXED));
+    };
+    const uint64_t t0 = now_ns();
+    ASSERT_TRUE(stop_thread(tid)) << std::strerror(errno);
+    uint64_t cleared = 0;
+    while (now_ns() - t0 < 2'000'000'000ull) {
+        VcpuState st = state();
+        if (st != VcpuState::kRunning && st != VcpuState::kQueued) {
+            cleared = now_ns();
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+    std::printf("stopped vCPU thread held nothing after %.1f ms\n",
+                static_cast<double>(cleared ? cleared - t0 : 0) / 1e6);
+    EXPECT_NE(cleared, 0u) << "the stopped thread's vCPU is still " << static_cast<int>(state());
+    EXPECT_LT(cleared - t0, 200 * kNsPerMs);
+    /* And it gets nothing back while stopped. */
+    int running = 0;
+    for (int i = 0; i < 300; i++) {
+        running += state() == VcpuState::kRunning;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    EXPECT_EQ(running, 0);
+    ::ptrace(PTRACE_DETACH, tid, nullptr, nullptr);
+    ::munmap(const_cast<ShmPool *>(raw), sizeof(ShmPool));
+    for (pid_t k : kids) {
+        EXPECT_EQ(wait_exit(k), 0);
+    }
+}
+
 TEST(SharedPoolProcesses, FiftyJoinKillCyclesNoLeakNoHang)
 {
     std::string name = unique_name("cycles");
@@ -871,7 +1050,8 @@ TEST(SharedPoolProcesses, LockOwnerDeathIsRepaired)
         int fd = ::shm_open(pool_shm_path(name).c_str(), O_RDWR, 0);
         auto *p = static_cast<ShmPool *>(
             ::mmap(nullptr, sizeof(ShmPool), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
-        pthread_mutex_lock(&p->lock);
+        /* Take the pool lock as SharedPool::lock() does: our thread id. */
+        p->lock.word = static_cast<uint32_t>(::syscall(SYS_gettid));
         p->pool.q_len = 7;
         p->pool.free_top = 1;
         ::raise(SIGKILL);
