@@ -73,10 +73,17 @@ def reduction(x_median, ref_median):
     return 100.0 * (1.0 - x_median / ref_median)
 
 
-def verdict_of(lo, hi):
-    """faster/slower only when the interval excludes 0."""
+# A verdict also needs the rank test: at 3-5 units a side the percentile
+# bootstrap runs narrow and can exclude 0 where the ranks cannot separate.
+ALPHA = 0.05
+
+
+def verdict_of(lo, hi, p=0.0, alpha=ALPHA):
+    """faster/slower only when the interval excludes 0 and p < alpha."""
     if lo is None:
         return TOO_FEW
+    if p is None or p >= alpha:
+        return NOISE
     if lo > 0:
         return FASTER
     if hi < 0:
@@ -123,7 +130,7 @@ def compare(variant, ref, groups_x, groups_ref, key, opts=None):
     tail = (100.0 - opts.level) / 2
     lo, hi = (float(v) for v in np.percentile(boot, [tail, 100.0 - tail]))
     p = rank_p([np.median(g) for g in groups_x], [np.median(g) for g in groups_ref])
-    return Comparison(variant, ref, n, n_ref, red, lo, hi, p, verdict_of(lo, hi))
+    return Comparison(variant, ref, n, n_ref, red, lo, hi, p, verdict_of(lo, hi, p))
 
 
 def rank_p(x, y):

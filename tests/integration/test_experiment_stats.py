@@ -205,6 +205,10 @@ def test_verdict_rule():
     assert stats.verdict_of(-0.1, 5.0) == "inside noise"
     assert stats.verdict_of(0.0, 5.0) == "inside noise"
     assert stats.verdict_of(None, None) == "too few"
+    # The interval alone is not enough: the rank test must agree.
+    assert stats.verdict_of(0.1, 5.0, p=0.01) == "faster"
+    assert stats.verdict_of(0.1, 5.0, p=0.1) == "inside noise"
+    assert stats.verdict_of(-5.0, -0.1, p=0.2) == "inside noise"
 
 
 def test_policies_from_help_text():
