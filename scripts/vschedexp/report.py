@@ -134,7 +134,7 @@ def format_series(points):
         return []
     lines = ["", "series v3 (16 pCPU, 16 vCPU/VM, 2/3/4 VMs, %s vs %s; published medians "
              "without intervals): a cell is reproduced when our interval excludes 0 with "
-             "the series' sign" % (summary.SERIES_VARIANT, summary.SERIES_REF)]
+             "the series' sign and p < 0.05" % (summary.SERIES_VARIANT, summary.SERIES_REF)]
     hdr = "%-22s %10s %10s %18s %7s  %-12s %s" % (
         "point", "published", "ours", "95% interval", "p", "verdict", "reproduced")
     lines += [hdr, "-" * len(hdr)]

@@ -76,7 +76,7 @@ def _compare(pid, label, ref, units, opts):
 
 def _series_cell(workload, nvms, pid, units, opts):
     """The series' cell of this point, or None: reproduced only when the
-    interval of ipi vs vanilla excludes 0 with the series' sign."""
+    interval of ipi vs vanilla excludes 0 with the series' sign and p < 0.05 (its verdict)."""
     published = SERIES.get(workload, {}).get(nvms)
     if published is None or SERIES_VARIANT not in units or SERIES_REF not in units:
         return None
