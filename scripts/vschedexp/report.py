@@ -111,7 +111,7 @@ def format_comparisons(spec, points, opts):
     refs = [spec["baseline"]] + spec["compare"]
     lines = ["", "comparisons: reduction of the median latency with its %g %% bootstrap "
              "interval (%d resamples, unit %s, seeded), Mann-Whitney U two-sided p; "
-             "faster/slower only when the interval excludes 0"
+             "faster/slower only when the interval excludes 0 and p < 0.05"
              % (opts.level, opts.resamples, opts.unit)]
     hdr = "%-22s %-15s %-10s %7s %10s %18s %7s  %s" % (
         "point", "variant", "vs", "n", "reduction", "95% interval", "p", "verdict")
