@@ -1,10 +1,12 @@
 /*
  * vsched: the -accel tcg properties (and their refusal on -accel kvm).
  *
- * Values are checked when set, so a wrong one stops QEMU at start-up with
- * a message naming the property.  relaxed-boost, ipi-tracking, ipi-window,
- * directed-yield, ple-gap and ple-window may change at run time through
- * qom-set /machine/accel; the others are fixed once the VM starts.
+ * The settings table of the core (vsched_setting_*: name, type, range,
+ * run time or not, help) gives every property its description, its range
+ * check and whether qom-set /machine/accel may change it while the VM
+ * runs.  Values are checked when set, by the same setter at start-up and
+ * at run time, so a wrong one gets the same message naming the property
+ * either way (and stops QEMU at start-up).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -23,10 +25,26 @@ static VschedConfig *cfg(void)
     return &vsched_settings.cfg;
 }
 
+/* Settings the table marks "fixed at start" refuse to change later. */
 static bool fixed_once_running(const char *name, Error **errp)
 {
-    if (vsched_core) {
+    const VschedSetting *s = vsched_setting_find(name);
+
+    if (vsched_core && (!s || !s->runtime)) {
         error_setg(errp, "vsched: '%s' cannot change while the VM runs", name);
+        return false;
+    }
+    return true;
+}
+
+/* The table's range, with its message. */
+static bool in_range(const char *name, uint64_t value, Error **errp)
+{
+    char err[160];
+
+    if (!vsched_setting_check(vsched_setting_find(name), value, err,
+                              sizeof(err))) {
+        error_setg(errp, "%s", err);
         return false;
     }
     return true;
@@ -56,11 +74,7 @@ static bool parse_duration(const char *name, const char *value, uint64_t *ns,
                    "100us or 2s: %s", name, err);
         return false;
     }
-    if (*ns == 0) {
-        error_setg(errp, "Parameter '%s' must be greater than zero", name);
-        return false;
-    }
-    return true;
+    return in_range(name, *ns, errp);
 }
 
 static bool get_vcpu_sched(Object *obj, Error **errp)
@@ -94,8 +108,7 @@ static void set_pcpus(Object *obj, Visitor *v, const char *name, void *opaque,
         !visit_type_uint32(v, name, &value, errp)) {
         return;
     }
-    if (value < 1 || value > 4096) {
-        error_setg(errp, "Parameter 'pcpus' must be between 1 and 4096");
+    if (!in_range(name, value, errp)) {
         return;
     }
     cfg()->pcpus = value;
@@ -113,6 +126,9 @@ static void set_policy(Object *obj, const char *value, Error **errp)
 {
     int policy;
 
+    if (!fixed_once_running("directed-yield", errp)) {
+        return;
+    }
     if (!vsched_parse_policy(value, &policy)) {
         error_setg(errp, "Parameter 'directed-yield' expects one of %s "
                    "(got '%s')", vsched_policy_list(), value);
@@ -133,6 +149,9 @@ static bool get_relaxed_boost(Object *obj, Error **errp)
 
 static void set_relaxed_boost(Object *obj, bool value, Error **errp)
 {
+    if (!fixed_once_running("relaxed-boost", errp)) {
+        return;
+    }
     cfg()->relaxed_boost = value;
     if (vsched_core) {
         vsched_set_relaxed_boost(vsched_core, value);
@@ -148,6 +167,9 @@ static bool get_ipi_tracking(Object *obj, Error **errp)
 
 static void set_ipi_tracking(Object *obj, bool value, Error **errp)
 {
+    if (!fixed_once_running("ipi-tracking", errp)) {
+        return;
+    }
     cfg()->ipi_tracking = value;
     if (vsched_core) {
         vsched_set_ipi_tracking(vsched_core, value);
@@ -195,7 +217,7 @@ static void set_duration(Object *obj, Visitor *v, const char *name,
     g_autofree char *text = NULL;
     uint64_t ns;
 
-    if (!strcmp(name, "slice") && !fixed_once_running(name, errp)) {
+    if (!fixed_once_running(name, errp)) {
         return;
     }
     if (!visit_type_str(v, name, &text, errp) ||
@@ -247,55 +269,47 @@ static void set_pool(Object *obj, const char *value, Error **errp)
     vsched_settings.pool = g_strdup(value);
 }
 
-static void add_duration(ObjectClass *oc, const char *name, const char *desc)
+static void add_duration(ObjectClass *oc, const char *name)
 {
     object_class_property_add(oc, name, "str", get_duration, set_duration,
                               NULL, NULL);
-    object_class_property_set_description(oc, name, desc);
+}
+
+/* Descriptions (help, range, run time or not) from the settings table. */
+static void describe_settings(ObjectClass *oc)
+{
+    for (int i = 0; i < vsched_setting_count(); i++) {
+        const VschedSetting *s = vsched_setting(i);
+
+        g_assert(object_class_property_find(oc, s->name));
+        object_class_property_set_description(oc, s->name,
+                                              vsched_setting_description(s));
+    }
 }
 
 void vsched_tcg_accel_class_init(ObjectClass *oc)
 {
-    g_autofree char *policies = NULL;
-
     vsched_settings_init();
     vsched_register_start();
 
     object_class_property_add_bool(oc, "vcpu-sched", get_vcpu_sched,
                                    set_vcpu_sched);
-    object_class_property_set_description(oc, "vcpu-sched",
-        "Run vCPUs only while they hold one of 'pcpus' slots (vsched)");
     object_class_property_add(oc, "pcpus", "uint32", get_pcpus, set_pcpus,
                               NULL, NULL);
-    object_class_property_set_description(oc, "pcpus",
-        "vsched: number of pCPU slots (default: host CPUs)");
-    add_duration(oc, "slice", "vsched: time slice of a slot holder");
+    add_duration(oc, "slice");
     object_class_property_add_str(oc, "directed-yield", get_policy,
                                   set_policy);
-    policies = g_strdup_printf("vsched: yield policy on a PAUSE spin: %s",
-                               vsched_policy_list());
-    object_class_property_set_description(oc, "directed-yield", policies);
     object_class_property_add_bool(oc, "relaxed-boost", get_relaxed_boost,
                                    set_relaxed_boost);
-    object_class_property_set_description(oc, "relaxed-boost",
-        "vsched: when the strict passes find no target, try any preempted "
-        "vCPU (ipi, ipi-v2) or any ready vCPU (ipi-prio)");
     object_class_property_add_bool(oc, "ipi-tracking", get_ipi_tracking,
                                    set_ipi_tracking);
-    object_class_property_set_description(oc, "ipi-tracking",
-        "vsched: record IPIs for the directed-yield policies");
-    add_duration(oc, "ipi-window", "vsched: how long a recorded IPI counts");
-    add_duration(oc, "ple-gap",
-                 "vsched: PAUSEs closer than this continue a spin");
-    add_duration(oc, "ple-window",
-                 "vsched: a spin this long triggers a yield decision");
+    add_duration(oc, "ipi-window");
+    add_duration(oc, "ple-gap");
+    add_duration(oc, "ple-window");
     object_class_property_add_str(oc, "pool", get_pool, set_pool);
-    object_class_property_set_description(oc, "pool",
-        "vsched: share the slots with every VM naming this pool");
     object_class_property_add_str(oc, "stats-file", get_stats_file,
                                   set_stats_file);
-    object_class_property_set_description(oc, "stats-file",
-        "vsched: write the counters as JSON to this file at exit");
+    describe_settings(oc);
 }
 
 /* KVM keeps the APIC in the kernel and QEMU 10.0 gets no PAUSE exit. */
@@ -309,16 +323,12 @@ static void refuse_on_kvm(Object *obj, Visitor *v, const char *name,
 
 void vsched_kvm_accel_class_init(ObjectClass *oc)
 {
-    static const char *const names[] = {
-        "vcpu-sched", "pcpus", "slice", "directed-yield", "relaxed-boost",
-        "ipi-tracking", "ipi-window", "ple-gap", "ple-window", "pool",
-        "stats-file",
-    };
+    for (int i = 0; i < vsched_setting_count(); i++) {
+        const char *name = vsched_setting(i)->name;
 
-    for (int i = 0; i < ARRAY_SIZE(names); i++) {
-        object_class_property_add(oc, names[i], "str", NULL, refuse_on_kvm,
+        object_class_property_add(oc, name, "str", NULL, refuse_on_kvm,
                                   NULL, NULL);
-        object_class_property_set_description(oc, names[i],
+        object_class_property_set_description(oc, name,
             "vsched (TCG only): refused with KVM");
     }
 }

@@ -6,6 +6,7 @@ the session fixture builds with scripts/guest/build-image.sh.
 """
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -55,6 +56,12 @@ BAD_VALUES = [
     ("ipi-window=-1ms", "ipi-window"),
     ("ple-gap=10parsecs", "ple-gap"),
     ("ple-window=0", "ple-window"),
+    ("ple-window=5ms", "ple-window"),
+    ("ple-gap=1s", "ple-gap"),
+    ("slice=11s", "slice"),
+    ("slice=500ns", "slice"),
+    ("ipi-window=20s", "ipi-window"),
+    ("pcpus=5000", "pcpus"),
     ("vcpu-sched=yes-please", "vcpu-sched"),
     ("stats-file=", "stats-file"),
 ]
@@ -135,6 +142,60 @@ def test_runtime_knobs_and_fixed_ones(qemu):
     assert "directed-yield" in replies[3]["error"]["desc"]
     info = replies[4]["return"]
     assert (info["policy"], info["ipi-window-ns"], info["pcpus"]) == ("vanilla", 7000000, 2)
+
+
+RANGE_CASES = [
+    ("ple-window", "5ms", "Parameter 'ple-window' must be between 1us and 3200us (got 5ms)"),
+    ("ple-gap", "0", "Parameter 'ple-gap' must be between 1us and 10ms (got 0ns)"),
+    ("ipi-window", "11s", "Parameter 'ipi-window' must be between 1us and 10s (got 11s)"),
+]
+
+
+@pytest.mark.parametrize("prop,value,msg", RANGE_CASES)
+def test_range_error_same_at_start_and_run_time(qemu, prop, value, msg):
+    start = subprocess.run([qemu, "-M", "none", "-display", "none", "-nodefaults",
+                            "-accel", "tcg,vcpu-sched=on,%s=%s" % (prop, value)],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=30)
+    assert start.returncode == 1 and msg in start.stderr, start.stderr
+    replies = qmp_session(qemu, "tcg,vcpu-sched=on", [
+        {"execute": "qom-set", "arguments": {"path": "/machine/accel",
+         "property": prop, "value": value}},
+        {"execute": "qom-get", "arguments": {"path": "/machine/accel",
+         "property": prop}},
+    ])
+    assert replies[0]["error"]["desc"] == msg
+    assert replies[1]["return"] != value   # the old value stays
+
+
+def test_fixed_settings_refuse_run_time_changes(qemu):
+    replies = qmp_session(qemu, "tcg,vcpu-sched=on", [
+        {"execute": "qom-set", "arguments": {"path": "/machine/accel",
+         "property": "slice", "value": "2ms"}},
+        {"execute": "qom-set", "arguments": {"path": "/machine/accel",
+         "property": "ple-window", "value": "3200us"}},
+    ])
+    assert "cannot change while the VM runs" in replies[0]["error"]["desc"]
+    assert "return" in replies[1]
+
+
+def test_user_guide_property_table_matches_the_settings(qemu):
+    """docs/user-guide.rst lists every -accel setting with its run-time column."""
+    help_text = subprocess.run([qemu, "-accel", "tcg,help"], capture_output=True,
+                               text=True, timeout=30).stdout
+    props = {}
+    for line in help_text.splitlines():
+        m = re.match(r"\s+([a-z-]+)=<\S+>\s+- vsched: .*\((?:.*; )?(run time|fixed at start)\)$",
+                     line)
+        if m:
+            props[m.group(1)] = m.group(2) == "run time"
+    guide = open(os.path.join(REPO, "docs", "user-guide.rst")).read()
+    rows = {}
+    for line in guide.splitlines():
+        m = re.match(r"``([a-z-]+)``\s.*\s(yes|no)$", line)
+        if m:
+            rows[m.group(1)] = m.group(2) == "yes"
+    assert rows == props
 
 
 def test_off_by_default(qemu):

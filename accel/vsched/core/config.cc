@@ -110,7 +110,8 @@ bool validate_config(const Config &cfg, int nr_vcpus, std::string *err)
         return false;
     }
     if (cfg.ple_window_max_ns < cfg.ple_window_ns) {
-        set_err(err, "vsched: ple-window-max is below ple-window");
+        set_err(err, "vsched: ple-window exceeds the window's growth limit (" +
+                         std::to_string(cfg.ple_window_max_ns / kNsPerUs) + "us)");
         return false;
     }
     if (cfg.ple_window_grow == 0) {

@@ -9,10 +9,12 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "config.h"
 #include "core.h"
 #include "real_host.h"
+#include "settings.h"
 
 struct VschedCore {
     std::unique_ptr<vsched::RealHost> host;
@@ -94,6 +96,54 @@ void vsched_config_defaults(VschedConfig *cfg)
     cfg->ple_window_grow = d.ple_window_grow;
     cfg->yield_budget = d.yield_budget;
     cfg->yielder_preempted = d.yielder_preempted;
+}
+
+int vsched_setting_count(void)
+{
+    return static_cast<int>(vsched::settings().size());
+}
+
+const VschedSetting *vsched_setting(int i)
+{
+    auto all = vsched::settings();
+    return i >= 0 && i < static_cast<int>(all.size()) ? &all[i] : nullptr;
+}
+
+const VschedSetting *vsched_setting_find(const char *name)
+{
+    return name ? vsched::find_setting(name) : nullptr;
+}
+
+const char *vsched_setting_description(const VschedSetting *s)
+{
+    auto all = vsched::settings();
+    static const std::vector<std::string> desc = [&] {
+        std::vector<std::string> d;
+        for (const auto &row : all) {
+            d.push_back(vsched::setting_description(row));
+        }
+        return d;
+    }();
+    if (!s || s < all.data() || s >= all.data() + all.size()) {
+        return "";
+    }
+    return desc[s - all.data()].c_str();
+}
+
+bool vsched_setting_check(const VschedSetting *s, uint64_t value, char *err, size_t errlen)
+{
+    return guarded(false, [&] {
+        std::string msg;
+        if (!s) {
+            copy_err(err, errlen, "no such setting");
+            return false;
+        }
+        if (!vsched::check_setting(*s, value, &msg)) {
+            copy_err(err, errlen, msg);
+            return false;
+        }
+        return true;
+    });
 }
 
 bool vsched_parse_policy(const char *word, int *out)

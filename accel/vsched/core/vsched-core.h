@@ -100,6 +100,38 @@ typedef struct VschedConfig {
 void vsched_config_defaults(VschedConfig *cfg);
 
 /*
+ * The -accel settings, one table (settings.cc): name, type, range (counts;
+ * durations in ns), whether it may change at run time, and help.  The
+ * QEMU properties, their descriptions and range checks and the user
+ * guide's property table all follow it.
+ */
+typedef enum {
+    VSCHED_SETTING_BOOL,
+    VSCHED_SETTING_COUNT,
+    VSCHED_SETTING_DURATION,
+    VSCHED_SETTING_POLICY,
+    VSCHED_SETTING_STRING,
+} VschedSettingType;
+
+typedef struct VschedSetting {
+    const char *name;
+    VschedSettingType type;
+    uint64_t min, max;  /* COUNT and DURATION (ns) only */
+    bool runtime;       /* qom-set may change it while the VM runs */
+    const char *help;
+} VschedSetting;
+
+int vsched_setting_count(void);
+const VschedSetting *vsched_setting(int i);            /* NULL if out of range */
+const VschedSetting *vsched_setting_find(const char *name); /* NULL if none */
+/* "vcpu-sched: ..." help with range and run-time note (static storage). */
+const char *vsched_setting_description(const VschedSetting *s);
+/* Range check of a COUNT or DURATION value; on failure writes
+ * "Parameter 'NAME' must be between MIN and MAX (got VALUE)". */
+bool vsched_setting_check(const VschedSetting *s, uint64_t value, char *err,
+                          size_t errlen);
+
+/*
  * Policies come from the core's registry: ids 0..vsched_policy_count()-1,
  * sorted by name.  vsched_parse_policy returns false (and leaves *out
  * alone) on an unknown word.

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "config.h"
+#include "settings.h"
 
 namespace vsched::test {
 namespace {
@@ -84,3 +85,68 @@ TEST(Config, RejectsNonsense)
 
 } // namespace
 } // namespace vsched::test
+
+namespace vsched {
+namespace {
+
+/* The settings table: every row is complete, every default is inside its
+ * range, and an out-of-range value gets one message naming the property
+ * and its real limits (the same at start and at run time: the QEMU
+ * setter calls this for both). */
+TEST(Settings, TableIsCompleteAndDefaultsAreInRange)
+{
+    const Config d;
+    const std::pair<const char *, uint64_t> defaults[] = {
+        {"slice", d.slice_ns},         {"ipi-window", d.ipi_window_ns},
+        {"ple-gap", d.ple_gap_ns},     {"ple-window", d.ple_window_ns},
+        {"pcpus", static_cast<uint64_t>(d.pcpus)},
+    };
+    for (const auto &[name, value] : defaults) {
+        const VschedSetting *s = find_setting(name);
+        ASSERT_NE(s, nullptr) << name;
+        EXPECT_TRUE(check_setting(*s, value, nullptr)) << name;
+    }
+    for (const auto &s : settings()) {
+        EXPECT_TRUE(s.name && *s.name && s.help && *s.help);
+        if (s.type == VSCHED_SETTING_COUNT || s.type == VSCHED_SETTING_DURATION) {
+            EXPECT_LT(s.min, s.max) << s.name;
+            EXPECT_GT(s.min, 0u) << s.name;
+        }
+    }
+    /* ple-window's ceiling is the growth clamp, so it can always grow. */
+    EXPECT_EQ(find_setting("ple-window")->max, d.ple_window_max_ns);
+    EXPECT_EQ(find_setting("nope"), nullptr);
+}
+
+TEST(Settings, RangeMessages)
+{
+    std::string err;
+    EXPECT_FALSE(check_setting(*find_setting("slice"), 11'000'000'000ull, &err));
+    EXPECT_EQ(err, "Parameter 'slice' must be between 100us and 10s (got 11s)");
+    EXPECT_FALSE(check_setting(*find_setting("slice"), 500, &err));
+    EXPECT_EQ(err, "Parameter 'slice' must be between 100us and 10s (got 500ns)");
+    EXPECT_FALSE(check_setting(*find_setting("ple-window"), 5'000'000, &err));
+    EXPECT_EQ(err, "Parameter 'ple-window' must be between 1us and 3200us (got 5ms)");
+    EXPECT_FALSE(check_setting(*find_setting("ple-gap"), 0, &err));
+    EXPECT_EQ(err, "Parameter 'ple-gap' must be between 1us and 10ms (got 0ns)");
+    EXPECT_FALSE(check_setting(*find_setting("pcpus"), 4097, &err));
+    EXPECT_EQ(err, "Parameter 'pcpus' must be between 1 and 4096 (got 4097)");
+    EXPECT_TRUE(check_setting(*find_setting("slice"), 100'000, &err));
+    EXPECT_TRUE(check_setting(*find_setting("relaxed-boost"), 7, &err)); /* no range */
+}
+
+TEST(Settings, DescriptionsSayRangeAndRunTime)
+{
+    EXPECT_EQ(setting_description(*find_setting("ple-window")),
+              "vsched: a spin this long triggers a yield decision (1us..3200us; run time)");
+    EXPECT_EQ(setting_description(*find_setting("slice")),
+              "vsched: time slice of a slot holder while others wait (100us..10s; fixed at "
+              "start)");
+    std::string dy = setting_description(*find_setting("directed-yield"));
+    EXPECT_NE(dy.find(policy_list(", ")), std::string::npos) << dy;
+    EXPECT_NE(dy.find("run time"), std::string::npos);
+    EXPECT_TRUE(find_setting("relaxed-boost")->runtime);
+}
+
+} // namespace
+} // namespace vsched

@@ -75,6 +75,23 @@ TEST(Facade, DefaultsAndWords)
     EXPECT_EQ(vsched_policy_pass_name(policy("ipi"), 2), nullptr);
     EXPECT_EQ(vsched_policy_pass_count(policy("none")), 0);
 
+    /* The settings table through the C facade, as vsched-props.c uses it. */
+    ASSERT_GE(vsched_setting_count(), 11);
+    EXPECT_EQ(vsched_setting(-1), nullptr);
+    EXPECT_EQ(vsched_setting(vsched_setting_count()), nullptr);
+    const VschedSetting *pw = vsched_setting_find("ple-window");
+    ASSERT_NE(pw, nullptr);
+    EXPECT_TRUE(pw->runtime);
+    EXPECT_FALSE(vsched_setting_find("slice")->runtime);
+    EXPECT_EQ(vsched_setting_find("ple-window-max"), nullptr);
+    char msg[160];
+    EXPECT_FALSE(vsched_setting_check(pw, 5'000'000, msg, sizeof(msg)));
+    EXPECT_STREQ(msg, "Parameter 'ple-window' must be between 1us and 3200us (got 5ms)");
+    EXPECT_TRUE(vsched_setting_check(pw, 100'000, msg, sizeof(msg)));
+    EXPECT_FALSE(vsched_setting_check(nullptr, 1, msg, sizeof(msg)));
+    EXPECT_NE(std::string(vsched_setting_description(pw)).find("run time"), std::string::npos);
+    EXPECT_STREQ(vsched_setting_description(nullptr), "");
+
     uint64_t ns = 0;
     char err[128] = "";
     EXPECT_TRUE(vsched_parse_duration("100us", &ns, err, sizeof(err)));

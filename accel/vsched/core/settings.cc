@@ -1,0 +1,119 @@
+/* vsched core: the -accel settings table. */
+#include "settings.h"
+
+#include "config.h"
+#include "policy_registry.h"
+
+namespace vsched {
+
+namespace {
+
+constexpr uint64_t kNsPerS = 1000 * kNsPerMs;
+
+/* Defaults live in Config (config.h); the user guide shows both. */
+constexpr VschedSetting kSettings[] = {
+    {"vcpu-sched", VSCHED_SETTING_BOOL, 0, 0, false,
+     "run vCPUs only while they hold one of 'pcpus' slots"},
+    {"pcpus", VSCHED_SETTING_COUNT, 1, kMaxSlots, false,
+     "number of pCPU slots, by default the host's CPU count"},
+    /* Below 100us the slice timer would wake more often than a slot
+     * changes hands; above 10s now + slice could wrap. */
+    {"slice", VSCHED_SETTING_DURATION, 100 * kNsPerUs, 10 * kNsPerS, false,
+     "time slice of a slot holder while others wait"},
+    {"directed-yield", VSCHED_SETTING_POLICY, 0, 0, true,
+     "yield policy on a PAUSE spin"},
+    {"relaxed-boost", VSCHED_SETTING_BOOL, 0, 0, true,
+     "when the strict passes find no target, try any preempted vCPU "
+     "(ipi, ipi-v2) or any ready vCPU (ipi-prio)"},
+    {"ipi-tracking", VSCHED_SETTING_BOOL, 0, 0, true,
+     "record IPIs for the directed-yield policies"},
+    {"ipi-window", VSCHED_SETTING_DURATION, 1 * kNsPerUs, 10 * kNsPerS, true,
+     "how long a recorded IPI counts"},
+    {"ple-gap", VSCHED_SETTING_DURATION, 1 * kNsPerUs, 10 * kNsPerMs, true,
+     "PAUSEs closer than this continue a spin"},
+    /* The window grows up to Config::ple_window_max_ns (3.2 ms). */
+    {"ple-window", VSCHED_SETTING_DURATION, 1 * kNsPerUs, 3200 * kNsPerUs, true,
+     "a spin this long triggers a yield decision"},
+    {"pool", VSCHED_SETTING_STRING, 0, 0, false,
+     "share the slots with every VM naming this pool"},
+    {"stats-file", VSCHED_SETTING_STRING, 0, 0, false,
+     "write the counters as JSON to this file at exit"},
+};
+
+} // namespace
+
+std::span<const VschedSetting> settings()
+{
+    return kSettings;
+}
+
+const VschedSetting *find_setting(std::string_view name)
+{
+    for (const auto &s : kSettings) {
+        if (name == s.name) {
+            return &s;
+        }
+    }
+    return nullptr;
+}
+
+std::string format_duration(uint64_t ns)
+{
+    static constexpr struct {
+        const char *unit;
+        uint64_t ns;
+    } kUnits[] = {{"s", kNsPerS}, {"ms", kNsPerMs}, {"us", kNsPerUs}};
+    for (const auto &u : kUnits) {
+        if (ns && ns % u.ns == 0) {
+            return std::to_string(ns / u.ns) + u.unit;
+        }
+    }
+    return std::to_string(ns) + "ns";
+}
+
+namespace {
+
+std::string format_value(const VschedSetting &s, uint64_t v)
+{
+    return s.type == VSCHED_SETTING_DURATION ? format_duration(v) : std::to_string(v);
+}
+
+} // namespace
+
+std::string setting_range(const VschedSetting &s)
+{
+    if (s.type != VSCHED_SETTING_COUNT && s.type != VSCHED_SETTING_DURATION) {
+        return "";
+    }
+    return format_value(s, s.min) + ".." + format_value(s, s.max);
+}
+
+std::string setting_description(const VschedSetting &s)
+{
+    std::string d = std::string("vsched: ") + s.help;
+    if (s.type == VSCHED_SETTING_POLICY) {
+        d += ": " + policy_list(", ");
+    }
+    std::string range = setting_range(s);
+    d += " (";
+    if (!range.empty()) {
+        d += range + "; ";
+    }
+    d += s.runtime ? "run time)" : "fixed at start)";
+    return d;
+}
+
+bool check_setting(const VschedSetting &s, uint64_t value, std::string *err)
+{
+    if (setting_range(s).empty() || (value >= s.min && value <= s.max)) {
+        return true;
+    }
+    if (err) {
+        *err = std::string("Parameter '") + s.name + "' must be between " +
+               format_value(s, s.min) + " and " + format_value(s, s.max) + " (got " +
+               format_value(s, value) + ")";
+    }
+    return false;
+}
+
+} // namespace vsched
