@@ -267,14 +267,15 @@ std::unique_ptr<SharedPool> SharedPool::attach(std::string_view name, int nr_slo
             created = true;
             /* Allocate every page now: a sparse file (ftruncate) on a full
              * /dev/shm kills whoever touches a missing page with SIGBUS. */
-            int e = ::fchmod(fd, 0600) != 0 ? errno : ::posix_fallocate(fd, 0, sizeof(ShmPool));
-            if (e != 0) {
+            int alloc_err =
+                ::fchmod(fd, 0600) != 0 ? errno : ::posix_fallocate(fd, 0, sizeof(ShmPool));
+            if (alloc_err != 0) {
                 ::close(fd);
                 ::shm_unlink(path.c_str()); /* leave no half-made pool */
                 return fail("vsched: cannot create pool " + quoted(name) + " (/dev/shm" + path +
                             ", " + std::to_string(sizeof(ShmPool)) + " bytes): " +
-                            std::strerror(e) +
-                            (e == ENOSPC ? " (/dev/shm is full)" : ""));
+                            std::strerror(alloc_err) +
+                            (alloc_err == ENOSPC ? " (/dev/shm is full)" : ""));
             }
             void *m = ::mmap(nullptr, sizeof(ShmPool), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
             if (m == MAP_FAILED) {
