@@ -216,11 +216,61 @@ static void vsched_append_pool_stats(GString *json)
     }
 }
 
+/*
+ * Write text to path as a whole (temp file + rename), but only if path is
+ * a regular file or absent: a symlink, FIFO or device named there (say
+ * stats-file=/dev/null, as root) is never replaced.  Returns false with
+ * an error message.
+ */
+static bool vsched_replace_regular_file(const char *path, const char *text,
+                                        char **msg)
+{
+    struct stat st;
+    g_autofree char *tmp = NULL;
+    int fd;
+    size_t len = strlen(text);
+
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        *msg = g_strdup_printf("%s is not a regular file (%s); not replacing it",
+                               path, S_ISLNK(st.st_mode) ? "a symlink" :
+                               S_ISFIFO(st.st_mode) ? "a FIFO" :
+                               S_ISDIR(st.st_mode) ? "a directory" :
+                               "a device or socket");
+        return false;
+    }
+    tmp = g_strdup_printf("%s.XXXXXX", path);
+    fd = g_mkstemp_full(tmp, O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) {
+        *msg = g_strdup_printf("cannot create %s: %s", tmp, strerror(errno));
+        return false;
+    }
+    if (qemu_write_full(fd, text, len) != len || fsync(fd) != 0) {
+        *msg = g_strdup_printf("cannot write %s: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        return false;
+    }
+    close(fd);
+    /* Checked again just before: rename() replaces whatever is there. */
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        *msg = g_strdup_printf("%s is no longer a regular file; not replacing it",
+                               path);
+        unlink(tmp);
+        return false;
+    }
+    if (rename(tmp, path) != 0) {
+        *msg = g_strdup_printf("cannot replace %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return false;
+    }
+    return true;
+}
+
 /* stats-file: every counter as one JSON object on one line. */
 static void vsched_write_stats(void)
 {
     g_autoptr(GString) json = g_string_new("{");
-    g_autoptr(GError) err = NULL;
+    g_autofree char *msg = NULL;
 
     for (int i = 0; i < vsched_all_counter_count(); i++) {
         g_string_append_printf(json, "%s\"%s\":%" PRIu64, i ? "," : "",
@@ -229,8 +279,8 @@ static void vsched_write_stats(void)
     }
     vsched_append_pool_stats(json);
     g_string_append(json, "}\n");
-    if (!g_file_set_contents(vsched_settings.stats_file, json->str, -1, &err)) {
-        error_report("vsched: cannot write stats-file: %s", err->message);
+    if (!vsched_replace_regular_file(vsched_settings.stats_file, json->str, &msg)) {
+        error_report("vsched: stats-file: %s", msg);
     }
 }
 

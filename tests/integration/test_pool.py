@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -277,3 +278,46 @@ def test_stop_reset_cont_boots_again_with_one_slot(qemu, image_dir, tmp_path, th
         wait_count(vm, "vsched: workload=", 3, 180,
                    "no boot after stop + system_reset + cont")
         vm.kill()
+
+
+# ---------------------------------------------------------------- stats-file
+
+def run_and_quit(qemu, stats_file):
+    """A paused QEMU with stats-file=, asked to quit over QMP; its stderr."""
+    r = subprocess.run([qemu, "-M", "q35", "-smp", "1", "-display", "none", "-nodefaults",
+                        "-S", "-qmp", "stdio",
+                        "-accel", "tcg,vcpu-sched=on,pcpus=1,stats-file=%s" % stats_file],
+                       input='{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n',
+                       capture_output=True, text=True, timeout=60)
+    return r.returncode, r.stderr
+
+
+def test_stats_file_never_replaces_a_symlink_or_fifo(qemu, tmp_path):
+    target = tmp_path / "target"
+    target.write_text("precious\n")
+    link = tmp_path / "stats-link"
+    os.symlink(target, link)
+    code, err = run_and_quit(qemu, link)
+    assert code == 0, err
+    assert os.path.islink(link), "the symlink was replaced"
+    assert target.read_text() == "precious\n"
+    assert "is not a regular file (a symlink)" in err, err
+
+    fifo = tmp_path / "stats-fifo"
+    os.mkfifo(fifo)
+    code, err = run_and_quit(qemu, fifo)
+    assert code == 0, err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode), "the FIFO was replaced"
+    assert "(a FIFO)" in err, err
+
+
+def test_stats_file_regular_or_absent_is_written_whole(qemu, tmp_path):
+    for name, old in (("absent", None), ("regular", "old contents\n")):
+        path = tmp_path / name
+        if old is not None:
+            path.write_text(old)
+        code, err = run_and_quit(qemu, path)
+        assert code == 0, err
+        assert stat.S_ISREG(os.lstat(path).st_mode)
+        assert "release_stop" in json.loads(path.read_text()), path.read_text()
+    assert sorted(os.listdir(tmp_path)) == ["absent", "regular"], "temp files left behind"

@@ -234,6 +234,14 @@ int Core::poll_members(bool force)
      * corruption that no index check trips over (a lost slot, a vCPU
      * queued but not in the queue) would otherwise stall vCPUs for ever. */
     const bool full_check = force || polls_++ % 5 == 0;
+    if (full_check && shared_->check_file_lost()) {
+        ctr_.add(Ctr::pool_file_lost);
+        std::fprintf(stderr,
+                     "vsched: pool '%s': its file /dev/shm%s was removed or replaced from "
+                     "outside (rm, or systemd-logind RemoveIPC at logout); VMs started now "
+                     "make a new pool of that name and do not share slots with this one\n",
+                     shared_->name().c_str(), pool_shm_path(shared_->name()).c_str());
+    }
     if (dead.empty() && stopped.empty() && stopped_threads.empty() && !full_check) {
         return 0;
     }

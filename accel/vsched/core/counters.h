@@ -92,7 +92,8 @@ namespace vsched {
     X(pool_owner_dead, "shared pool: lock recovered from a dead owner")      \
     X(pool_slots_revoked, "shared pool: expired slots taken from a stopped VM")\
     X(pool_stale_recovered, "shared pool: stale pool reinitialised at start")\
-    X(pool_detached, "shared pool: left a corrupt pool for private slots")
+    X(pool_detached, "shared pool: left a corrupt pool for private slots")\
+    X(pool_file_lost, "shared pool: its file was removed or replaced from outside")
 
 enum class Ctr : int {
 #define VSCHED_CTR_ENUM(name, desc) name,

@@ -265,12 +265,17 @@ std::unique_ptr<SharedPool> SharedPool::attach(std::string_view name, int nr_slo
         int fd = ::shm_open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd >= 0) {
             created = true;
-            if (::fchmod(fd, 0600) != 0 || ::ftruncate(fd, sizeof(ShmPool)) != 0) {
-                int e = errno;
+            /* Allocate every page now: a sparse file (ftruncate) on a full
+             * /dev/shm kills whoever touches a missing page with SIGBUS. */
+            int alloc_err =
+                ::fchmod(fd, 0600) != 0 ? errno : ::posix_fallocate(fd, 0, sizeof(ShmPool));
+            if (alloc_err != 0) {
                 ::close(fd);
-                ::shm_unlink(path.c_str());
-                return fail("vsched: cannot size pool " + quoted(name) + ": " +
-                            std::strerror(e));
+                ::shm_unlink(path.c_str()); /* leave no half-made pool */
+                return fail("vsched: cannot create pool " + quoted(name) + " (/dev/shm" + path +
+                            ", " + std::to_string(sizeof(ShmPool)) + " bytes): " +
+                            std::strerror(alloc_err) +
+                            (alloc_err == ENOSPC ? " (/dev/shm is full)" : ""));
             }
             void *m = ::mmap(nullptr, sizeof(ShmPool), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
             if (m == MAP_FAILED) {
@@ -661,7 +666,20 @@ bool SharedPool::leave_locked()
         return false;
     }
     p_->hdr.removed = 1;
-    ::shm_unlink(path_.c_str());
+    /* Only our own file: after an outside unlink the name may be another
+     * pool's now. */
+    if (still_at_path()) {
+        ::shm_unlink(path_.c_str());
+    }
+    return true;
+}
+
+bool SharedPool::check_file_lost()
+{
+    if (file_lost_ || still_at_path()) {
+        return false;
+    }
+    file_lost_ = true;
     return true;
 }
 

@@ -167,6 +167,10 @@ public:
      * member entry; the last member marks the pool removed and unlinks it.
      * Returns true if this was the last member. */
     bool leave_locked();
+    /* True once, the first time our file is found removed or replaced at
+     * its path (rm, systemd-logind's RemoveIPC): new VMs then make a new
+     * pool of that name, which this one must never unlink. */
+    bool check_file_lost();
 
     /* Liveness.  Without the lock: members whose process is gone, and (in
      * *stopped) members whose process is stopped (SIGSTOP, ptrace). */
@@ -224,6 +228,7 @@ private:
     int nr_slots_ = 0;
     uint64_t lock_timeout_ns_ = kLockTimeoutNs;
     bool recovered_stale_ = false;
+    bool file_lost_ = false;
     int reaped_at_attach_ = 0;
 };
 

@@ -13,7 +13,10 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -71,6 +74,12 @@ struct Vm {
         host = std::make_unique<RealHost>(nr, RealHostCallbacks{});
         core = Core::create_shared(small_config(pcpus), pool, nr, *host, err, opt);
         return core != nullptr;
+    }
+    int members()
+    {
+        PoolInfo i;
+        core->pool_info(&i);
+        return i.nr_members;
     }
 };
 
@@ -520,6 +529,73 @@ TEST(PoolRobustness, RecoveryThatThrowsReleasesTheLock)
         return word == 0 && a.core->detached() && a.core->acquire(1) ? 0 : 3;
     }, 20'000'000'000ull, &err);
     EXPECT_EQ(rc, 0) << err;
+}
+
+TEST(PoolFiles, FullDevShmGivesAnErrorNotSigbus)
+{
+    std::string name = unique_name("full");
+    std::string err;
+    int rc = run_child([&] {
+        /* A private mount namespace with a /dev/shm too small for a pool. */
+        if (::unshare(CLONE_NEWNS) != 0 ||
+            ::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+            ::mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=64k") != 0) {
+            std::fprintf(stderr, "cannot make a small /dev/shm (needs root): %s\n",
+                         std::strerror(errno));
+            return 7;
+        }
+        Vm a;
+        std::string e;
+        if (a.join(name, 2, 2, &e)) {
+            return 3;
+        }
+        std::fprintf(stderr, "%s\n", e.c_str());
+        struct stat st;
+        if (::stat(("/dev/shm" + pool_shm_path(name)).c_str(), &st) == 0) {
+            std::fprintf(stderr, "a half-made pool file was left\n");
+            return 4;
+        }
+        return e.find("/dev/shm is full") != std::string::npos ? 0 : 5;
+    }, 20'000'000'000ull, &err);
+    EXPECT_EQ(rc, 0) << err;
+}
+
+TEST(PoolFiles, OutsideUnlinkIsReportedOnceAndAnotherPoolIsNeverUnlinked)
+{
+    std::string name = unique_name("rm");
+    PoolFileGuard guard{name};
+    const std::string path = "/dev/shm" + pool_shm_path(name);
+    std::string err;
+    int rc = run_child([&] {
+        auto a = std::make_unique<Vm>(), b = std::make_unique<Vm>();
+        std::string e;
+        if (!a->join(name, 1, 2, &e) || !b->join(name, 1, 2, &e)) {
+            return 2;
+        }
+        ::unlink(path.c_str()); /* rm, or RemoveIPC at logout */
+        for (int i = 0; i < 3; i++) {
+            a->core->poll_members(true);
+            b->core->poll_members(true);
+        }
+        if (a->core->counters()[Ctr::pool_file_lost] != 1 ||
+            b->core->counters()[Ctr::pool_file_lost] != 1) {
+            return 3;
+        }
+        Vm c; /* makes a new pool of the same name */
+        if (!c.join(name, 1, 2, &e)) {
+            return 4;
+        }
+        a.reset();
+        b.reset(); /* the old pool's last member */
+        struct stat st;
+        if (::stat(path.c_str(), &st) != 0) {
+            std::fprintf(stderr, "the old pool's last member unlinked the new pool\n");
+            return 5;
+        }
+        return c.members() == 1 ? 0 : 6;
+    }, 20'000'000'000ull, &err);
+    EXPECT_EQ(rc, 0) << err;
+    EXPECT_EQ(count_lines_with(err, "was removed or replaced from outside"), 2) << err;
 }
 
 } // namespace
