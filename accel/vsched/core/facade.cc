@@ -11,13 +11,7 @@
 #include <string>
 
 #include "config.h"
-#include "core.h"
-#include "real_host.h"
-
-struct VschedCore {
-    std::unique_ptr<vsched::RealHost> host;
-    std::unique_ptr<vsched::Core> core;
-};
+#include "facade_internal.h"
 
 namespace {
 
