@@ -15,6 +15,7 @@
 #include "qom/object.h"
 #include "accel/vsched.h"
 #include "vsched-internal.h"
+#include "vsched-vtime.h"
 #include "trace.h"
 
 static VschedConfig *cfg(void)
@@ -292,6 +293,7 @@ void vsched_tcg_accel_class_init(ObjectClass *oc)
                                   set_stats_file);
     object_class_property_set_description(oc, "stats-file",
         "vsched: write the counters as JSON to this file at exit");
+    vsched_vtime_class_init(oc);
 }
 
 /* KVM keeps the APIC in the kernel and QEMU 10.0 gets no PAUSE exit. */
@@ -308,7 +310,7 @@ void vsched_kvm_accel_class_init(ObjectClass *oc)
     static const char *const names[] = {
         "vcpu-sched", "pcpus", "slice", "directed-yield", "relaxed-boost",
         "ipi-tracking", "ipi-window", "ple-gap", "ple-window", "pool",
-        "stats-file",
+        "stats-file", "time", "quantum",
     };
 
     for (int i = 0; i < ARRAY_SIZE(names); i++) {
