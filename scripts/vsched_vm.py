@@ -34,6 +34,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_QEMU = os.path.join(REPO, "build", "qemu-system-x86_64")
 DEFAULT_IMAGE = os.path.join(REPO, "build", "guest")
 DEFAULT_ACCEL = "tcg,thread=multi"
+# Runs on instruction counts (-icount, time=virtual) pin every other input
+# the guest can see: the RTC starts at a fixed date and ticks on the
+# virtual clock, and the guest's RDRAND/RDSEED stream is seeded.
+VTIME_ICOUNT = "shift=0,sleep=off"
+VTIME_RTC = "base=2020-01-01T00:00:00,clock=vm"
+VTIME_SEED = 1
 
 RESULT_RE = re.compile(r"VSCHED-RESULT (\{.*\})\s*$")
 
@@ -230,7 +236,7 @@ class VM:
                  kernel=None, initrd=None, image_dir=None, memory=None, args=None,
                  size=None, threads=None, append="", extra_args=(), quiet=False,
                  machine="q35", cpu="max", iommu=True, log_path=None, workdir=None,
-                 interactive=False):
+                 interactive=False, icount=None, seed=None):
         self.qemu = qemu or os.environ.get("VSCHED_QEMU") or DEFAULT_QEMU
         image_dir = image_dir or os.environ.get("VSCHED_IMAGE") or DEFAULT_IMAGE
         k, i = _image_files(image_dir)
@@ -250,6 +256,8 @@ class VM:
         self.cpu = cpu
         self.iommu = iommu
         self.interactive = interactive
+        self.icount = icount        # e.g. VTIME_ICOUNT; pins -rtc and -seed too
+        self.seed = VTIME_SEED if icount and seed is None else seed
         self.workdir = workdir or tempfile.mkdtemp(prefix="vsched-vm-")
         os.makedirs(self.workdir, exist_ok=True)
         self.log_path = log_path or os.path.join(self.workdir, "serial.log")
@@ -288,6 +296,10 @@ class VM:
                 "-kernel", self.kernel, "-initrd", self.initrd,
                 "-append", self.kernel_cmdline(),
                 "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path]
+        if self.icount:
+            cmd += ["-icount", self.icount, "-rtc", VTIME_RTC]
+        if self.seed is not None:
+            cmd += ["-seed", str(self.seed)]
         if self.interactive:
             cmd += ["-serial", "mon:stdio"]
         else:
@@ -466,6 +478,11 @@ def main(argv=None):
     p.add_argument("--append", default="", help="extra kernel command line")
     p.add_argument("--quiet", action="store_true", help="boot with 'quiet'")
     p.add_argument("--no-iommu", action="store_true", help="no intel-iommu (no x2APIC)")
+    p.add_argument("--icount", default=None, metavar="OPTS",
+                   help="-icount OPTS (e.g. %s for time=virtual); also pins "
+                        "-rtc %s and -seed" % (VTIME_ICOUNT, VTIME_RTC))
+    p.add_argument("--seed", type=int, default=None,
+                   help="-seed N (default %d with --icount)" % VTIME_SEED)
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--log", default=None, help="serial log path (default: in a temp dir)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -479,7 +496,7 @@ def main(argv=None):
             smp=a.smp, accel=a.accel, qemu=a.qemu, image_dir=a.image, memory=a.memory,
             args=a.args, size=a.size, threads=a.threads, append=a.append,
             extra_args=a.extra, quiet=a.quiet, iommu=not a.no_iommu, log_path=a.log,
-            interactive=a.interactive)
+            interactive=a.interactive, icount=a.icount, seed=a.seed)
     if a.show_command:
         print(" ".join(shlex.quote(c) for c in vm.command()), file=sys.stderr)
     if a.interactive:

@@ -17,6 +17,7 @@
 #include "qom/object.h"
 #include "accel/vsched.h"
 #include "vsched-internal.h"
+#include "vsched-vtime.h"
 #include "trace.h"
 
 static VschedConfig *cfg(void)
@@ -310,6 +311,7 @@ void vsched_tcg_accel_class_init(ObjectClass *oc)
     object_class_property_add_str(oc, "stats-file", get_stats_file,
                                   set_stats_file);
     describe_settings(oc);
+    vsched_vtime_class_init(oc);
 }
 
 /* KVM keeps the APIC in the kernel and QEMU 10.0 gets no PAUSE exit. */
@@ -321,16 +323,22 @@ static void refuse_on_kvm(Object *obj, Visitor *v, const char *name,
                "sees no PAUSE exits)", name);
 }
 
+static void add_refused_on_kvm(ObjectClass *oc, const char *name)
+{
+    object_class_property_add(oc, name, "str", NULL, refuse_on_kvm,
+                              NULL, NULL);
+    object_class_property_set_description(oc, name,
+        "vsched (TCG only): refused with KVM");
+}
+
 void vsched_kvm_accel_class_init(ObjectClass *oc)
 {
     for (int i = 0; i < vsched_setting_count(); i++) {
-        const char *name = vsched_setting(i)->name;
-
-        object_class_property_add(oc, name, "str", NULL, refuse_on_kvm,
-                                  NULL, NULL);
-        object_class_property_set_description(oc, name,
-            "vsched (TCG only): refused with KVM");
+        add_refused_on_kvm(oc, vsched_setting(i)->name);
     }
+    /* Virtual time's own properties (vsched-vtime.c). */
+    add_refused_on_kvm(oc, "time");
+    add_refused_on_kvm(oc, "quantum");
 }
 
 void vsched_accel_help(QemuOpts *opts, ObjectClass *oc)

@@ -19,6 +19,7 @@
 #include "exec/cpu-common.h"
 #include "accel/vsched.h"
 #include "vsched-internal.h"
+#include "vsched-vtime.h"
 #include "trace.h"
 
 /* Longest a vCPU waits for a slot before asking the scheduler again. */
@@ -31,6 +32,7 @@ static __thread bool vsched_idle_exit;
 
 void vsched_tcg_mwait(CPUState *cs)
 {
+    vsched_vtime_note_exit(VSCHED_VTIME_MWAIT);
     vsched_in_mwait = true;
     vsched_on_mwait(vsched_core, cs->cpu_index);
 }
@@ -42,6 +44,7 @@ void vsched_tcg_pause(CPUState *cs, int cpl)
         vsched_idle_exit = true;
         return;
     }
+    vsched_vtime_note_exit(VSCHED_VTIME_PAUSE);
     vsched_on_pause(vsched_core, cs->cpu_index, cpl);
 }
 

@@ -20,6 +20,7 @@
 #include "system/tcg.h"
 #include "accel/vsched.h"
 #include "vsched-internal.h"
+#include "vsched-vtime.h"
 #include "trace.h"
 
 bool vsched_active;
@@ -168,7 +169,7 @@ static const VschedHostOps vsched_host_ops = {
 };
 
 static QemuThread vsched_timer, vsched_mailbox;
-static bool vsched_exiting;
+static bool vsched_exiting, vsched_timer_started;
 
 /* Kicks slot holders whose slice is over while others wait. */
 static void *vsched_timer_thread(void *opaque)
@@ -278,6 +279,7 @@ static void vsched_write_stats(void)
                                vsched_all_counter_value(i));
     }
     vsched_append_pool_stats(json);
+    vsched_vtime_append_stats(json);
     g_string_append(json, "}\n");
     if (!vsched_replace_regular_file(vsched_settings.stats_file, json->str, &msg)) {
         error_report("vsched: stats-file: %s", msg);
@@ -296,12 +298,15 @@ static void vsched_exit(Notifier *n, void *data)
     bool locked = bql_locked();
 
     qatomic_set(&vsched_active, false);
+    vsched_vtime_stop();
     qatomic_set(&vsched_exiting, true);
     /* The mailbox thread may be waiting for the BQL to deliver a wake. */
     if (locked) {
         bql_unlock();
     }
-    qemu_thread_join(&vsched_timer);
+    if (vsched_timer_started) {
+        qemu_thread_join(&vsched_timer);
+    }
     if (vsched_core_is_shared(vsched_core)) {
         vsched_pool_mailbox_stop(vsched_core);
         qemu_thread_join(&vsched_mailbox);
@@ -344,12 +349,14 @@ static void vsched_start(Notifier *n, void *data)
     MachineState *ms = MACHINE(qdev_get_machine());
     VschedSettings *s = &vsched_settings;
     char err[256];
+    bool virtual_time = vsched_vtime_check_startup(s->enabled);
 
     if (!s->enabled || !tcg_enabled()) {
         return;
     }
-    if (icount_enabled()) {
-        vsched_refuse("-icount");
+    if (icount_enabled() && !virtual_time) {
+        vsched_refuse("-icount (add time=virtual for a scheduler on "
+                      "instruction counts)");
     }
     if (replay_mode != REPLAY_MODE_NONE) {
         vsched_refuse("record/replay");
@@ -361,7 +368,12 @@ static void vsched_start(Notifier *n, void *data)
                                              &vsched_host_ops, NULL, err,
                                              sizeof(err));
     } else {
+        VschedHostOps vtime_ops;
+
         vsched_core = vsched_core_new(&s->cfg, vsched_nr_vcpus,
+                                      virtual_time ?
+                                      vsched_vtime_host_ops(&vsched_host_ops,
+                                                            &vtime_ops) :
                                       &vsched_host_ops, NULL, err, sizeof(err));
     }
     if (!vsched_core) {
@@ -373,8 +385,14 @@ static void vsched_start(Notifier *n, void *data)
     object_property_add_child(OBJECT(ms), "accel", OBJECT(current_accel()));
     qemu_add_exit_notifier(&vsched_exit_notifier);
     qemu_add_vm_change_state_handler(vsched_vm_state_change, NULL);
-    qemu_thread_create(&vsched_timer, "vsched-timer", vsched_timer_thread,
-                       NULL, QEMU_THREAD_JOINABLE);
+    if (virtual_time) {
+        /* Slices end in the rounds, on instruction counts, not by a timer. */
+        vsched_vtime_start();
+    } else {
+        qemu_thread_create(&vsched_timer, "vsched-timer", vsched_timer_thread,
+                           NULL, QEMU_THREAD_JOINABLE);
+        vsched_timer_started = true;
+    }
     if (s->pool) {
         qemu_thread_create(&vsched_mailbox, "vsched-mailbox",
                            vsched_mailbox_thread, NULL, QEMU_THREAD_JOINABLE);

@@ -12,14 +12,8 @@
 #include <vector>
 
 #include "config.h"
-#include "core.h"
-#include "real_host.h"
+#include "facade_internal.h"
 #include "settings.h"
-
-struct VschedCore {
-    std::unique_ptr<vsched::RealHost> host;
-    std::unique_ptr<vsched::Core> core;
-};
 
 namespace {
 

@@ -1,0 +1,82 @@
+/*
+ * vsched-vtime-core.h: C facade of virtual time (rounds and their driver).
+ *
+ * Plain C; the implementation is C++20 (vtime_facade.cc, vtime.h,
+ * vtime_driver.h).  Time is in guest instructions.  Not thread-safe: one
+ * thread (QEMU's round-robin vCPU thread) owns a VschedVtime.  See
+ * docs/design/virtual-time.rst.
+ */
+#ifndef VSCHED_VTIME_CORE_H
+#define VSCHED_VTIME_CORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vsched-core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct VschedVtime VschedVtime;
+
+/* How a run ended (VschedVtimeOps.run). */
+enum {
+    VSCHED_VTIME_RAN = 0,   /* budget used, or left for no scheduling reason */
+    VSCHED_VTIME_HALTED,    /* HLT, or halted already */
+    VSCHED_VTIME_PAUSE,     /* left at a PAUSE */
+    VSCHED_VTIME_MWAIT,     /* left at an idle MWAIT */
+    VSCHED_VTIME_BREAK,     /* the emulator needs the thread (stop, debug) */
+};
+
+/* What vsched_vtime_run_round() did. */
+enum {
+    VSCHED_VTIME_ROUND_DONE = 0,    /* the round closed */
+    VSCHED_VTIME_ROUND_BREAK,       /* a run broke off; call again to resume */
+    VSCHED_VTIME_ALL_IDLE,          /* nothing can run; no round begun */
+};
+
+#define VSCHED_VTIME_NO_DEADLINE UINT64_MAX
+
+typedef struct VschedVtimeOps {
+    /* vcpu may run guest code now. */
+    bool (*runnable)(void *opaque, int vcpu);
+    /* Run vcpu (it holds the running slot) for at most budget instructions,
+     * accounting them with vsched_vtime_account(); returns VSCHED_VTIME_*. */
+    int (*run)(void *opaque, int vcpu, uint64_t budget);
+} VschedVtimeOps;
+
+typedef struct VschedVtimeCounters {
+    uint64_t rounds, short_rounds, executed, idle, charged, warps, warped;
+    uint64_t runs, holder_changes, stalls, catch_ups;
+} VschedVtimeCounters;
+
+/* Rounds of `quantum` instructions over core's slots, from time `start`.
+ * NULL on bad arguments.  The core must outlive it. */
+VschedVtime *vsched_vtime_new(VschedCore *core, uint64_t quantum, uint64_t start,
+                              const VschedVtimeOps *ops, void *opaque);
+void vsched_vtime_free(VschedVtime *vt);
+
+/* Runs or resumes one round (VSCHED_VTIME_ROUND_*).  to_deadline:
+ * instructions from the round's start to the next timer deadline. */
+int vsched_vtime_run_round(VschedVtime *vt, uint64_t to_deadline);
+/* The running slot's holder executed n instructions (clamped to its
+ * budget); returns the slot's clock.  Between slots: no-op. */
+uint64_t vsched_vtime_account(VschedVtime *vt, uint64_t n);
+/* Clock of the running slot, or the round's start between slots. */
+uint64_t vsched_vtime_now(VschedVtime *vt);
+/* Between rounds: skip n idle instructions (to a timer deadline). */
+void vsched_vtime_warp(VschedVtime *vt, uint64_t n);
+int vsched_vtime_slots(VschedVtime *vt);
+void vsched_vtime_counters(VschedVtime *vt, VschedVtimeCounters *out);
+
+/* Instructions a guest PAUSE, HLT and MWAIT cost in virtual time. */
+uint64_t vsched_vtime_pause_cost(void);
+uint64_t vsched_vtime_hlt_cost(void);
+uint64_t vsched_vtime_mwait_cost(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

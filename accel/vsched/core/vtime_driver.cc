@@ -1,0 +1,129 @@
+/* vsched core: the round loop of virtual time (see vtime_driver.h). */
+#include "vtime_driver.h"
+
+namespace vsched {
+
+VtimeDriver::VtimeDriver(Core &core, VirtualRounds &rounds, VtimeVcpus &vcpus)
+    : core_(core), rounds_(rounds), vcpus_(vcpus),
+      last_holder_(static_cast<size_t>(rounds.slots()), -1),
+      seen_(static_cast<size_t>(core.nr_vcpus()), 0)
+{
+}
+
+int VtimeDriver::holder(int s)
+{
+    for (int v = 0; v < core_.nr_vcpus(); v++) {
+        VcpuInfo i;
+        if (core_.vcpu_info(v, &i) && i.state == VcpuState::kRunning && i.slot == s) {
+            return v;
+        }
+    }
+    return -1;
+}
+
+bool VtimeDriver::any_runnable()
+{
+    for (int v = 0; v < core_.nr_vcpus(); v++) {
+        if (vcpus_.runnable(v)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Every runnable vCPU without a slot asks for one, in vCPU order, as the
+ * round-robin gate does on every pass (the core queues them FIFO, so a
+ * vCPU woken by an interrupt waits its turn and slices end for it).
+ */
+void VtimeDriver::enqueue_runnable()
+{
+    for (int v = 0; v < core_.nr_vcpus(); v++) {
+        VcpuInfo i;
+        if (vcpus_.runnable(v) && core_.vcpu_info(v, &i) &&
+            i.state != VcpuState::kRunning && i.state != VcpuState::kQueued) {
+            core_.acquire(v);
+        }
+    }
+}
+
+int VtimeDriver::fill(int s)
+{
+    enqueue_runnable();
+    return holder(s);
+}
+
+/* Runs slot s to the end of the round; false: a run needs the thread. */
+bool VtimeDriver::run_slot(int s)
+{
+    int empty = 0;
+
+    rounds_.set_current(s);
+    while (rounds_.left(s) > 0) {
+        int v = holder(s);
+        if (v < 0) {
+            v = fill(s);
+        }
+        if (v < 0 || empty >= kMaxEmptyRuns) {
+            if (v >= 0) {
+                counters_.stalls++;
+            }
+            rounds_.idle(s);
+            break;
+        }
+        if (v != last_holder_[s]) {
+            if (last_holder_[s] >= 0) {
+                counters_.holder_changes++;
+            }
+            last_holder_[s] = v;
+            empty = 0;
+        }
+        if (seen_[v] > rounds_.now(s)) {
+            counters_.catch_ups++;
+            rounds_.idle_until(s, seen_[v]);
+            continue;
+        }
+        counters_.runs++;
+        VtimeRun r = vcpus_.run(v, rounds_.left(s));
+        seen_[v] = rounds_.now(s);
+        empty = r.executed ? 0 : empty + 1;
+        switch (r.exit) {
+        case VtimeExit::kBreak:
+            return false;
+        case VtimeExit::kPause:
+            rounds_.charge(s, kVtimePauseCost);
+            break;
+        case VtimeExit::kHalted:
+            rounds_.charge(s, r.executed ? kVtimeHltCost : 0);
+            break;
+        case VtimeExit::kMwait:
+            rounds_.charge(s, kVtimeMwaitCost);
+            break;
+        case VtimeExit::kRan:
+            break;
+        }
+    }
+    return true;
+}
+
+VtimeStep VtimeDriver::run_round(uint64_t to_deadline)
+{
+    if (!rounds_.open()) {
+        if (!any_runnable()) {
+            return VtimeStep::kAllIdle;
+        }
+        rounds_.begin(to_deadline);
+        next_slot_ = 0;
+        enqueue_runnable();
+    }
+    for (; next_slot_ < rounds_.slots(); next_slot_++) {
+        if (!run_slot(next_slot_)) {
+            return VtimeStep::kBreak;
+        }
+    }
+    rounds_.set_current(-1);
+    rounds_.end();
+    return VtimeStep::kRoundDone;
+}
+
+} // namespace vsched

@@ -1,0 +1,370 @@
+/*
+ * vsched: virtual time (-accel tcg,time=virtual): the properties and the
+ * start-up checks.
+ *
+ * Virtual time runs the slot scheduler on instruction counts: it needs
+ * QEMU's icount with a fixed shift, no sleeping (idle time is skipped, not
+ * waited for) and the round-robin thread, which runs every vCPU in one
+ * deterministic order.  Every other combination is refused at start-up
+ * with a message naming the fix.
+ *
+ * At run time the round-robin thread runs lockstep rounds of the slots
+ * (the core's VtimeDriver decides who runs where and for how long; this
+ * file runs a vCPU for a budget, as icount does, and keeps QEMU's clock on
+ * the running slot's time).  See docs/design/virtual-time.rst.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "qemu/osdep.h"
+#include "qemu/main-loop.h"
+#include "qemu/seqlock.h"
+#include "qapi/error.h"
+#include "qapi/visitor.h"
+#include "qemu/config-file.h"
+#include "qemu/error-report.h"
+#include "qemu/option.h"
+#include "qom/object.h"
+#include "hw/core/cpu.h"
+#include "exec/cpu-common.h"
+#include "system/cpu-timers.h"
+#include "system/cpu-timers-internal.h"
+#include "system/cpus.h"
+#include "system/replay.h"
+#include "system/runstate.h"
+#include "system/tcg.h"
+#include "accel/tcg/tcg-accel-ops.h"
+#include "accel/tcg/tcg-accel-ops-icount.h"
+#include "accel/vsched.h"
+#include "accel/vsched-vtime.h"
+#include "core/vsched-vtime-core.h"
+#include "vsched-internal.h"
+#include "vsched-vtime.h"
+#include "trace.h"
+
+VschedVtimeSettings vsched_vtime = {
+    .quantum = VSCHED_VTIME_QUANTUM_DEFAULT,
+};
+
+static char *get_time(Object *obj, Error **errp)
+{
+    return g_strdup(vsched_vtime.virtual_time ? "virtual" : "real");
+}
+
+static void set_time(Object *obj, const char *value, Error **errp)
+{
+    if (vsched_core) {
+        error_setg(errp, "vsched: 'time' cannot change while the VM runs");
+        return;
+    }
+    if (!strcmp(value, "real")) {
+        vsched_vtime.virtual_time = false;
+    } else if (!strcmp(value, "virtual")) {
+        vsched_vtime.virtual_time = true;
+    } else {
+        error_setg(errp, "Parameter 'time' expects real or virtual "
+                   "(got '%s')", value);
+        return;
+    }
+    trace_vsched_set("time", value);
+}
+
+static void get_quantum(Object *obj, Visitor *v, const char *name,
+                        void *opaque, Error **errp)
+{
+    uint64_t value = vsched_vtime.quantum;
+
+    visit_type_uint64(v, name, &value, errp);
+}
+
+static void set_quantum(Object *obj, Visitor *v, const char *name,
+                        void *opaque, Error **errp)
+{
+    uint64_t value;
+
+    if (vsched_core) {
+        error_setg(errp, "vsched: 'quantum' cannot change while the VM runs");
+        return;
+    }
+    if (!visit_type_uint64(v, name, &value, errp)) {
+        return;
+    }
+    if (value < VSCHED_VTIME_QUANTUM_MIN || value > VSCHED_VTIME_QUANTUM_MAX) {
+        error_setg(errp, "Parameter 'quantum' must be between %llu and %llu "
+                   "instructions", VSCHED_VTIME_QUANTUM_MIN,
+                   VSCHED_VTIME_QUANTUM_MAX);
+        return;
+    }
+    vsched_vtime.quantum = value;
+    vsched_vtime.quantum_set = true;
+}
+
+void vsched_vtime_class_init(ObjectClass *oc)
+{
+    object_class_property_add_str(oc, "time", get_time, set_time);
+    object_class_property_set_description(oc, "time",
+        "vsched: time base of guest and scheduler: real (host clock) or "
+        "virtual (instruction counts; needs -icount shift=N,sleep=off)");
+    object_class_property_add(oc, "quantum", "uint64", get_quantum,
+                              set_quantum, NULL, NULL);
+    object_class_property_set_description(oc, "quantum",
+        "vsched: time=virtual: instructions per slot per round "
+        "(1000-10000000, default 10000)");
+}
+
+static G_NORETURN void refuse(const char *why, const char *fix)
+{
+    error_report("-accel tcg,time=virtual %s: %s", why, fix);
+    exit(1);
+}
+
+/* The -icount options as given (NULL without -icount). */
+static QemuOpts *icount_opts(void)
+{
+    QemuOptsList *list = qemu_find_opts("icount");
+
+    return list ? qemu_opts_find(list, NULL) : NULL;
+}
+
+bool vsched_vtime_check_startup(bool vcpu_sched)
+{
+    QemuOpts *icount = icount_opts();
+
+    if (!vsched_vtime.virtual_time) {
+        if (vsched_vtime.quantum_set) {
+            error_report("-accel tcg,quantum=%" PRIu64 " needs time=virtual: "
+                         "the quantum is the round of virtual time",
+                         vsched_vtime.quantum);
+            exit(1);
+        }
+        return false;
+    }
+    if (!tcg_enabled()) {
+        return false;       /* the properties exist on tcg-accel only */
+    }
+    if (!vcpu_sched) {
+        refuse("needs the slot scheduler",
+               "add vcpu-sched=on (virtual time is its time base)");
+    }
+    if (replay_mode != REPLAY_MODE_NONE) {
+        refuse("cannot be combined with record/replay",
+               "drop rr= from -icount");
+    }
+    /* With -icount QEMU refuses thread=multi itself, before we run. */
+    if (!icount_enabled() || !icount) {
+        refuse("needs instruction counting on one vCPU thread",
+               "add -icount shift=N,sleep=off (a fixed N, e.g. shift=0) "
+               "and use thread=single");
+    }
+    if (use_icount == ICOUNT_ADAPTATIVE) {
+        refuse("needs a fixed instruction rate",
+               "use -icount shift=N with a number N (0-10), not shift=auto");
+    }
+    if (qemu_opt_get_bool(icount, "sleep", true)) {
+        refuse("must not wait for the host clock when the guest idles",
+               "add sleep=off to -icount");
+    }
+    if (vsched_settings.pool) {
+        refuse("cannot share a pool yet",
+               "drop pool= (several VMs in one virtual time are not built "
+               "yet, docs/design/virtual-time.rst)");
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------ run time */
+
+bool vsched_vtime_active;
+static VschedVtime *vtime;
+/* Set by the PAUSE/MWAIT hooks during a run (one thread runs them all). */
+int vsched_vtime_exit_kind;
+
+/* QEMU's clock (timers_state.qemu_icount) follows the running slot. */
+static void set_icount(uint64_t insns)
+{
+    seqlock_write_lock(&timers_state.vm_clock_seqlock,
+                       &timers_state.vm_clock_lock);
+    qatomic_set_i64(&timers_state.qemu_icount, insns);
+    seqlock_write_unlock(&timers_state.vm_clock_seqlock,
+                         &timers_state.vm_clock_lock);
+}
+
+int64_t vsched_vtime_icount_update(CPUState *cpu, int64_t icount,
+                                   int64_t executed)
+{
+    return vsched_vtime_account(vtime, executed);
+}
+
+/*
+ * The core's clock: the running slot's time, including what the running
+ * vCPU executed since its last refill (a PAUSE or IPI hook reads it in the
+ * middle of a run).  Other threads see the last accounted time.
+ */
+static uint64_t vtime_clock_ns(void *opaque)
+{
+    CPUState *cpu = current_cpu;
+    uint64_t insns;
+
+    if (!vtime) {
+        return 0;
+    }
+    insns = vsched_vtime_now(vtime);
+    if (cpu && qatomic_read(&cpu->running) && cpu->icount_budget) {
+        insns += cpu->icount_budget -
+                 (cpu->neg.icount_decr.u16.low + cpu->icount_extra);
+    }
+    return icount_to_ns(insns);
+}
+
+static bool vtime_runnable(void *opaque, int vcpu)
+{
+    CPUState *cpu = qemu_get_cpu(vcpu);
+
+    return cpu && cpu_can_run(cpu) && !(cpu->halted && !cpu_has_work(cpu));
+}
+
+/* icount_prepare_for_run without its limit: the round sets the budget. */
+static void vtime_prepare(CPUState *cpu, uint64_t budget)
+{
+    int insns_left = MIN(0xffff, budget);
+
+    g_assert(cpu->neg.icount_decr.u16.low == 0);
+    g_assert(cpu->icount_extra == 0);
+    replay_mutex_lock();
+    cpu->icount_budget = budget;
+    cpu->neg.icount_decr.u16.low = insns_left;
+    cpu->icount_extra = budget - insns_left;
+}
+
+/* Runs @vcpu for at most @budget instructions (BQL held on entry/exit). */
+static int vtime_run(void *opaque, int vcpu, uint64_t budget)
+{
+    CPUState *cpu = qemu_get_cpu(vcpu);
+    int r;
+
+    current_cpu = cpu;
+    qemu_clock_enable(QEMU_CLOCK_VIRTUAL,
+                      (cpu->singlestep_enabled & SSTEP_NOTIMER) == 0);
+    set_icount(vsched_vtime_now(vtime));
+    bql_unlock();
+    vtime_prepare(cpu, budget);
+    vsched_vtime_exit_kind = VSCHED_VTIME_RAN;
+    r = tcg_cpu_exec(cpu);
+    icount_process_data(cpu);
+    bql_lock();
+
+    switch (r) {
+    case EXCP_DEBUG:
+        cpu_handle_guest_debug(cpu);
+        return VSCHED_VTIME_BREAK;
+    case EXCP_ATOMIC:
+        bql_unlock();
+        cpu_exec_step_atomic(cpu);
+        bql_lock();
+        break;
+    case EXCP_HLT:
+    case EXCP_HALTED:
+        return VSCHED_VTIME_HALTED;
+    }
+    if (cpu->stop) {
+        return VSCHED_VTIME_BREAK;
+    }
+    return vsched_vtime_exit_kind;
+}
+
+static const VschedVtimeOps vtime_ops = {
+    .runnable = vtime_runnable,
+    .run = vtime_run,
+};
+
+/* Instructions from the current clock to the next QEMU_CLOCK_VIRTUAL timer. */
+static uint64_t insns_to_deadline(void)
+{
+    int64_t ns = qemu_clock_deadline_ns_all(QEMU_CLOCK_VIRTUAL,
+                                            QEMU_TIMER_ATTR_ALL);
+
+    return ns < 0 ? VSCHED_VTIME_NO_DEADLINE : icount_round(ns);
+}
+
+/*
+ * Every vCPU is halted: skip to the next timer deadline and run its
+ * timers, until one wakes a vCPU.  Bounded, so that a guest that never
+ * wakes (only re-arming timers left) still lets the thread sleep.
+ */
+#define VTIME_MAX_WARPS 1000
+
+static void warp_while_idle(void)
+{
+    for (int i = 0; i < VTIME_MAX_WARPS; i++) {
+        uint64_t n;
+
+        if (!runstate_is_running() || !all_cpu_threads_idle()) {
+            return;
+        }
+        n = insns_to_deadline();
+        if (n == VSCHED_VTIME_NO_DEADLINE) {
+            return;
+        }
+        vsched_vtime_warp(vtime, n);
+        set_icount(vsched_vtime_now(vtime));
+        icount_handle_deadline();
+    }
+}
+
+bool vsched_vtime_rr_round(void)
+{
+    int step;
+
+    set_icount(vsched_vtime_now(vtime));
+    step = vsched_vtime_run_round(vtime, insns_to_deadline());
+    current_cpu = first_cpu;
+    set_icount(vsched_vtime_now(vtime));
+    if (step == VSCHED_VTIME_ALL_IDLE) {
+        warp_while_idle();
+    }
+    return true;
+}
+
+const VschedHostOps *vsched_vtime_host_ops(const VschedHostOps *real,
+                                           VschedHostOps *buf)
+{
+    *buf = *real;
+    buf->now_ns = vtime_clock_ns;
+    return buf;
+}
+
+void vsched_vtime_start(void)
+{
+    vtime = vsched_vtime_new(vsched_core, vsched_vtime.quantum,
+                             qatomic_read_i64(&timers_state.qemu_icount),
+                             &vtime_ops, NULL);
+    if (!vtime) {
+        error_report("-accel tcg,time=virtual: cannot set up the rounds");
+        exit(1);
+    }
+    qatomic_set(&vsched_vtime_active, true);
+}
+
+void vsched_vtime_stop(void)
+{
+    qatomic_set(&vsched_vtime_active, false);
+}
+
+void vsched_vtime_append_stats(GString *json)
+{
+    VschedVtimeCounters c;
+
+    if (!vtime) {
+        return;
+    }
+    vsched_vtime_counters(vtime, &c);
+    g_string_append_printf(json,
+        ",\"vtime_rounds\":%" PRIu64 ",\"vtime_short_rounds\":%" PRIu64
+        ",\"vtime_executed\":%" PRIu64 ",\"vtime_idle\":%" PRIu64
+        ",\"vtime_charged\":%" PRIu64 ",\"vtime_warps\":%" PRIu64
+        ",\"vtime_warped\":%" PRIu64 ",\"vtime_runs\":%" PRIu64
+        ",\"vtime_holder_changes\":%" PRIu64 ",\"vtime_stalls\":%" PRIu64
+        ",\"vtime_catch_ups\":%" PRIu64 ",\"vtime_now\":%" PRIu64,
+        c.rounds, c.short_rounds, c.executed, c.idle, c.charged, c.warps,
+        c.warped, c.runs, c.holder_changes, c.stalls, c.catch_ups,
+        vsched_vtime_now(vtime));
+}

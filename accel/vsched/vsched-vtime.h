@@ -1,0 +1,58 @@
+/*
+ * vsched: virtual time (-accel tcg,time=virtual), state shared by the glue.
+ *
+ * See docs/design/virtual-time.rst.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#ifndef ACCEL_VSCHED_VTIME_H
+#define ACCEL_VSCHED_VTIME_H
+
+#include "core/vsched-vtime-core.h"
+
+/* Instructions per round: the documented range of the 'quantum' property. */
+#define VSCHED_VTIME_QUANTUM_MIN     1000ULL
+#define VSCHED_VTIME_QUANTUM_MAX     10000000ULL
+#define VSCHED_VTIME_QUANTUM_DEFAULT 10000ULL
+
+/* What -accel tcg,time=...,quantum=... asked for. */
+typedef struct VschedVtimeSettings {
+    bool virtual_time;      /* time=virtual */
+    bool quantum_set;       /* quantum given on the command line */
+    uint64_t quantum;       /* instructions per round */
+} VschedVtimeSettings;
+
+extern VschedVtimeSettings vsched_vtime;
+
+/* vsched_tcg_accel_class_init: add 'time' and 'quantum'. */
+void vsched_vtime_class_init(ObjectClass *oc);
+
+/*
+ * At machine-init-done, before anything else of vsched starts: refuse
+ * every combination that cannot give virtual time (exits with a message
+ * naming the fix).  Returns true when time=virtual is on and valid.
+ */
+bool vsched_vtime_check_startup(bool vcpu_sched);
+
+/* The core's host operations in virtual time: @real with the clock of the
+ * running slot (filled into @buf). */
+const VschedHostOps *vsched_vtime_host_ops(const VschedHostOps *real,
+                                           VschedHostOps *buf);
+/* Once vsched_core exists: set up the rounds and switch the hooks on. */
+void vsched_vtime_start(void);
+/* At exit: the hooks go back to upstream's behaviour. */
+void vsched_vtime_stop(void);
+/*
+ * The PAUSE and MWAIT hooks: how the running vCPU is leaving guest code
+ * (VSCHED_VTIME_PAUSE or _MWAIT), so the round charges its cost.
+ */
+extern int vsched_vtime_exit_kind;
+static inline void vsched_vtime_note_exit(int kind)
+{
+    vsched_vtime_exit_kind = kind;
+}
+
+/* stats-file: the rounds' counters (",\"vtime_...\":N..."), if running. */
+void vsched_vtime_append_stats(GString *json);
+
+#endif

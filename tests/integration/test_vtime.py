@@ -1,0 +1,143 @@
+"""Virtual time (-accel tcg,time=virtual): its start-up checks and icount guests.
+
+Run: /usr/bin/python3 -m pytest tests/integration/test_vtime.py
+See docs/design/virtual-time.rst.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+
+from vsched_vm import VM, VTIME_ICOUNT  # noqa: E402
+
+VTIME = "tcg,thread=single,vcpu-sched=on,time=virtual,pcpus=2"
+
+
+def qemu_none(qemu, *args, stdin=None):
+    """QEMU with no machine: start-up checks run, nothing boots."""
+    return subprocess.run([qemu, "-M", "none", "-display", "none", "-nodefaults"]
+                          + list(args), input=stdin, capture_output=True,
+                          text=True, timeout=30)
+
+
+# ------------------------------------------------------------ refusals
+
+# (QEMU arguments, a phrase of the message that names the fix)
+REFUSED = [
+    (["-icount", VTIME_ICOUNT, "-accel", "tcg,thread=single,time=virtual"],
+     "time=virtual needs the slot scheduler: add vcpu-sched=on"),
+    (["-accel", "tcg,thread=multi,vcpu-sched=on,time=virtual"],
+     "add -icount shift=N,sleep=off (a fixed N, e.g. shift=0) and use thread=single"),
+    (["-accel", "tcg,vcpu-sched=on,time=virtual"],
+     "add -icount shift=N,sleep=off"),
+    (["-icount", "shift=auto,sleep=off", "-accel", VTIME],
+     "not shift=auto"),
+    (["-icount", "shift=0", "-accel", VTIME],
+     "add sleep=off to -icount"),
+    (["-icount", "shift=0,sleep=on", "-accel", VTIME],
+     "add sleep=off to -icount"),
+    # upstream refuses MTTCG with icount before vsched sees the options
+    (["-icount", VTIME_ICOUNT, "-accel", "tcg,thread=multi,vcpu-sched=on,time=virtual"],
+     "No MTTCG when icount is enabled"),
+    (["-accel", "tcg,vcpu-sched=on,time=sometimes"],
+     "Parameter 'time' expects real or virtual"),
+    (["-icount", VTIME_ICOUNT, "-accel", VTIME + ",quantum=999"],
+     "Parameter 'quantum' must be between 1000 and 10000000"),
+    (["-icount", VTIME_ICOUNT, "-accel", VTIME + ",quantum=10000001"],
+     "Parameter 'quantum' must be between 1000 and 10000000"),
+    (["-icount", VTIME_ICOUNT, "-accel", VTIME + ",quantum=lots"],
+     "quantum"),
+    (["-accel", "tcg,vcpu-sched=on,quantum=5000"],
+     "quantum=5000 needs time=virtual"),
+    (["-icount", VTIME_ICOUNT, "-accel", "tcg,thread=single,vcpu-sched=on"],
+     "cannot be combined with -icount (add time=virtual"),
+    (["-accel", "kvm,time=virtual"],
+     "'time' needs -accel tcg"),
+    (["-accel", "kvm,quantum=5000"],
+     "'quantum' needs -accel tcg"),
+]
+
+
+@pytest.mark.parametrize("args,message", REFUSED,
+                         ids=[" ".join(a) for a, _ in REFUSED])
+def test_refused_with_a_message_naming_the_fix(qemu, args, message):
+    r = qemu_none(qemu, *args)
+    assert r.returncode == 1, r.stderr
+    assert message in r.stderr, r.stderr
+
+
+def test_record_replay_is_refused(qemu, tmp_path):
+    rr = "%s,rr=record,rrfile=%s" % (VTIME_ICOUNT, tmp_path / "replay.bin")
+    r = qemu_none(qemu, "-icount", rr, "-accel", VTIME)
+    assert r.returncode == 1, r.stderr
+    assert "cannot be combined with record/replay: drop rr=" in r.stderr, r.stderr
+
+
+def qmp(qemu, args, commands):
+    lines = [{"execute": "qmp_capabilities"}] + commands + [{"execute": "quit"}]
+    r = qemu_none(qemu, *args, "-qmp", "stdio",
+                  stdin="".join(json.dumps(c) + "\n" for c in lines))
+    replies = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+    return r, [x for x in replies if "return" in x or "error" in x][1:]
+
+
+def test_accepted_combination_and_its_settings(qemu):
+    get = [{"execute": "qom-get", "arguments": {"path": "/machine/accel",
+                                                "property": p}}
+           for p in ("time", "quantum")]
+    r, replies = qmp(qemu, ["-icount", VTIME_ICOUNT, "-seed", "1",
+                            "-accel", VTIME + ",quantum=20000,directed-yield=ipi"], get)
+    assert r.returncode == 0, r.stderr
+    assert [x.get("return") for x in replies[:2]] == ["virtual", 20000], replies
+
+
+def test_defaults_are_real_time_and_the_default_quantum(qemu):
+    get = [{"execute": "qom-get", "arguments": {"path": "/machine/accel",
+                                                "property": p}}
+           for p in ("time", "quantum")]
+    r, replies = qmp(qemu, ["-accel", "tcg,vcpu-sched=on"], get)
+    assert r.returncode == 0, r.stderr
+    assert [x.get("return") for x in replies[:2]] == ["real", 10000], replies
+
+
+def test_time_is_fixed_once_running(qemu):
+    r, replies = qmp(qemu, ["-icount", VTIME_ICOUNT, "-accel", VTIME],
+                     [{"execute": "qom-set", "arguments": {
+                         "path": "/machine/accel", "property": "time",
+                         "value": "real"}}])
+    assert "cannot change while the VM runs" in replies[0]["error"]["desc"], replies
+
+
+def test_help_lists_time_and_quantum(qemu):
+    r = subprocess.run([qemu, "-accel", "tcg,help"], capture_output=True,
+                       text=True, timeout=30)
+    assert "time=<string>" in r.stdout and "quantum=<uint64>" in r.stdout, r.stdout
+
+
+# ------------------------------------------------------------ x2APIC under icount
+
+def test_x2apic_guest_runs_under_icount(qemu, image_dir, tmp_path):
+    """Upstream QEMU stops this guest at boot with "Bad icount read": the
+    x2APIC timer count is read with RDMSR, which reads the clock in the
+    middle of a translation block (patches/10.0/0008)."""
+    vm = VM(qemu=qemu, image_dir=image_dir, workdir=str(tmp_path), smp=4,
+            workload="ipistorm", accel="tcg,thread=single", icount=VTIME_ICOUNT)
+    res = vm.run(timeout=300)
+    assert res.ok, (res.summary(), res.qemu_stderr)
+    assert "Bad icount read" not in res.qemu_stderr
+    assert res.result["x2apic"] in ("cluster", "physical"), res.result
+    assert res.result["vcpus"] == 4
+
+
+def test_pinned_inputs_are_on_the_command_line(image_dir):
+    cmd = VM(image_dir=image_dir, icount=VTIME_ICOUNT).command()
+    joined = " ".join(cmd)
+    assert "-icount shift=0,sleep=off" in joined
+    assert "-rtc base=2020-01-01T00:00:00,clock=vm" in joined
+    assert "-seed 1" in joined
