@@ -165,7 +165,7 @@ private:
 /* V vCPUs on P slots, slices of 100 us virtual (shift 0: 100k insns). */
 struct Machine {
     Machine(int v, int p, uint64_t work, uint64_t quantum = 10'000,
-            PolicyKind policy = PolicyKind::kVanilla)
+            PolicyId policy = policy_id("vanilla"))
         : sim(v), rounds(p, quantum), host(sim, rounds, 0)
     {
         Config c;
