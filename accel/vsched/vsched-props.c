@@ -53,16 +53,10 @@ static bool in_range(const char *name, uint64_t value, Error **errp)
 
 static char *format_duration(uint64_t ns)
 {
-    static const struct { const char *unit; uint64_t ns; } units[] = {
-        { "s", 1000000000ULL }, { "ms", 1000000 }, { "us", 1000 },
-    };
+    char buf[32];
 
-    for (int i = 0; i < ARRAY_SIZE(units); i++) {
-        if (ns && ns % units[i].ns == 0) {
-            return g_strdup_printf("%" PRIu64 "%s", ns / units[i].ns, units[i].unit);
-        }
-    }
-    return g_strdup_printf("%" PRIu64 "ns", ns);
+    vsched_format_duration(ns, buf, sizeof(buf));
+    return g_strdup(buf);
 }
 
 static bool parse_duration(const char *name, const char *value, uint64_t *ns,

@@ -140,6 +140,15 @@ bool vsched_setting_check(const VschedSetting *s, uint64_t value, char *err, siz
     });
 }
 
+size_t vsched_format_duration(uint64_t ns, char *buf, size_t len)
+{
+    std::string d = vsched::format_duration(ns);
+    if (buf && len > 0) {
+        std::snprintf(buf, len, "%s", d.c_str());
+    }
+    return d.size();
+}
+
 bool vsched_parse_policy(const char *word, int *out)
 {
     if (!word || !out) {

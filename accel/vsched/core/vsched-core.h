@@ -130,6 +130,8 @@ const char *vsched_setting_description(const VschedSetting *s);
  * "Parameter 'NAME' must be between MIN and MAX (got VALUE)". */
 bool vsched_setting_check(const VschedSetting *s, uint64_t value, char *err,
                           size_t errlen);
+/* "5ms", "100us", "1500ns", as in the range messages; snprintf-style. */
+size_t vsched_format_duration(uint64_t ns, char *buf, size_t len);
 
 /*
  * Policies come from the core's registry: ids 0..vsched_policy_count()-1,

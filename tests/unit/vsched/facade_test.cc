@@ -91,6 +91,11 @@ TEST(Facade, DefaultsAndWords)
     EXPECT_FALSE(vsched_setting_check(nullptr, 1, msg, sizeof(msg)));
     EXPECT_NE(std::string(vsched_setting_description(pw)).find("run time"), std::string::npos);
     EXPECT_STREQ(vsched_setting_description(nullptr), "");
+    char dur[8];
+    EXPECT_EQ(vsched_format_duration(3'200'000, dur, sizeof(dur)), 6u);
+    EXPECT_STREQ(dur, "3200us");
+    EXPECT_EQ(vsched_format_duration(1'500, dur, 4), 6u);
+    EXPECT_STREQ(dur, "150"); /* truncated */
 
     uint64_t ns = 0;
     char err[128] = "";
