@@ -57,6 +57,8 @@ REFUSED = [
      "quantum=5000 needs time=virtual"),
     (["-icount", VTIME_ICOUNT, "-accel", "tcg,thread=single,vcpu-sched=on"],
      "cannot be combined with -icount (add time=virtual"),
+    (["-icount", VTIME_ICOUNT, "-accel", VTIME + ",pool=vtime-test"],
+     "cannot share a pool yet: drop pool="),
     (["-accel", "kvm,time=virtual"],
      "'time' needs -accel tcg"),
     (["-accel", "kvm,quantum=5000"],
