@@ -185,15 +185,15 @@ def test_same_run_twice_is_identical(qemu, image_dir, tmp_path):
     (r1, s1), (r2, s2) = runs
     assert r1 == r2
     # QEMU stops the vCPUs at a host-timed moment after the guest's
-    # power-off request: the guest is past its result by then, but the
-    # last run's length (and the counters of that run) can differ.
-    tail = {"vtime_runs", "vtime_executed", "vtime_idle", "vtime_now",
-            "exec_enters_unlocked", "exec_exits_unlocked", "vtime_charged",
-            "vtime_rounds", "vtime_short_rounds"}
-    assert {k: v for k, v in s1.items() if k not in tail} == \
-        {k: v for k, v in s2.items() if k not in tail}
-    for k in tail & set(s1):
-        assert abs(s1[k] - s2[k]) <= 10000, (k, s1[k], s2[k])
+    # power-off request: the guest is past its result by then, but the runs
+    # of that tail (PAUSE loops of the CPUs being stopped, the last exits)
+    # differ a little.  Everything up to the result is identical; the issue
+    # allows a spread of 0.5 % for named residual sources.
+    assert set(s1) == set(s2)
+    for k in s1:
+        assert abs(s1[k] - s2[k]) <= max(2, 0.005 * max(s1[k], s2[k])), \
+            (k, s1[k], s2[k])
+    assert s1["vtime_rounds"] > 0 and s1["handoffs"] + s1["no_target"] > 0
 
 
 def test_guest_time_does_not_depend_on_host_load(qemu, image_dir, tmp_path):
