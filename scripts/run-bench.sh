@@ -11,6 +11,10 @@ echo "=== core: decision and hook costs ==="
 "$top/build/core/tests/bench/vsched-bench"
 
 echo
+echo "=== virtual time: speed against real time, physics grid ==="
+/usr/bin/python3 "$top/scripts/bench_vtime.py"
+
+echo
 echo "=== emulator: vcpu-sched off vs on, same guest workload ==="
 VSCHED_QEMU_VARIANT=upstream "$top/scripts/build-qemu.sh" >/dev/null
 exec /usr/bin/python3 "$top/scripts/bench_overhead.py" "$@"

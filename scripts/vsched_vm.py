@@ -281,6 +281,11 @@ class VM:
             parts.append("vsched.size=%s" % self.size)
         if self.threads:
             parts.append("vsched.threads=%d" % int(self.threads))
+        if self.icount:
+            # With MONITOR/MWAIT (-cpu max) and more than one vCPU, QEMU
+            # turns an idle MWAIT into PAUSE: the vCPU never halts, so idle
+            # time cannot be skipped.
+            parts.append("idle=halt")
         if self.append:
             parts.append(self.append)
         return " ".join(parts)

@@ -318,7 +318,12 @@ bool vsched_vtime_rr_round(void)
     step = vsched_vtime_run_round(vtime, insns_to_deadline());
     current_cpu = first_cpu;
     set_icount(vsched_vtime_now(vtime));
-    if (step == VSCHED_VTIME_ALL_IDLE) {
+    /*
+     * Every vCPU halted (in this round, or before it): skip to the next
+     * timer now, or upstream's loop sleeps on halt_cond with nobody left
+     * to warp the clock (the main loop's warp is off in virtual time).
+     */
+    if (step != VSCHED_VTIME_ROUND_BREAK) {
         warp_while_idle();
     }
     return true;
