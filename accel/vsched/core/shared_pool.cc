@@ -170,6 +170,12 @@ static char *proc_stat_after_comm(int pid, char *buf, size_t len)
     return std::strrchr(buf, ')');
 }
 
+uint64_t pid_namespace()
+{
+    struct stat st;
+    return ::stat("/proc/self/ns/pid", &st) == 0 ? static_cast<uint64_t>(st.st_ino) : 0;
+}
+
 bool proc_start_time(int pid, uint64_t *out)
 {
     char buf[1024];
@@ -297,6 +303,7 @@ std::unique_ptr<SharedPool> SharedPool::attach(std::string_view name, int nr_slo
             h.slice_ns = slice_ns;
             h.created_realtime_ns = realtime_ns();
             h.creator_pid = ::getpid();
+            h.pid_ns = pid_namespace();
             std::snprintf(h.name, sizeof h.name, "%.*s", static_cast<int>(name.size()),
                           name.data());
             __atomic_store_n(&h.magic, kPoolMagic, __ATOMIC_RELEASE);
@@ -355,6 +362,15 @@ std::unique_ptr<SharedPool> SharedPool::attach(std::string_view name, int nr_slo
                                       &msg)) {
                 ::close(rfd);
                 return fail(msg);
+            }
+            /* Liveness checks compare pids: they only mean something in
+             * the pool's pid namespace (a member elsewhere would reap the
+             * live members it cannot see). */
+            if (h.pid_ns != pid_namespace()) {
+                ::close(rfd);
+                return fail("vsched: pool " + quoted(name) + " (/dev/shm" + path +
+                            ") was made in another pid namespace (a container?); VMs of "
+                            "one pool must see each other's pids: use another pool name");
             }
             int wfd = ::shm_open(path.c_str(), O_RDWR | O_CLOEXEC, 0);
             struct stat st2;

@@ -59,6 +59,8 @@ struct ShmHeader {
     int32_t creator_pid;
     uint32_t removed;       /* set (under the lock) by the last member */
     char name[kPoolNameMax + 8];
+    uint64_t pid_ns;        /* creator's pid namespace (inode): pids and
+                             * thread ids in the pool are from it */
 };
 
 struct ShmStats {
@@ -114,6 +116,10 @@ std::string pool_shm_path(std::string_view name); /* "/vsched-<name>" */
 bool validate_pool_header(const void *bytes, size_t file_size, uid_t file_uid,
                           unsigned file_mode, uid_t uid, int nr_slots, std::string_view name,
                           std::string *err);
+
+/* This process's pid namespace (the inode of /proc/self/ns/pid), 0 if
+ * unknown. */
+uint64_t pid_namespace();
 
 /* Process liveness: false if pid is gone or is another process now. */
 bool proc_start_time(int pid, uint64_t *out);

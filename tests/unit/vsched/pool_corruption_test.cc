@@ -598,5 +598,41 @@ TEST(PoolFiles, OutsideUnlinkIsReportedOnceAndAnotherPoolIsNeverUnlinked)
     EXPECT_EQ(count_lines_with(err, "was removed or replaced from outside"), 2) << err;
 }
 
+TEST(PoolFiles, JoinFromAnotherPidNamespaceIsRefused)
+{
+    std::string name = unique_name("pidns");
+    PoolFileGuard guard{name};
+    std::string err;
+    int rc = run_child([&] {
+        Vm a;
+        std::string e;
+        if (!a.join(name, 2, 2, &e)) {
+            return 2;
+        }
+        if (::unshare(CLONE_NEWPID) != 0) {
+            std::fprintf(stderr, "cannot make a pid namespace (needs root): %s\n",
+                         std::strerror(errno));
+            return 7;
+        }
+        pid_t kid = ::fork(); /* pid 1 of the new namespace */
+        if (kid == 0) {
+            Vm b;
+            std::string be;
+            if (b.join(name, 2, 2, &be)) {
+                ::_exit(3);
+            }
+            std::fprintf(stderr, "%s\n", be.c_str());
+            ::_exit(be.find("another pid namespace") != std::string::npos ? 0 : 4);
+        }
+        int st = 0;
+        ::waitpid(kid, &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            return 5;
+        }
+        return a.members() == 1 ? 0 : 6; /* nobody reaped */
+    }, 20'000'000'000ull, &err);
+    EXPECT_EQ(rc, 0) << err;
+}
+
 } // namespace
 } // namespace vsched::test
