@@ -86,7 +86,7 @@ bool validate_pool_name(std::string_view name, std::string *err)
 
 std::string pool_shm_path(std::string_view name)
 {
-    return "/vsched-" + std::string(name);
+    return "/vsched-" + std::to_string(::getuid()) + "-" + std::string(name);
 }
 
 bool validate_pool_header(const void *bytes, size_t file_size, uid_t file_uid,
@@ -103,7 +103,8 @@ bool validate_pool_header(const void *bytes, size_t file_size, uid_t file_uid,
     };
     if (file_uid != uid) {
         return fail(" is owned by uid " + std::to_string(file_uid) + ", not by this uid " +
-                    std::to_string(uid) + "; refusing to use it");
+                    std::to_string(uid) + " whose name it has; refusing to use it (its "
+                    "owner made it, or it was planted: remove it or pick another name)");
     }
     if ((file_mode & 07777) != 0600) {
         char m[16];

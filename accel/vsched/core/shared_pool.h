@@ -1,8 +1,9 @@
 /*
  * vsched core: a slot pool shared by several QEMU processes (VMs).
  *
- * The pool lives in a POSIX shared-memory segment "/vsched-<name>"
- * (/dev/shm/vsched-<name>), mode 0600, created O_EXCL by the first VM.  Its
+ * The pool lives in a POSIX shared-memory segment "/vsched-<uid>-<name>"
+ * (/dev/shm/vsched-<uid>-<name>: names are per user, /dev/shm is not),
+ * mode 0600, created O_EXCL by the first VM.  Its
  * layout (ShmPool) is fixed-size and pointer-free:
  *
  *   ShmHeader   magic, layout version, header and total size, owner uid,
@@ -106,7 +107,8 @@ static_assert(std::is_standard_layout_v<ShmPool>);
 
 /* Name rules: 1..64 characters of [A-Za-z0-9._-], not "." or "..". */
 bool validate_pool_name(std::string_view name, std::string *err);
-std::string pool_shm_path(std::string_view name); /* "/vsched-<name>" */
+/* "/vsched-<uid>-<name>" for this process's (real) uid. */
+std::string pool_shm_path(std::string_view name);
 
 /*
  * Check a header read from a pool file of file_size bytes owned by

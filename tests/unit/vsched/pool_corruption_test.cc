@@ -634,5 +634,36 @@ TEST(PoolFiles, JoinFromAnotherPidNamespaceIsRefused)
     EXPECT_EQ(rc, 0) << err;
 }
 
+TEST(PoolFiles, AnotherUsersFileDoesNotBlockTheName)
+{
+    std::string name = unique_name("peruser");
+    PoolFileGuard guard{name};
+    const uid_t other = ::getuid() + 12345;
+    /* Another user's pool of the same name, and a file at the name alone
+     * (where pools used to live): neither is ours. */
+    const std::string theirs[] = {"/dev/shm/vsched-" + std::to_string(other) + "-" + name,
+                                  "/dev/shm/vsched-" + name};
+    for (const std::string &path : theirs) {
+        int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
+        ASSERT_GE(fd, 0) << path;
+        ASSERT_EQ(::write(fd, "not yours", 9), 9);
+        ::close(fd);
+        ASSERT_EQ(::chown(path.c_str(), other, static_cast<gid_t>(-1)), 0)
+            << "needs root: " << std::strerror(errno);
+    }
+    EXPECT_NE(pool_shm_path(name).find("-" + std::to_string(::getuid()) + "-"),
+              std::string::npos);
+    {
+        Vm a;
+        std::string e;
+        EXPECT_TRUE(a.join(name, 1, 1, &e)) << e;
+    }
+    for (const std::string &path : theirs) {
+        struct stat st;
+        EXPECT_EQ(::stat(path.c_str(), &st), 0) << path << " was removed";
+        ::unlink(path.c_str());
+    }
+}
+
 } // namespace
 } // namespace vsched::test
