@@ -96,9 +96,13 @@ static VschedMemberList *pool_members_to_qapi(void)
 static VschedPool *pool_to_qapi(void)
 {
     VschedPool *out = g_new0(VschedPool, 1);
-    VschedPoolInfo info;
+    VschedPoolInfo info = { 0 };
 
-    vsched_pool_info(vsched_core, &info);
+    /* On failure (the core refused, e.g. mid-exit) report an empty pool,
+     * never an uninitialised one. */
+    if (!vsched_pool_info(vsched_core, &info)) {
+        memset(&info, 0, sizeof(info));
+    }
     out->shared = info.shared;
     out->name = g_strdup(info.name);
     out->slots = info.slots;

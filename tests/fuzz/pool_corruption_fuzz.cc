@@ -135,7 +135,8 @@ int run_member(const std::string &name, int idx, uint64_t run_ns, int ready_fd)
         for (int v = 0; v < kVcpus; v++) {
             VcpuInfo vi;
             core->vcpu_info(v, &vi);
-            uint64_t idle = now_ns() - last_grant[v].load();
+            const uint64_t last = last_grant[v].load(), now = now_ns();
+            const uint64_t idle = now > last ? now - last : 0; /* set meanwhile */
             if (idle > kStallNs) {
                 std::fprintf(stderr, "member %d: vCPU %d got no slot for %.1f s (stall)\n", idx,
                              v, static_cast<double>(idle) / 1e9);

@@ -26,7 +26,7 @@ def pool_name(tag):
 
 
 def pool_path(name):
-    return "/dev/shm/vsched-" + name
+    return "/dev/shm/vsched-%d-%s" % (os.getuid(), name)
 
 
 @pytest.fixture

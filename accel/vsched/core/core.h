@@ -205,9 +205,11 @@ private:
                 f();
                 return;
             } catch (const PoolCorrupt &e) {
-                if (attempt > 0 || !pool_shared()) {
+                if (attempt > 0 || !shared_) {
                     throw; /* private pool: a bug */
                 }
+                /* (Another thread may have left the pool meanwhile: then
+                 * just run again on the private one.) */
                 leave_corrupt_pool(e.what());
             }
         }

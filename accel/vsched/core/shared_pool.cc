@@ -86,7 +86,7 @@ bool validate_pool_name(std::string_view name, std::string *err)
 
 std::string pool_shm_path(std::string_view name)
 {
-    return "/vsched-" + std::string(name);
+    return "/vsched-" + std::to_string(::getuid()) + "-" + std::string(name);
 }
 
 bool validate_pool_header(const void *bytes, size_t file_size, uid_t file_uid,
@@ -103,7 +103,8 @@ bool validate_pool_header(const void *bytes, size_t file_size, uid_t file_uid,
     };
     if (file_uid != uid) {
         return fail(" is owned by uid " + std::to_string(file_uid) + ", not by this uid " +
-                    std::to_string(uid) + "; refusing to use it");
+                    std::to_string(uid) + " whose name it has; refusing to use it (its "
+                    "owner made it, or it was planted: remove it or pick another name)");
     }
     if ((file_mode & 07777) != 0600) {
         char m[16];
@@ -168,6 +169,12 @@ static char *proc_stat_after_comm(int pid, char *buf, size_t len)
     }
     buf[n] = '\0';
     return std::strrchr(buf, ')');
+}
+
+uint64_t pid_namespace()
+{
+    struct stat st;
+    return ::stat("/proc/self/ns/pid", &st) == 0 ? static_cast<uint64_t>(st.st_ino) : 0;
 }
 
 bool proc_start_time(int pid, uint64_t *out)
@@ -297,6 +304,7 @@ std::unique_ptr<SharedPool> SharedPool::attach(std::string_view name, int nr_slo
             h.slice_ns = slice_ns;
             h.created_realtime_ns = realtime_ns();
             h.creator_pid = ::getpid();
+            h.pid_ns = pid_namespace();
             std::snprintf(h.name, sizeof h.name, "%.*s", static_cast<int>(name.size()),
                           name.data());
             __atomic_store_n(&h.magic, kPoolMagic, __ATOMIC_RELEASE);
@@ -355,6 +363,15 @@ std::unique_ptr<SharedPool> SharedPool::attach(std::string_view name, int nr_slo
                                       &msg)) {
                 ::close(rfd);
                 return fail(msg);
+            }
+            /* Liveness checks compare pids: they only mean something in
+             * the pool's pid namespace (a member elsewhere would reap the
+             * live members it cannot see). */
+            if (h.pid_ns != pid_namespace()) {
+                ::close(rfd);
+                return fail("vsched: pool " + quoted(name) + " (/dev/shm" + path +
+                            ") was made in another pid namespace (a container?); VMs of "
+                            "one pool must see each other's pids: use another pool name");
             }
             int wfd = ::shm_open(path.c_str(), O_RDWR | O_CLOEXEC, 0);
             struct stat st2;

@@ -1,8 +1,9 @@
 /*
  * vsched core: a slot pool shared by several QEMU processes (VMs).
  *
- * The pool lives in a POSIX shared-memory segment "/vsched-<name>"
- * (/dev/shm/vsched-<name>), mode 0600, created O_EXCL by the first VM.  Its
+ * The pool lives in a POSIX shared-memory segment "/vsched-<uid>-<name>"
+ * (/dev/shm/vsched-<uid>-<name>: names are per user, /dev/shm is not),
+ * mode 0600, created O_EXCL by the first VM.  Its
  * layout (ShmPool) is fixed-size and pointer-free:
  *
  *   ShmHeader   magic, layout version, header and total size, owner uid,
@@ -59,6 +60,8 @@ struct ShmHeader {
     int32_t creator_pid;
     uint32_t removed;       /* set (under the lock) by the last member */
     char name[kPoolNameMax + 8];
+    uint64_t pid_ns;        /* creator's pid namespace (inode): pids and
+                             * thread ids in the pool are from it */
 };
 
 struct ShmStats {
@@ -104,7 +107,8 @@ static_assert(std::is_standard_layout_v<ShmPool>);
 
 /* Name rules: 1..64 characters of [A-Za-z0-9._-], not "." or "..". */
 bool validate_pool_name(std::string_view name, std::string *err);
-std::string pool_shm_path(std::string_view name); /* "/vsched-<name>" */
+/* "/vsched-<uid>-<name>" for this process's (real) uid. */
+std::string pool_shm_path(std::string_view name);
 
 /*
  * Check a header read from a pool file of file_size bytes owned by
@@ -114,6 +118,10 @@ std::string pool_shm_path(std::string_view name); /* "/vsched-<name>" */
 bool validate_pool_header(const void *bytes, size_t file_size, uid_t file_uid,
                           unsigned file_mode, uid_t uid, int nr_slots, std::string_view name,
                           std::string *err);
+
+/* This process's pid namespace (the inode of /proc/self/ns/pid), 0 if
+ * unknown. */
+uint64_t pid_namespace();
 
 /* Process liveness: false if pid is gone or is another process now. */
 bool proc_start_time(int pid, uint64_t *out);

@@ -260,7 +260,7 @@ const char *vsched_trace_event_name(int event); /* NULL if out of range */
  * slots and one FIFO run queue.  See docs/design/shared-pool.rst.
  *
  * vsched_core_new_shared() joins pool `pool_name` (creating
- * /dev/shm/vsched-<pool_name>, mode 0600, if it does not exist) with
+ * /dev/shm/vsched-<uid>-<pool_name>, mode 0600, if it does not exist) with
  * nr_vcpus vCPUs.  Returns NULL with a message in err when refused: bad
  * name, a pool of another uid, another mode, a bad magic, another layout
  * version, a corrupt or truncated file, another pcpus (both numbers are

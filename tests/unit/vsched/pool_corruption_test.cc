@@ -598,5 +598,72 @@ TEST(PoolFiles, OutsideUnlinkIsReportedOnceAndAnotherPoolIsNeverUnlinked)
     EXPECT_EQ(count_lines_with(err, "was removed or replaced from outside"), 2) << err;
 }
 
+TEST(PoolFiles, JoinFromAnotherPidNamespaceIsRefused)
+{
+    std::string name = unique_name("pidns");
+    PoolFileGuard guard{name};
+    std::string err;
+    int rc = run_child([&] {
+        Vm a;
+        std::string e;
+        if (!a.join(name, 2, 2, &e)) {
+            return 2;
+        }
+        if (::unshare(CLONE_NEWPID) != 0) {
+            std::fprintf(stderr, "cannot make a pid namespace (needs root): %s\n",
+                         std::strerror(errno));
+            return 7;
+        }
+        pid_t kid = ::fork(); /* pid 1 of the new namespace */
+        if (kid == 0) {
+            Vm b;
+            std::string be;
+            if (b.join(name, 2, 2, &be)) {
+                ::_exit(3);
+            }
+            std::fprintf(stderr, "%s\n", be.c_str());
+            ::_exit(be.find("another pid namespace") != std::string::npos ? 0 : 4);
+        }
+        int st = 0;
+        ::waitpid(kid, &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            return 5;
+        }
+        return a.members() == 1 ? 0 : 6; /* nobody reaped */
+    }, 20'000'000'000ull, &err);
+    EXPECT_EQ(rc, 0) << err;
+}
+
+TEST(PoolFiles, AnotherUsersFileDoesNotBlockTheName)
+{
+    std::string name = unique_name("peruser");
+    PoolFileGuard guard{name};
+    const uid_t other = ::getuid() + 12345;
+    /* Another user's pool of the same name, and a file at the name alone
+     * (where pools used to live): neither is ours. */
+    const std::string theirs[] = {"/dev/shm/vsched-" + std::to_string(other) + "-" + name,
+                                  "/dev/shm/vsched-" + name};
+    for (const std::string &path : theirs) {
+        int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
+        ASSERT_GE(fd, 0) << path;
+        ASSERT_EQ(::write(fd, "not yours", 9), 9);
+        ::close(fd);
+        ASSERT_EQ(::chown(path.c_str(), other, static_cast<gid_t>(-1)), 0)
+            << "needs root: " << std::strerror(errno);
+    }
+    EXPECT_NE(pool_shm_path(name).find("-" + std::to_string(::getuid()) + "-"),
+              std::string::npos);
+    {
+        Vm a;
+        std::string e;
+        EXPECT_TRUE(a.join(name, 1, 1, &e)) << e;
+    }
+    for (const std::string &path : theirs) {
+        struct stat st;
+        EXPECT_EQ(::stat(path.c_str(), &st), 0) << path << " was removed";
+        ::unlink(path.c_str());
+    }
+}
+
 } // namespace
 } // namespace vsched::test

@@ -3,7 +3,7 @@
  * processes) share one pool of slots in POSIX shared memory.
  *
  * Every test uses its own pool name (with the pid) and removes
- * /dev/shm/vsched-<name> at the end.  Children never use gtest: they
+ * /dev/shm/vsched-<uid>-<name> at the end.  Children never use gtest: they
  * _exit() with a code the parent checks.
  */
 #include <gtest/gtest.h>
