@@ -103,12 +103,13 @@ void vsched_vtime_class_init(ObjectClass *oc)
     object_class_property_add_str(oc, "time", get_time, set_time);
     object_class_property_set_description(oc, "time",
         "vsched: time base of guest and scheduler: real (host clock) or "
-        "virtual (instruction counts; needs -icount shift=N,sleep=off)");
+        "virtual (instruction counts; needs -icount shift=N,sleep=off) "
+        "(fixed at start)");
     object_class_property_add(oc, "quantum", "uint64", get_quantum,
                               set_quantum, NULL, NULL);
     object_class_property_set_description(oc, "quantum",
         "vsched: time=virtual: instructions per slot per round "
-        "(1000-10000000, default 10000)");
+        "(1000-10000000, default 10000; fixed at start)");
 }
 
 static G_NORETURN void refuse(const char *why, const char *fix)

@@ -13,8 +13,9 @@ try:
 except ImportError:  # pragma: no cover - Python < 3.11
     tomllib = None
 
-# Policies when no QEMU binary can be asked (host.qemu_policies asks it).
-POLICIES = ("none", "vanilla", "ipi", "ipi-prio")
+# Policies when no QEMU binary can be asked (host.qemu_policies asks it):
+# the ones this tree's core registers (accel/vsched/core/policy_*.cc).
+POLICIES = ("none", "vanilla", "ipi", "ipi-prio", "ipi-v2", "random")
 # relaxed-boost applies to the IPI-aware policies (ipi, ipi-prio, ipi-v2...):
 # those get a "/strict" variant; the others run with it on only.
 RELAXED_PREFIX = "ipi"
