@@ -34,6 +34,17 @@ Scheduler::Scheduler(PoolState *shared, int member, int nr_slots, uint64_t slice
     }
 }
 
+/* g's index inside member m, checked against m's shared vCPU range (both
+ * are shared data another process may have written). */
+int Scheduler::remote_index(int m, int g) const
+{
+    int64_t local = int64_t{g} - shm_load(state_->member[m].base);
+    if (local < 0 || local >= shm_load(state_->member[m].nr_vcpus) || local >= kMaxVcpus) {
+        pool_corrupt("member base", local);
+    }
+    return static_cast<int>(local);
+}
+
 void Scheduler::fx_kick(int g)
 {
     if (own(g)) {
@@ -42,7 +53,7 @@ void Scheduler::fx_kick(int g)
     }
     int m = pool_.member_of(g);
     if (m >= 0) {
-        fx_->kick_remote(m, g - shm_load(state_->member[m].base));
+        fx_->kick_remote(m, remote_index(m, g));
     }
 }
 
@@ -54,7 +65,7 @@ void Scheduler::fx_wake(int g)
     }
     int m = pool_.member_of(g);
     if (m >= 0) {
-        fx_->wake_remote(m, g - shm_load(state_->member[m].base));
+        fx_->wake_remote(m, remote_index(m, g));
     }
 }
 
@@ -507,7 +518,7 @@ bool Scheduler::repair()
         int m = s.vcpu_member[g];
         if (m != kNone && (m < 0 || m >= kMaxMembers || !s.member[m].active ||
                            g < s.member[m].base ||
-                           g >= s.member[m].base + s.member[m].nr_vcpus)) {
+                           g >= int64_t{s.member[m].base} + s.member[m].nr_vcpus)) {
             s.vcpu_member[g] = static_cast<int16_t>(kNone);
             fixed = true;
         }
@@ -547,14 +558,16 @@ bool Scheduler::repair()
         }
     }
     /* Free stack: every slot without an owner, slot 0 on top. */
+    /* Counted locally: another process may write free_top meanwhile. */
     int old_top = s.free_top;
-    s.free_top = 0;
+    int top = 0;
     for (int sl = nslots_ - 1; sl >= 0; sl--) {
         if (s.slot_owner[sl] == kNone) {
-            s.free_stack[s.free_top++] = sl;
+            s.free_stack[top++] = sl;
         }
     }
-    fixed |= old_top != s.free_top;
+    s.free_top = top;
+    fixed |= old_top != top;
     /* Run queue: the queued vCPUs in queued_at order (FIFO). */
     std::vector<int> q;
     for (int g = 0; g < id_space_; g++) {
@@ -591,12 +604,14 @@ bool Scheduler::check_invariants(std::string *why) const
     if (s.nr_vcpus != id_space_ || s.nr_slots != nslots_) {
         return fail("pool sizes changed");
     }
-    if (s.free_top < 0 || s.free_top > nslots_) {
+    /* Loaded once: another process may write it while we look. */
+    const int free_top = shm_load(s.free_top);
+    if (free_top < 0 || free_top > nslots_) {
         return fail("free_top out of range");
     }
     int owned = 0;
     std::vector<int> slot_seen(nslots_, 0);
-    for (int i = 0; i < s.free_top; i++) {
+    for (int i = 0; i < free_top; i++) {
         int sl = s.free_stack[i];
         if (sl < 0 || sl >= nslots_ || slot_seen[sl]++) {
             return fail("free stack corrupt at " + std::to_string(i));
@@ -620,10 +635,10 @@ bool Scheduler::check_invariants(std::string *why) const
                         " is not running on it");
         }
     }
-    if (owned + s.free_top != nslots_) {
+    if (owned + free_top != nslots_) {
         return fail("slot count not conserved");
     }
-    if (s.free_top > 0 && s.q_len > 0) {
+    if (free_top > 0 && s.q_len > 0) {
         return fail("a slot is free while vCPUs are queued");
     }
     std::vector<int> in_q(id_space_, 0);

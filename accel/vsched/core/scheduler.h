@@ -157,6 +157,7 @@ private:
         return slot;
     }
     bool own(int g) const { return static_cast<unsigned>(g - base_) < static_cast<unsigned>(n_); }
+    int remote_index(int m, int g) const;
     void fx_kick(int g);
     void fx_wake(int g);
     void clear_hint(int g)

@@ -46,9 +46,11 @@ void SlotPool::init(int nr_vcpus, int nr_slots)
         s_->vcpu_member[v] = v < nr_vcpus ? 0 : static_cast<int16_t>(kNone);
     }
     /* Push in reverse so slot 0 is handed out first. */
+    int top = 0;
     for (int i = nr_slots - 1; i >= 0; i--) {
-        s_->free_stack[s_->free_top++] = i;
+        s_->free_stack[top++] = i;
     }
+    s_->free_top = top;
 }
 
 void SlotPool::init_empty(int nr_slots)
@@ -96,7 +98,18 @@ void SlotPool::enqueue_tail(int v)
         s_->q_head = v;
     }
     s_->q_tail = v;
-    s_->q_len++;
+    s_->q_len = checked_q_len() + 1;
+}
+
+/* The queue length is shared data: a value no queue can have is a corrupt
+ * pool, never an arithmetic overflow. */
+int32_t SlotPool::checked_q_len() const
+{
+    int32_t n = shm_load(s_->q_len);
+    if (n < 0 || n > kMaxVcpus) {
+        pool_corrupt("q_len", n);
+    }
+    return n;
 }
 
 void SlotPool::remove(int v)
@@ -118,7 +131,7 @@ void SlotPool::remove(int v)
         s_->q_tail = p;
     }
     s_->q_next[v] = s_->q_prev[v] = kNone;
-    s_->q_len--;
+    s_->q_len = checked_q_len() - 1;
 }
 
 int SlotPool::take_free_slot()

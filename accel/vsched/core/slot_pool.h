@@ -182,6 +182,7 @@ public:
     /* Run queue. */
     void enqueue_tail(int v);
     void remove(int v);       /* v must be queued */
+    int32_t checked_q_len() const;
     int head() const { return checked_or_none(s_->q_head, kMaxVcpus, "q_head"); }
     int queue_len() const { return shm_load(s_->q_len); }
     bool queued(int v) const;
