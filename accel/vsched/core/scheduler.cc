@@ -687,10 +687,11 @@ bool Scheduler::check_invariants(std::string *why) const
             continue;
         }
         members++;
-        if (ms.base < 0 || ms.nr_vcpus < 0 || ms.nr_vcpus > id_space_ - ms.base) {
+        const int b = shm_load(ms.base), n = shm_load(ms.nr_vcpus);
+        if (b < 0 || n < 0 || n > id_space_ - b) {
             return fail("member " + std::to_string(m) + " has a bad vCPU range");
         }
-        for (int g = ms.base; g < ms.base + ms.nr_vcpus; g++) {
+        for (int g = b; g < b + n; g++) {
             if (g < 0 || g >= id_space_ || s.vcpu_member[g] != m) {
                 return fail("member " + std::to_string(m) + " does not own its vCPU ids");
             }
