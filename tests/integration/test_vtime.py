@@ -166,9 +166,9 @@ def vtime_run(qemu, image_dir, tmp_path, smp, pcpus, workload="cpuloop",
 # (V vCPUs, P slots): elapsed is max(1, V/P) x the 1-vCPU time, within 2 %.
 # The full grid is in `make bench`. Known bug, open in issue 9: with more
 # vCPUs than slots AND more than one slot (4 on 2 here, 8 on 4 in the
-# bench grid) the result is 12 % over the model on a quiet host (exactly
-# 2.2445 here, every run) but within 2 % under host load: something
-# host-timed still steers the virtual schedule (docs/design/virtual-time.rst,
+# bench grid) some runs come out 12 % over the model (exactly 2.2445 here
+# each time) and others within 2 %: something host-timed still steers the
+# virtual schedule (docs/design/virtual-time.rst,
 # "Status"). It stays visible here as an expected failure until fixed.
 PHYSICS = [(2, 1), (2, 2),
            pytest.param(4, 2, marks=pytest.mark.xfail(
