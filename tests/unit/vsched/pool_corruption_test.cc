@@ -32,38 +32,21 @@
 
 #include "core.h"
 #include "real_host.h"
+#include "pool_test_util.h"
 #include "shared_pool.h"
 
 namespace vsched::test {
 namespace {
 
-uint64_t now_ns()
-{
-    return steady_now_ns();
-}
-
 std::string unique_name(const char *tag)
 {
-    static int seq = 0;
-    return std::string("c-") + tag + "-" + std::to_string(::getpid()) + "-" +
-           std::to_string(seq++);
+    return unique_pool_name("c-", tag);
 }
 
 struct PoolFileGuard {
     std::string name;
     ~PoolFileGuard() { ::shm_unlink(pool_shm_path(name).c_str()); }
 };
-
-Config small_config(int pcpus)
-{
-    Config c;
-    c.pcpus = pcpus;
-    c.slice_ns = 2 * kNsPerMs;
-    c.policy = policy_id("ipi-prio");
-    c.ple_gap_ns = 50'000;
-    c.ple_window_ns = 20'000;
-    return c;
-}
 
 struct Vm {
     std::unique_ptr<RealHost> host;

@@ -31,22 +31,16 @@
 
 #include "core.h"
 #include "real_host.h"
+#include "pool_test_util.h"
 #include "shared_pool.h"
 #include "vsched-core.h"
 
 namespace vsched::test {
 namespace {
 
-uint64_t now_ns()
-{
-    return steady_now_ns();
-}
-
 std::string unique_name(const char *tag)
 {
-    static int seq = 0;
-    return std::string("t-") + tag + "-" + std::to_string(::getpid()) + "-" +
-           std::to_string(seq++);
+    return unique_pool_name("t-", tag);
 }
 
 std::string shm_file(const std::string &name)
@@ -95,17 +89,6 @@ int count_fds()
         ::closedir(d);
     }
     return n;
-}
-
-Config small_config(int pcpus)
-{
-    Config c;
-    c.pcpus = pcpus;
-    c.slice_ns = 2 * kNsPerMs;
-    c.policy = policy_id("ipi-prio");
-    c.ple_gap_ns = 50'000;
-    c.ple_window_ns = 20'000;
-    return c;
 }
 
 /* A VM in one process: host, core, and (optionally) its mailbox and timer
