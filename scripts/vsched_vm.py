@@ -163,6 +163,9 @@ class Result:
         self.reason = None           # None when ok; see FAILURE_PATTERNS and VM.wait
         self.guest_seconds = None    # workload time measured in the guest
         self.wall_seconds = None     # host wall time from QEMU start to end
+        # host seconds from the guest's "vsched: workload=" line to its
+        # result line (the workload's host cost, boot excluded; 50 ms polls)
+        self.host_workload_seconds = None
         self.result = None           # parsed VSCHED-RESULT JSON
         self.log_path = None
         self.exit_code = None        # QEMU's exit code (None if killed by us)
@@ -178,6 +181,7 @@ class Result:
         return {
             "status": self.status, "reason": self.reason,
             "guest_seconds": self.guest_seconds, "wall_seconds": self.wall_seconds,
+            "host_workload_seconds": self.host_workload_seconds,
             "result": self.result, "log_path": self.log_path,
             "exit_code": self.exit_code, "failure_line": self.failure_line,
             "facts": self.facts, "qemu_stderr": self.qemu_stderr,
@@ -378,6 +382,7 @@ class VM:
         res.log_path = self.log_path
         deadline = self._t0 + timeout
         result_seen_at = None
+        workload_at = None
         timed_out = False
         pos = 0
         text = ""
@@ -387,8 +392,12 @@ class VM:
             if chunk:
                 text += chunk
                 pos += len(chunk.encode("utf-8", errors="surrogateescape"))
+            if workload_at is None and "vsched: workload=" in text:
+                workload_at = time.monotonic()
             if result_seen_at is None and RESULT_RE.search(text):
                 result_seen_at = time.monotonic()
+                if workload_at is not None:
+                    res.host_workload_seconds = result_seen_at - workload_at
             if rc is not None:
                 break
             now = time.monotonic()

@@ -12,7 +12,7 @@ from dataclasses import asdict
 
 import vsched_vm
 
-from vschedexp import host, report, stats, trials
+from vschedexp import expected, host, report, stats, trials
 from vschedexp.spec import SpecError, load_spec, raw_from, validate_spec
 
 
@@ -51,6 +51,15 @@ def parser():
                         "together (default) or every VM run on its own")
     p.add_argument("--resamples", type=int, default=stats.RESAMPLES,
                    help="bootstrap resamples per comparison (default %(default)s)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="time = \"virtual\" only: run this many trials at once (their "
+                        "results do not depend on the host's load; default 1)")
+    p.add_argument("--record-expected", action="store_true",
+                   help="virtual time, one seed: write the reductions against the baseline "
+                        "to SPEC.expected.toml (the CI regression's values)")
+    p.add_argument("--expect", action="store_true",
+                   help="compare the reductions with SPEC.expected.toml; exit status 4 "
+                        "when one moved (the message says how to re-record)")
     return p
 
 
@@ -73,12 +82,26 @@ def main(argv=None):
         path = path or os.path.join(host.REPO, "experiments", "bench.toml")
     if not path:
         p.error("a spec file is needed (or --bench)")
+    a.spec = path
     qemu = qemu_of(a)
     try:
         spec = spec_of(path, a, qemu)
     except SpecError as e:
         print("experiment: %s" % e, file=sys.stderr)
         return 2
+    if (a.record_expected or a.expect) and (spec["time"] != "virtual"
+                                            or spec["repetitions"] != 1):
+        print("experiment: --record-expected and --expect need time = \"virtual\" and one "
+              "seed (repetitions = 1): only then are the reductions exact", file=sys.stderr)
+        return 2
+    if a.jobs < 1:
+        p.error("--jobs: at least 1")
+    if a.jobs > 1 and (spec["time"] != "virtual" or a.until_ci):
+        print("experiment: --jobs needs time = \"virtual\" and no --until-ci: in real "
+              "time concurrent trials slow each other down", file=sys.stderr)
+        return 2
+    if a.record_expected and a.expect:
+        p.error("--record-expected and --expect exclude each other")
     if a.until_ci and a.max_reps < spec["repetitions"]:
         print("experiment: --max-reps %d is below the spec's %d repetitions"
               % (a.max_reps, spec["repetitions"]), file=sys.stderr)
@@ -150,7 +173,9 @@ def run(spec, args, qemu, opts):
             print("experiment: %s" % e, file=sys.stderr)
             return 2
     has_pool = host.qemu_has_pool(qemu)
-    refused = trials.refused_points(spec, has_pool)
+    vtime_refusal = (host.qemu_vtime_pool_refusal(qemu)
+                     if spec["time"] == "virtual" and has_pool else None)
+    refused = trials.refused_points(spec, has_pool, vtime_refusal)
     run_id = args.run_id or "%s-%s-%d" % (spec["name"], time.strftime("%Y%m%d-%H%M%S"),
                                           os.getpid())
     outdir = os.path.abspath(args.out or os.path.join(host.REPO, "build", "results", run_id))
@@ -159,29 +184,54 @@ def run(spec, args, qemu, opts):
     meta = {"run_id": run_id, "qemu": qemu, "qemu_version": host.qemu_version(qemu),
             "qemu_has_pool": has_pool, "git_commit": host.git_commit(), "image": image,
             "host": socket.gethostname(), "host_cpus": os.cpu_count() or 0,
-            "python": platform.python_version(),
+            "python": platform.python_version(), "spec_path": os.path.abspath(args.spec),
+            "jobs": args.jobs,
             "started_at": datetime.datetime.now().isoformat(timespec="seconds")}
     if args.until_ci:
         meta["until_ci"] = {"target": args.until_ci, "max_reps": args.max_reps, "points": {}}
     planned = [t for t in trials.plan(spec) if t.point not in refused]
     for pid, msg in refused.items():
         print("experiment: %s: %s" % (pid, msg), file=sys.stderr)
-    print("experiment %s: %s%d trials (%d VM runs) -> %s" % (
+    print("experiment %s: %s%d trials (%d VM runs, %s time) -> %s" % (
         spec["name"], "at least " if args.until_ci else "", len(planned),
-        sum(t.vms for t in planned), outdir), flush=True)
+        sum(t.vms for t in planned), spec["time"], outdir), flush=True)
     rows = []
     status = _run_all(spec, args, qemu, opts, dict(meta, outdir=outdir), meta, rows, refused,
                       None if args.until_ci else len(planned))
     print()
-    report.write_report(outdir, spec, meta, rows, refused, opts)
+    points = report.write_report(outdir, spec, meta, rows, refused, opts)
     print("results: %s" % os.path.join(outdir, "runs.csv"))
     if status:
         return status
+    if args.record_expected or args.expect:
+        return _expected(spec, args, meta, points)
     failed = sum(r["status"] != "ok" for r in rows)
     if failed:
         print("experiment: %d of %d runs failed" % (failed, len(rows)), file=sys.stderr)
         return 1
     return 3 if refused else 0
+
+
+def _expected(spec, args, meta, points):
+    """--record-expected writes SPEC.expected.toml, --expect compares with it
+    (exit status 4 when a reduction moved)."""
+    path = expected.expected_path(args.spec)
+    try:
+        if args.record_expected:
+            red = expected.write(path, spec, points, meta, args.spec)
+            print("expected reductions recorded in %s: %s" % (path, red))
+            return 0
+        diffs = expected.differences(expected.load(path), spec, points)
+    except expected.ExpectedError as e:
+        print("experiment: %s" % e, file=sys.stderr)
+        return 2
+    if diffs:
+        print("experiment: the reductions differ from %s:\n  %s\nIf the change is intended, "
+              "re-record them: %s" % (path, "\n  ".join(diffs),
+                                     expected.record_command(args.spec)), file=sys.stderr)
+        return 4
+    print("expected reductions: all match %s" % path)
+    return 0
 
 
 def _run_all(spec, args, qemu, opts, ctx, meta, rows, refused, total):
@@ -195,7 +245,8 @@ def _run_all(spec, args, qemu, opts, ctx, meta, rows, refused, total):
         reached = trials.run_points(
             spec, _trial_runner(spec, ctx, args, qemu), rows, opts, skip=refused,
             until_ci=args.until_ci, max_reps=args.max_reps,
-            on_trial=_progress(spec, meta, rows, refused, ctx["outdir"], t_start, total))
+            on_trial=_progress(spec, meta, rows, refused, ctx["outdir"], t_start, total),
+            jobs=args.jobs)
         if args.until_ci:
             meta["until_ci"]["points"] = {k: asdict(v) for k, v in reached.items()}
     except SetupBroke as e:

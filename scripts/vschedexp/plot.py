@@ -43,8 +43,11 @@ def plot(spec, points, path):
     bx.set_xticklabels([p["point"] for p in shown], fontsize=8)
     ax.set_ylabel("guest latency, s (median, min..max)")
     bx.set_ylabel("reduction vs %s, %% (95 %% interval)" % base)
-    ax.set_title("%s: %d vCPUs/VM on %d slots; below: reduction vs %s, dotted: series v3"
-                 % (spec["name"], spec["vcpus"], spec["pcpus"], base), fontsize=9)
+    from vschedexp.spec import vcpus_text
+    ax.set_title("%s: %s vCPUs/VM on %d slots%s; below: reduction vs %s, dotted: series v3"
+                 % (spec["name"], vcpus_text(spec), spec["pcpus"],
+                    ", virtual time" if spec.get("time") == "virtual" else "", base),
+                 fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

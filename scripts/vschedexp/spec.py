@@ -20,6 +20,14 @@ POLICIES = ("none", "vanilla", "ipi", "ipi-prio", "ipi-v2", "random")
 # those get a "/strict" variant; the others run with it on only.
 RELAXED_PREFIX = "ipi"
 SIZES = ("small", "large")
+TIME_BASES = ("real", "virtual")
+# time = "virtual": -icount shift (one instruction is 2^shift ns) and the
+# scheduler's quantum (instructions per slot per round); the ranges are
+# QEMU's (docs/design/virtual-time.rst). The seed of repetition r is
+# seed + r (QEMU's -seed).
+SHIFT_RANGE = (0, 10)
+QUANTUM_RANGE = (1000, 10000000)
+SEED_RANGE = (0, 1 << 31)
 
 
 class SpecError(Exception):
@@ -31,7 +39,7 @@ SPEC_FIELDS = {
     "description": "free text",
     "workloads": "list of {name, size, args, threads, memory_mb}",
     "vms": "list of VM counts per point",
-    "vcpus": "vCPUs per VM",
+    "vcpus": "vCPUs per VM, or a list: one per entry of vms",
     "pcpus": "pool slots per point",
     "policies": "list of directed-yield policies (the binary's, e.g. none, vanilla, ipi)",
     "relaxed_boost": "list of booleans, for the ipi* policies",
@@ -45,6 +53,10 @@ SPEC_FIELDS = {
     "accel_extra": "extra -accel tcg properties, e.g. slice=4ms",
     "memory_mb": "guest memory per VM (default 192 + 32 per vCPU)",
     "image": "guest image directory",
+    "time": "real|virtual: the time base (virtual: -icount, lockstep rounds)",
+    "shift": "time = virtual: -icount shift (0..10, default 0)",
+    "quantum": "time = virtual: instructions per slot per round (1000..10000000)",
+    "seed": "time = virtual: -seed of the first repetition (repetition r: seed + r)",
 }
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 WORKLOAD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -59,6 +71,34 @@ def _int(spec, field, lo, hi, default=None):
     if not lo <= v <= hi:
         raise SpecError("field '%s': %d out of range %d..%d" % (field, v, lo, hi))
     return v
+
+
+def _vcpus(raw, vms):
+    """vCPUs per VM: one integer, or one per VM count (e.g. 1 VM x 8, 2 x 4)."""
+    v = raw.get("vcpus")
+    if not isinstance(v, list):
+        return _int(raw, "vcpus", 1, 288)
+    if len(v) != len(vms):
+        raise SpecError("field 'vcpus': a list needs one entry per entry of vms (%d), got %d"
+                        % (len(vms), len(v)))
+    for x in v:
+        _int({"vcpus": x}, "vcpus", 1, 288)
+    if len(set(vms)) != len(vms):
+        raise SpecError("field 'vms': a list of vcpus needs distinct VM counts")
+    return list(v)
+
+
+def vcpus_of(spec, nvms):
+    """vCPUs per VM at a VM count."""
+    v = spec["vcpus"]
+    return v[spec["vms"].index(nvms)] if isinstance(v, list) else v
+
+
+def vcpus_text(spec):
+    v = spec["vcpus"]
+    if not isinstance(v, list):
+        return "%d" % v
+    return "/".join(map(str, v)) + " (at %s VMs)" % "/".join(map(str, spec["vms"]))
 
 
 def variant_label(policy, relaxed):
@@ -158,7 +198,7 @@ def validate_spec(raw, policies=None):
             any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 64 for v in vms)):
         raise SpecError("field 'vms': expected a list of integers 1..64, got %r" % (vms,))
     s["vms"] = list(vms)
-    s["vcpus"] = _int(raw, "vcpus", 1, 288)
+    s["vcpus"] = _vcpus(raw, s["vms"])
     s["pcpus"] = _int(raw, "pcpus", 1, 4096)
     s["repetitions"] = _int(raw, "repetitions", 1, 10000, default=1)
     s["timeout"] = _int(raw, "timeout", 10, 86400, default=600)
@@ -234,7 +274,7 @@ def validate_spec(raw, policies=None):
     for kv in filter(None, extra.split(",")):
         k = kv.split("=", 1)[0]
         if k in ("vcpu-sched", "pcpus", "directed-yield", "relaxed-boost", "stats-file",
-                 "pool", "thread"):
+                 "pool", "thread", "time", "quantum"):
             raise SpecError("field 'accel_extra': %r is set by the runner" % k)
     s["accel_extra"] = extra
     mem = raw.get("memory_mb")
@@ -245,7 +285,33 @@ def validate_spec(raw, policies=None):
     if img is not None and not isinstance(img, str):
         raise SpecError("field 'image': expected a path")
     s["image"] = img
+    s.update(_time_fields(raw))
     return s
+
+
+def _time_fields(raw):
+    """time, shift, quantum, seed: the last three only with time = "virtual"."""
+    tb = raw.get("time", "real")
+    if tb not in TIME_BASES:
+        raise SpecError("field 'time': %r is not one of %s" % (tb, "|".join(TIME_BASES)))
+    if tb == "real":
+        for k in ("shift", "quantum", "seed"):
+            if raw.get(k) is not None:
+                raise SpecError("field '%s': only with time = \"virtual\" (this spec's time "
+                                "is real)" % k)
+        return {"time": "real", "shift": None, "quantum": None, "seed": None}
+    return {"time": "virtual",
+            "shift": _int(raw, "shift", *SHIFT_RANGE, default=0),
+            "quantum": (None if raw.get("quantum") is None
+                        else _int(raw, "quantum", *QUANTUM_RANGE)),
+            "seed": _int(raw, "seed", *SEED_RANGE, default=1)}
+
+
+def seed_of(spec, rep):
+    """QEMU's -seed of repetition rep (virtual time), else None."""
+    if spec.get("time") != "virtual":
+        return None
+    return spec["seed"] + rep
 
 
 def raw_from(spec):

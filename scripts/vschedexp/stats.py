@@ -30,6 +30,10 @@ MIN_UNITS = 3
 UNITS = ("trial", "run")
 
 FASTER, SLOWER, NOISE, TOO_FEW = "faster", "slower", "inside noise", "too few"
+# Virtual time, one seed a side: the run is deterministic, so the reduction
+# is the model's value, not a sample: no interval, no test, a sign.
+EXACT_FASTER, EXACT_SLOWER, EXACT_EQUAL = "faster (exact)", "slower (exact)", "equal (exact)"
+EXACT = (EXACT_FASTER, EXACT_SLOWER, EXACT_EQUAL)
 
 
 @dataclass(frozen=True)
@@ -110,9 +114,17 @@ def _boot_medians(groups, rng, resamples):
     return np.median(draws, axis=1)
 
 
-def compare(variant, ref, groups_x, groups_ref, key, opts=None):
+def exact_verdict(red):
+    if red > 0:
+        return EXACT_FASTER
+    return EXACT_SLOWER if red < 0 else EXACT_EQUAL
+
+
+def compare(variant, ref, groups_x, groups_ref, key, opts=None, exact=False):
     """Compare two cells' latencies. groups_*: a list of units, each a list of
-    latencies (one trial's VM runs, or a single run). key seeds the bootstrap."""
+    latencies (one trial's VM runs, or a single run). key seeds the bootstrap.
+    exact: the runs are deterministic (virtual time), so one trial a side is
+    the answer (an exact verdict); more trials a side (seeds) are samples."""
     opts = opts or Options()
     groups_x = [list(g) for g in groups_x if len(g)]
     groups_ref = [list(g) for g in groups_ref if len(g)]
@@ -122,6 +134,8 @@ def compare(variant, ref, groups_x, groups_ref, key, opts=None):
     med_x = float(np.median(np.concatenate(groups_x)))
     med_ref = float(np.median(np.concatenate(groups_ref)))
     red = reduction(med_x, med_ref)
+    if exact and n == 1 and n_ref == 1 and opts.unit == "trial":
+        return Comparison(variant, ref, n, n_ref, red, None, None, None, exact_verdict(red))
     if n < opts.min_units or n_ref < opts.min_units:
         return Comparison(variant, ref, n, n_ref, red, None, None, None, TOO_FEW)
     rng = np.random.default_rng([opts.seed, zlib.crc32(key.encode())])

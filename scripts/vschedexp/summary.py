@@ -37,13 +37,14 @@ def summarize(spec, rows, refused, opts=None):
             rs = _cell_rows(rows, pid, v["label"])
             units[v["label"]] = stats.units_of(rs, opts.unit)
             p["variants"].append(_variant_entry(v["label"], rs))
+        exact = is_virtual(spec)
         for e in p["variants"]:
             e["reduction"], e["stats"] = {}, {}
             for ref in [spec["baseline"]] + spec["compare"]:
-                c = _compare(pid, e["variant"], ref, units, opts)
+                c = _compare(pid, e["variant"], ref, units, opts, exact)
                 e["reduction"][ref] = c.reduction
                 e["stats"][ref] = c.as_dict()
-        p["series"] = _series_cell(w["name"], point.vms, pid, units, opts)
+        p["series"] = _series_cell(w["name"], point.vms, pid, units, opts, exact)
         points.append(p)
     return points
 
@@ -66,22 +67,31 @@ def _variant_entry(label, rs):
     return e
 
 
-def _compare(pid, label, ref, units, opts):
+def is_virtual(spec):
+    """Virtual-time runs are deterministic: one seed a side is exact."""
+    return spec.get("time") == "virtual"
+
+
+def _compare(pid, label, ref, units, opts, exact=False):
     if label == ref:
         return stats.Comparison(label, ref, len(units[label]), len(units[ref]), 0.0 if
                                 units[label] else None, None, None, None, "reference")
     return stats.compare(label, ref, units[label], units[ref], "%s|%s|%s" % (pid, label, ref),
-                         opts)
+                         opts, exact)
 
 
-def _series_cell(workload, nvms, pid, units, opts):
+def _series_cell(workload, nvms, pid, units, opts, exact=False):
     """The series' cell of this point, or None: reproduced only when the
-    interval of ipi vs vanilla excludes 0 with the series' sign and p < 0.05 (its verdict)."""
+    interval of ipi vs vanilla excludes 0 with the series' sign and p < 0.05
+    (its verdict), or, exact (virtual time, one seed), has the series' sign."""
     published = SERIES.get(workload, {}).get(nvms)
     if published is None or SERIES_VARIANT not in units or SERIES_REF not in units:
         return None
-    c = _compare(pid, SERIES_VARIANT, SERIES_REF, units, opts)
-    want = stats.FASTER if published > 0 else stats.SLOWER
+    c = _compare(pid, SERIES_VARIANT, SERIES_REF, units, opts, exact)
+    if c.verdict in stats.EXACT:
+        want = stats.EXACT_FASTER if published > 0 else stats.EXACT_SLOWER
+    else:
+        want = stats.FASTER if published > 0 else stats.SLOWER
     inside = c.ci_low is not None and c.ci_low <= published <= c.ci_high
     return {"published": published, "comparison": c.as_dict(),
             "reproduced": c.verdict == want, "published_inside": inside}
@@ -98,7 +108,7 @@ def cell_width(spec, rows, pid, opts):
     baseline; None while one of them has none (too few units)."""
     units = {v["label"]: stats.units_of(_cell_rows(rows, pid, v["label"]), opts.unit)
              for v in spec["variants"]}
-    widths = [_compare(pid, lab, spec["baseline"], units, opts).ci_width
+    widths = [_compare(pid, lab, spec["baseline"], units, opts, is_virtual(spec)).ci_width
               for lab in units if lab != spec["baseline"]]
     if not widths or None in widths:
         return None

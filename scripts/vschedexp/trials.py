@@ -2,6 +2,7 @@
 the VMs of a point started together on one pool), and the loop over points
 with the --until-ci stopping rule."""
 
+import concurrent.futures
 import datetime
 import json
 import os
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 import vsched_vm
 
 from vschedexp import summary
-from vschedexp.spec import points_of
+from vschedexp.spec import points_of, seed_of, vcpus_of
 
 # Latency: the workload's region of interest when it reports one.
 LATENCY_KEYS = ("roi_seconds", "hackbench_seconds", "seconds")
@@ -22,7 +23,7 @@ ROW_FIELDS = [
     "run_id", "spec", "trial", "point", "workload", "size", "args", "vms", "vm_index", "vcpus",
     "pcpus", "pool_mode", "pool", "policy", "relaxed_boost", "variant", "rep", "order",
     "status", "reason", "latency_seconds", "latency_key", "guest_seconds", "boot_seconds",
-    "wall_seconds", "check", "roundtrip", "size_check", "failure_line", "memory_mb",
+    "wall_seconds", "time", "icount", "seed", "virtual_seconds", "host_seconds", "check", "roundtrip", "size_check", "failure_line", "memory_mb",
     "threads", "timeout", "accel", "qemu", "qemu_version", "git_commit", "host", "host_cpus",
     "started_at", "log", "stats_file", "result_json",
 ]
@@ -54,19 +55,52 @@ def plan(spec):
             for t in round_trials(spec, p, rep)]
 
 
-def refused_points(spec, has_pool):
-    """Points this QEMU cannot run, as {point: message}."""
+def refused_points(spec, has_pool, vtime_pool_refusal=None):
+    """Points this QEMU cannot run, as {point: message}. vtime_pool_refusal:
+    QEMU's message when it refuses pool= with time=virtual (None: accepted)."""
     out = {}
-    if spec["pool"] == "shared" and not has_pool:
-        for w in spec["workloads"]:
-            for nvms in spec["vms"]:
-                if nvms > 1:
-                    out["%s-%s-%dvm" % (w["name"], w["size"], nvms)] = (
-                        "refused: %d VMs on one shared pool need QEMU's pool= property "
-                        "(-accel tcg,pool=NAME), which this build lacks "
-                        "(qemu-system-x86_64 -accel tcg,help); set pool = \"separate\" "
-                        "to give each VM its own %d slots instead" % (nvms, spec["pcpus"]))
+    if spec["pool"] != "shared":
+        return out
+    for w in spec["workloads"]:
+        for nvms in spec["vms"]:
+            if nvms < 2:
+                continue
+            pid = "%s-%s-%dvm" % (w["name"], w["size"], nvms)
+            if not has_pool:
+                out[pid] = (
+                    "refused: %d VMs on one shared pool need QEMU's pool= property "
+                    "(-accel tcg,pool=NAME), which this build lacks "
+                    "(qemu-system-x86_64 -accel tcg,help); set pool = \"separate\" "
+                    "to give each VM its own %d slots instead" % (nvms, spec["pcpus"]))
+            elif spec.get("time") == "virtual" and vtime_pool_refusal:
+                out[pid] = ("refused: %d VMs on one shared pool in virtual time: this QEMU "
+                            "refuses pool= with time=virtual (%s)" % (nvms, vtime_pool_refusal))
     return out
+
+
+def accel_of(spec, variant, stats_file, pool_name):
+    """The -accel value of one VM: real time runs MTTCG (one host thread per
+    vCPU), virtual time the single round-robin thread on instruction counts."""
+    thread = "single" if spec.get("time") == "virtual" else "multi"
+    accel = ("tcg,thread=%s,vcpu-sched=on,pcpus=%d,directed-yield=%s,relaxed-boost=%s,"
+             "stats-file=%s" % (thread, spec["pcpus"], variant["policy"],
+                                "on" if variant["relaxed_boost"] else "off", stats_file))
+    if spec.get("time") == "virtual":
+        accel += ",time=virtual"
+        if spec["quantum"] is not None:
+            accel += ",quantum=%d" % spec["quantum"]
+    if pool_name:
+        accel += ",pool=%s" % pool_name
+    if spec["accel_extra"]:
+        accel += "," + spec["accel_extra"]
+    return accel
+
+
+def icount_of(spec):
+    """-icount for virtual time (None in real time): a fixed shift, no sleep."""
+    if spec.get("time") != "virtual":
+        return None
+    return "shift=%d,sleep=off" % spec["shift"]
 
 
 # ---------------------------------------------------------------- run
@@ -96,15 +130,10 @@ def run_trial(spec, trial, ctx, tno):
 def _make_vm(spec, trial, ctx, tag, i, pool_name):
     w, v = trial.workload, trial.variant
     stats_file = os.path.join(ctx["outdir"], "stats", "%s-vm%d.json" % (tag, i))
-    accel = ("tcg,thread=multi,vcpu-sched=on,pcpus=%d,directed-yield=%s,relaxed-boost=%s,"
-             "stats-file=%s" % (spec["pcpus"], v["policy"],
-                                "on" if v["relaxed_boost"] else "off", stats_file))
-    if pool_name:
-        accel += ",pool=%s" % pool_name
-    if spec["accel_extra"]:
-        accel += "," + spec["accel_extra"]
-    vm = vsched_vm.VM(workload=w["name"], smp=spec["vcpus"], accel=accel,
+    accel = accel_of(spec, v, stats_file, pool_name)
+    vm = vsched_vm.VM(workload=w["name"], smp=vcpus_of(spec, trial.vms), accel=accel,
                       qemu=ctx["qemu"], image_dir=ctx["image"],
+                      icount=icount_of(spec), seed=seed_of(spec, trial.rep),
                       memory=w["memory_mb"] or spec["memory_mb"],
                       args=w["args"] or None, size=w["size"], threads=w["threads"],
                       extra_args=["-S"] if trial.vms > 1 else [],
@@ -114,9 +143,24 @@ def _make_vm(spec, trial, ctx, tag, i, pool_name):
     return vm, stats_file, accel
 
 
+# Every VM of a running trial, so that an interrupted run with --jobs can
+# stop the VMs of the trials still running in worker threads.
+_LIVE = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def kill_live_vms():
+    with _LIVE_LOCK:
+        vms = list(_LIVE)
+    for vm in vms:
+        vm.kill()
+
+
 def _run_together(spec, vms):
     """Start every VM, release them together, wait for all: their Results."""
     results = [None] * len(vms)
+    with _LIVE_LOCK:
+        _LIVE.update(vms)
 
     def waiter(i, vm):
         try:
@@ -144,6 +188,8 @@ def _run_together(spec, vms):
     finally:
         for vm in vms:
             vm.kill()
+        with _LIVE_LOCK:
+            _LIVE.difference_update(vms)
     return results
 
 
@@ -158,7 +204,7 @@ def _row(spec, trial, ctx, tno, i, made, pool_name, started, res):
         "run_id": ctx["run_id"], "spec": spec["name"], "trial": tno,
         "point": trial.point, "timeout": spec["timeout"],
         "workload": w["name"], "size": w["size"], "args": w["args"], "vms": trial.vms,
-        "vm_index": i, "vcpus": spec["vcpus"], "pcpus": spec["pcpus"],
+        "vm_index": i, "vcpus": vcpus_of(spec, trial.vms), "pcpus": spec["pcpus"],
         "pool_mode": spec["pool"] if trial.vms > 1 else "single", "pool": pool_name,
         "policy": v["policy"], "relaxed_boost": v["relaxed_boost"], "variant": v["label"],
         "rep": trial.rep, "order": trial.order,
@@ -168,6 +214,12 @@ def _row(spec, trial, ctx, tno, i, made, pool_name, started, res):
         "guest_seconds": res.guest_seconds if res.ok else None,
         "boot_seconds": r.get("boot_seconds"),
         "wall_seconds": round(res.wall_seconds, 3) if res.wall_seconds else None,
+        "time": spec.get("time", "real"), "icount": vm.icount or "",
+        "seed": seed_of(spec, trial.rep),
+        # in virtual time the guest's clock is the model's: its latency is exact
+        "virtual_seconds": lat if spec.get("time") == "virtual" else None,
+        "host_seconds": (round(res.host_workload_seconds, 3)
+                         if res.host_workload_seconds is not None else None),
         "check": check if checks else "", "roundtrip": r.get("roundtrip", ""),
         "size_check": r.get("size_check", ""), "failure_line": res.failure_line,
         "memory_mb": vm.memory, "threads": r.get("threads"), "accel": accel,
@@ -203,13 +255,20 @@ class CellStop:
 
 
 def run_points(spec, trial_fn, rows, opts, skip=(), until_ci=None, max_reps=None,
-               on_trial=None):
+               on_trial=None, jobs=1):
     """Run every point's repetitions, appending trial_fn(trial, tno)'s rows.
+
+    jobs > 1 (virtual time only: there a trial's result does not depend on
+    what else the host runs) runs that many trials at once; rows keep plan
+    order.
 
     With until_ci (percentage points): after the spec's repetitions, keep
     adding rounds to a point until its widest interval against the baseline
     is narrower than until_ci, or max_reps rounds ran. Returns, per point run
     that way, its CellStop."""
+    if jobs > 1 and until_ci is None:
+        _run_parallel(spec, trial_fn, rows, skip, on_trial, jobs)
+        return {}
     tno, reached = 0, {}
     for point in points_of(spec):
         if point.id in skip:
@@ -233,3 +292,30 @@ def run_points(spec, trial_fn, rows, opts, skip=(), until_ci=None, max_reps=None
                 reached[point.id] = CellStop(rep, width, until_ci, done)
                 break
     return reached
+
+
+def _run_parallel(spec, trial_fn, rows, skip, on_trial, jobs):
+    """The plan's trials, jobs at a time; rows appended in plan order, each
+    trial reported (on_trial) as it ends."""
+    todo = [t for t in plan(spec) if t.point not in skip]
+    done, lock = {}, threading.Lock()
+
+    def one(tno, trial):
+        trows = trial_fn(trial, tno)
+        with lock:
+            done[tno] = trows
+            rows[:] = [r for n in sorted(done) for r in done[n]]
+            if on_trial:
+                on_trial(trial, tno, trows)
+        return trows
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(one, n, t) for n, t in enumerate(todo, 1)]
+        try:
+            for f in futures:
+                f.result()
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            kill_live_vms()
+            raise
