@@ -41,7 +41,7 @@ VTIME_ICOUNT = "shift=0,sleep=off"
 VTIME_RTC = "base=2020-01-01T00:00:00,clock=vm"
 VTIME_SEED = 1
 
-RESULT_RE = re.compile(r"VSCHED-RESULT (\{.*\})\s*$")
+RESULT_RE = re.compile(r"VSCHED-RESULT (\{.*\})\s*$", re.M)
 
 # Kernel failure signatures, as (reason, regex). The earliest match in the log
 # is the reported reason.
@@ -166,6 +166,10 @@ class Result:
         # host seconds from the guest's "vsched: workload=" line to its
         # result line (the workload's host cost, boot excluded; 50 ms polls)
         self.host_workload_seconds = None
+        # CPU seconds QEMU used (user + system, all threads), read from /proc
+        # while it runs (the last 50 ms poll before it exits): the host cost
+        # of a run whatever else loads the host
+        self.cpu_seconds = None
         self.result = None           # parsed VSCHED-RESULT JSON
         self.log_path = None
         self.exit_code = None        # QEMU's exit code (None if killed by us)
@@ -182,6 +186,7 @@ class Result:
             "status": self.status, "reason": self.reason,
             "guest_seconds": self.guest_seconds, "wall_seconds": self.wall_seconds,
             "host_workload_seconds": self.host_workload_seconds,
+            "cpu_seconds": self.cpu_seconds,
             "result": self.result, "log_path": self.log_path,
             "exit_code": self.exit_code, "failure_line": self.failure_line,
             "facts": self.facts, "qemu_stderr": self.qemu_stderr,
@@ -387,6 +392,9 @@ class VM:
         pos = 0
         text = ""
         while True:
+            cpu = self.cpu_seconds()
+            if cpu is not None:
+                res.cpu_seconds = cpu
             rc = self.proc.poll()
             chunk = self._read_from(pos)
             if chunk:
@@ -449,6 +457,15 @@ class VM:
         else:
             res.reason = "no result line"
         return res
+
+    def cpu_seconds(self):
+        """QEMU's CPU time so far (utime + stime of /proc/PID/stat), or None."""
+        try:
+            with open("/proc/%d/stat" % self.proc.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
 
     def _read_from(self, pos):
         try:

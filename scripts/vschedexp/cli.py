@@ -13,7 +13,7 @@ from dataclasses import asdict
 import vsched_vm
 
 from vschedexp import expected, host, report, stats, trials
-from vschedexp.spec import SpecError, load_spec, raw_from, validate_spec
+from vschedexp.spec import SpecError, load_spec, raw_from, validate_spec, vcpus_of
 
 
 def parser():
@@ -35,6 +35,9 @@ def parser():
     p.add_argument("--run-id", help="run id (default NAME-DATE-PID)")
     p.add_argument("--reps", type=int, help="override 'repetitions'")
     p.add_argument("--pool", choices=("shared", "separate"), help="override 'pool'")
+    p.add_argument("--time", choices=("real", "virtual"),
+                   help="override 'time' (the same spec on the other time base; --time "
+                        "real drops shift, quantum and seed)")
     p.add_argument("--vms", help="override 'vms' (comma-separated VM counts)")
     p.add_argument("--workloads", help="keep only these workloads (comma-separated names)")
     p.add_argument("--no-build", action="store_true", help="do not (re)build the guest image")
@@ -136,18 +139,30 @@ def spec_of(path, a, qemu):
         over["repetitions"] = a.reps
     if a.pool:
         over["pool"] = a.pool
+    if a.time:
+        over["time"] = a.time
+        if a.time == "real":
+            over.update(shift=None, quantum=None, seed=None)
     if a.vms:
         try:
             over["vms"] = [int(x) for x in a.vms.split(",")]
         except ValueError:
             raise SpecError("--vms: expected comma-separated integers, got %r" % a.vms)
+        if isinstance(spec["vcpus"], list):
+            # vCPUs per VM count: keep those of the chosen counts
+            missing = [n for n in over["vms"] if n not in spec["vms"]]
+            if missing:
+                raise SpecError("--vms: %s not in the spec's vms %s (its vcpus is a list, "
+                                "one per VM count)" % (missing, spec["vms"]))
+            over["vcpus"] = [vcpus_of(spec, n) for n in over["vms"]]
     if a.workloads:
         keep = a.workloads.split(",")
         over["workloads"] = [w for w in spec["workloads"] if w["name"] in keep]
         if not over["workloads"]:
             raise SpecError("--workloads: none of %s in the spec" % keep)
     if over:
-        spec = validate_spec(dict(raw_from(spec), **over), policies)
+        raw = {k: v for k, v in dict(raw_from(spec), **over).items() if v is not None}
+        spec = validate_spec(raw, policies)
     return spec
 
 
@@ -294,7 +309,10 @@ def _progress(spec, meta, rows, refused, outdir, t_start, total):
 
     def on_trial(trial, n, trows):
         now = time.monotonic()
-        dt, el, last[0] = now - last[0], now - t_start, now
+        el = now - t_start
+        # the trial's own host time (with --jobs, trials overlap)
+        dt = max([r["wall_seconds"] or 0 for r in trows] or [now - last[0]])
+        last[0] = now
         where = "%d/%d %s, eta %s" % (n, total, fmt_dur(el), fmt_dur(el / n * (total - n))) \
             if total else "%d %s" % (n, fmt_dur(el))
         res = " ".join("%.2fs" % r["latency_seconds"] if r["status"] == "ok"

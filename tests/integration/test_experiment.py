@@ -312,9 +312,16 @@ def test_malformed_toml_refused(tmp_path):
 
 
 def test_shipped_specs_valid():
-    for name in ("default", "ci", "bench", "series"):
+    for name in ("default", "ci", "bench", "series", "series-real", "ci-vtime"):
         spec = experiment_spec.load_spec(os.path.join(REPO, "experiments", name + ".toml"))
         assert spec["name"] == name
+    # the series' shape in virtual time: 16 slots, 2/3/4 VMs of 16 vCPUs, every variant
+    series = experiment_spec.load_spec(os.path.join(REPO, "experiments", "series.toml"))
+    assert series["time"] == "virtual" and series["pool"] == "shared"
+    assert (series["vms"], series["vcpus"], series["pcpus"]) == ([2, 3, 4], 16, 16)
+    assert [w["name"] for w in series["workloads"]] == ["dedup", "vips"]
+    assert {v["label"] for v in series["variants"]} == {
+        "none", "vanilla", "ipi", "ipi/strict", "ipi-v2", "ipi-prio", "random"}
     bench = experiment_spec.load_spec(os.path.join(REPO, "experiments", "bench.toml"))
     assert bench["vms"] == [2, 3, 4] and bench["vcpus"] == 4 and bench["pcpus"] == 2
     # every VM of a point is a run: at least 5 runs per cell
