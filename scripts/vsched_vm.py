@@ -170,6 +170,7 @@ class Result:
         # while it runs (the last 50 ms poll before it exits): the host cost
         # of a run whatever else loads the host
         self.cpu_seconds = None
+        self.boot_cpu_seconds = None     # cpu_seconds at the "workload=" line
         self.result = None           # parsed VSCHED-RESULT JSON
         self.log_path = None
         self.exit_code = None        # QEMU's exit code (None if killed by us)
@@ -186,7 +187,7 @@ class Result:
             "status": self.status, "reason": self.reason,
             "guest_seconds": self.guest_seconds, "wall_seconds": self.wall_seconds,
             "host_workload_seconds": self.host_workload_seconds,
-            "cpu_seconds": self.cpu_seconds,
+            "cpu_seconds": self.cpu_seconds, "boot_cpu_seconds": self.boot_cpu_seconds,
             "result": self.result, "log_path": self.log_path,
             "exit_code": self.exit_code, "failure_line": self.failure_line,
             "facts": self.facts, "qemu_stderr": self.qemu_stderr,
@@ -402,6 +403,7 @@ class VM:
                 pos += len(chunk.encode("utf-8", errors="surrogateescape"))
             if workload_at is None and "vsched: workload=" in text:
                 workload_at = time.monotonic()
+                res.boot_cpu_seconds = res.cpu_seconds
             if result_seen_at is None and RESULT_RE.search(text):
                 result_seen_at = time.monotonic()
                 if workload_at is not None:

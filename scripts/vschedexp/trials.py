@@ -24,7 +24,7 @@ ROW_FIELDS = [
     "pcpus", "pool_mode", "pool", "policy", "relaxed_boost", "variant", "rep", "order",
     "status", "reason", "latency_seconds", "latency_key", "guest_seconds", "boot_seconds",
     "wall_seconds", "time", "icount", "seed", "virtual_seconds", "host_seconds",
-    "cpu_seconds", "check", "roundtrip", "size_check", "failure_line", "memory_mb",
+    "cpu_seconds", "boot_cpu_seconds", "check", "roundtrip", "size_check", "failure_line", "memory_mb",
     "threads", "timeout", "accel", "qemu", "qemu_version", "git_commit", "host", "host_cpus",
     "started_at", "log", "stats_file", "result_json",
 ]
@@ -222,6 +222,8 @@ def _row(spec, trial, ctx, tno, i, made, pool_name, started, res):
         "host_seconds": (round(res.host_workload_seconds, 3)
                          if res.host_workload_seconds is not None else None),
         "cpu_seconds": round(res.cpu_seconds, 2) if res.cpu_seconds is not None else None,
+        "boot_cpu_seconds": (round(res.boot_cpu_seconds, 2)
+                             if res.boot_cpu_seconds is not None else None),
         "check": check if checks else "", "roundtrip": r.get("roundtrip", ""),
         "size_check": r.get("size_check", ""), "failure_line": res.failure_line,
         "memory_mb": vm.memory, "threads": r.get("threads"), "accel": accel,
