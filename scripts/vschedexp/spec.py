@@ -286,6 +286,10 @@ def validate_spec(raw, policies=None):
         raise SpecError("field 'image': expected a path")
     s["image"] = img
     s.update(_time_fields(raw))
+    if s["time"] == "virtual" and s["pool"] == "separate" and max(s["vms"]) > 1:
+        raise SpecError("field 'pool': \"separate\" with time = \"virtual\": VMs on "
+                        "separate pools each have their own virtual clock and slots and "
+                        "never compete; use pool = \"shared\"")
     return s
 
 

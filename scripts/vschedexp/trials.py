@@ -24,7 +24,8 @@ ROW_FIELDS = [
     "pcpus", "pool_mode", "pool", "policy", "relaxed_boost", "variant", "rep", "order",
     "status", "reason", "latency_seconds", "latency_key", "guest_seconds", "boot_seconds",
     "wall_seconds", "time", "icount", "seed", "virtual_seconds", "host_seconds",
-    "cpu_seconds", "boot_cpu_seconds", "check", "roundtrip", "size_check", "failure_line", "memory_mb",
+    "cpu_seconds", "boot_cpu_seconds", "check", "roundtrip", "size_check", "failure_line",
+    "memory_mb",
     "threads", "timeout", "accel", "qemu", "qemu_version", "git_commit", "host", "host_cpus",
     "started_at", "log", "stats_file", "result_json",
 ]

@@ -66,6 +66,7 @@ def write_json(tmp_path, spec):
     ({"accel_extra": "time=real"}, "field 'accel_extra': 'time' is set by the runner"),
     ({"vcpus": [8]}, "field 'vcpus': a list needs one entry per entry of vms (2), got 1"),
     ({"vcpus": [8, 0]}, "field 'vcpus': 0 out of range"),
+    ({"pool": "separate"}, "field 'pool': \"separate\" with time = \"virtual\""),
 ])
 def test_bad_time_keys_refused(tmp_path, change, message):
     r = experiment(["--check", write_json(tmp_path, dict(VALID, **change))])
