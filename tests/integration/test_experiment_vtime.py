@@ -278,3 +278,32 @@ def test_two_vms_share_one_virtual_time(ci_vtime):
         assert ",time=virtual" in row["accel"] and "pool=%s" % row["pool"] in row["accel"]
         by_trial.setdefault(row["trial"], []).append(row)
     assert all(len(v) == 2 and len({x["pool"] for x in v}) == 1 for v in by_trial.values())
+
+
+def test_jobs_run_trials_at_once_rows_in_plan_order():
+    """--jobs: trials overlap, rows stay in plan order, each trial once."""
+    import threading
+    import time as _time
+    spec = experiment_spec.validate_spec(dict(VALID, vms=[1], repetitions=2,
+                                              workloads=["dedup", "vips"]))
+    running, peak, lock, seen = [0], [0], threading.Lock(), []
+
+    def fake(trial, tno):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        _time.sleep(0.05 * (tno % 3))   # finish out of order
+        with lock:
+            running[0] -= 1
+        return [{"trial": tno, "point": trial.point, "variant": trial.variant["label"],
+                 "rep": trial.rep}]
+
+    rows = []
+    reached = trials.run_points(spec, fake, rows, stats.Options(), jobs=2,
+                                on_trial=lambda t, n, r: seen.append(n))
+    plan = trials.plan(spec)
+    assert reached == {} and peak[0] == 2
+    assert [r["trial"] for r in rows] == list(range(1, len(plan) + 1))
+    assert [(r["point"], r["variant"], r["rep"]) for r in rows] == [
+        (t.point, t.variant["label"], t.rep) for t in plan]
+    assert sorted(seen) == list(range(1, len(plan) + 1))
