@@ -28,8 +28,10 @@
 #include "pool_test_util.h"
 #include "real_host.h"
 #include "shared_pool.h"
+#include "sim_host.h"
 #include "vtime.h"
 #include "vtime_barrier.h"
+#include "vtime_driver.h"
 
 namespace vsched::test {
 namespace {
@@ -242,6 +244,117 @@ TEST(VtimeBarrier, AStoppedVmLeavesTheRoundsAndRejoins)
     EXPECT_EQ(t.start, 4 * kQuantum);
     a.barrier->pass(kVtimeNoDeadline, false);
     EXPECT_EQ(a.barrier->counters().skipped_slow, 0u);
+}
+
+/* ---------------------------------------------------------- the model */
+
+/* CPU-bound vCPUs: each runs `work` instructions, then halts. */
+class Loops final : public VtimeVcpus {
+public:
+    Loops(Core &core, VirtualRounds &rounds, int n, uint64_t work)
+        : core_(core), rounds_(rounds), work_(n, work), done_at_(n, 0)
+    {
+    }
+    bool runnable(int v) override { return work_[v] > 0; }
+    VtimeRun run(int v, uint64_t budget) override
+    {
+        int s = rounds_.current();
+        uint64_t n = std::min(budget, work_[v]);
+        rounds_.account(s, n);
+        work_[v] -= n;
+        if (work_[v] == 0) {
+            done_at_[v] = rounds_.now(s);
+            core_.release(v, ReleaseReason::kHalt);
+            return {n, VtimeExit::kHalted};
+        }
+        core_.after_exec(v, 0);
+        return {n, VtimeExit::kRan};
+    }
+    bool busy() const
+    {
+        return std::any_of(work_.begin(), work_.end(), [](uint64_t w) { return w > 0; });
+    }
+    uint64_t last_done() const { return *std::max_element(done_at_.begin(), done_at_.end()); }
+
+private:
+    Core &core_;
+    VirtualRounds &rounds_;
+    std::vector<uint64_t> work_;
+    std::vector<uint64_t> done_at_;
+};
+
+struct Share final : VtimeSlotShare {
+    VtimeBarrier *b;
+    uint64_t used(int s) override { return b->slot_used(s); }
+    void publish(int s, uint64_t u) override { b->publish_slot(s, u); }
+};
+
+/* One VM of n CPU-bound vCPUs on the shared pool, driven as QEMU's
+ * round-robin thread drives it; returns when its vCPUs are done, with
+ * the virtual time the last one finished. */
+uint64_t run_vm(const std::string &pool, int members, int n, uint64_t work, uint64_t quantum,
+               uint64_t slice)
+{
+    SimHost sim(n);
+    VirtualRounds rounds(2, quantum);
+    VirtualTimeHost host(sim, rounds, 0);
+    SharedPoolOptions opt;
+    opt.time_base = virtual_base(quantum);
+    std::string err;
+    Config cfg = small_config(2);
+    cfg.slice_ns = slice;
+    auto core = Core::create_shared(cfg, pool, n, host, &err, opt);
+    if (!core) {
+        ADD_FAILURE() << err;
+        return 0;
+    }
+    Loops vcpus(*core, rounds, n, work);
+    VtimeDriver driver(*core, rounds, vcpus);
+    VtimeBarrier barrier(*core, quantum, members);
+    Share share;
+    share.b = &barrier;
+    driver.set_share(&share);
+    while (vcpus.busy()) {
+        VtimeTurn t;
+        if (barrier.wait_turn(rounds.start(), [] { return false; },
+                              [&] { core->poll_members(true); }, &t) !=
+            VtimeBarrier::Wait::kTurn) {
+            ADD_FAILURE() << "no turn";
+            return 0;
+        }
+        if (t.start > rounds.start()) {
+            rounds.warp(t.start - rounds.start());
+        }
+        if (driver.run_round(t.length) == VtimeStep::kAllIdle) {
+            rounds.warp(t.length);
+        }
+        barrier.pass(kVtimeNoDeadline, !vcpus.busy());
+    }
+    barrier.leave();
+    return vcpus.last_done();
+}
+
+TEST(VtimeBarrierModel, TwoVmsOfFourCpuBoundVcpusOnTwoSlotsTakeFourTimesAsLong)
+{
+    /* 8 vCPUs, 2 slots, slices of 250 us (250 k instructions at shift
+     * 0) ending and slots passing between the VMs: the slots never idle,
+     * so the last vCPU is done at (8 / 2) x work; the run queue is FIFO
+     * per vCPU (not per VM), so the other VM may finish up to two slices
+     * of its vCPUs earlier. */
+    const std::string name = unique_pool_name("vb-", "model");
+    PoolFileGuard g{name};
+    constexpr uint64_t kWork = 5'000'000, kQ = 10'000, kSlice = 250'000;
+    uint64_t done[2] = {};
+    std::thread first([&] { done[0] = run_vm(name, 2, 4, kWork, kQ, kSlice); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    done[1] = run_vm(name, 2, 4, kWork, kQ, kSlice);
+    first.join();
+    const uint64_t last = std::max(done[0], done[1]);
+    const uint64_t other = std::min(done[0], done[1]);
+    EXPECT_NEAR(static_cast<double>(last) / (4 * kWork), 1.0, 0.005) << last;
+    EXPECT_GE(other + 2 * kSlice + kQ, 4 * kWork) << other;
+    std::printf("VM done at %.4f and %.4f x work\n", static_cast<double>(done[0]) / kWork,
+                static_cast<double>(done[1]) / kWork);
 }
 
 /* ---------------------------------------------------------- processes */
