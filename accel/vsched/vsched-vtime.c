@@ -43,6 +43,7 @@
 
 VschedVtimeSettings vsched_vtime = {
     .quantum = VSCHED_VTIME_QUANTUM_DEFAULT,
+    .pool_members = 1,
 };
 
 static char *get_time(Object *obj, Error **errp)
@@ -98,6 +99,36 @@ static void set_quantum(Object *obj, Visitor *v, const char *name,
     vsched_vtime.quantum_set = true;
 }
 
+static void get_pool_members(Object *obj, Visitor *v, const char *name,
+                             void *opaque, Error **errp)
+{
+    uint64_t value = vsched_vtime.pool_members;
+
+    visit_type_uint64(v, name, &value, errp);
+}
+
+static void set_pool_members(Object *obj, Visitor *v, const char *name,
+                             void *opaque, Error **errp)
+{
+    uint64_t value;
+
+    if (vsched_core) {
+        error_setg(errp, "vsched: 'pool-members' cannot change while the VM "
+                   "runs");
+        return;
+    }
+    if (!visit_type_uint64(v, name, &value, errp)) {
+        return;
+    }
+    if (value < 1 || value > VSCHED_POOL_MAX_MEMBERS) {
+        error_setg(errp, "Parameter 'pool-members' must be between 1 and %d",
+                   VSCHED_POOL_MAX_MEMBERS);
+        return;
+    }
+    vsched_vtime.pool_members = value;
+    vsched_vtime.pool_members_set = true;
+}
+
 void vsched_vtime_class_init(ObjectClass *oc)
 {
     object_class_property_add_str(oc, "time", get_time, set_time);
@@ -110,6 +141,11 @@ void vsched_vtime_class_init(ObjectClass *oc)
     object_class_property_set_description(oc, "quantum",
         "vsched: time=virtual: instructions per slot per round "
         "(1000-10000000, default 10000; fixed at start)");
+    object_class_property_add(oc, "pool-members", "uint64", get_pool_members,
+                              set_pool_members, NULL, NULL);
+    object_class_property_set_description(oc, "pool-members",
+        "vsched: time=virtual with pool=: the first round waits until this "
+        "many VMs are in the pool (1-64, default 1; fixed at start)");
 }
 
 static G_NORETURN void refuse(const char *why, const char *fix)
@@ -130,6 +166,13 @@ bool vsched_vtime_check_startup(bool vcpu_sched)
 {
     QemuOpts *icount = icount_opts();
 
+    if (vsched_vtime.pool_members_set &&
+        (!vsched_vtime.virtual_time || !vsched_settings.pool)) {
+        error_report("-accel tcg,pool-members=%" PRIu64 " needs time=virtual "
+                     "and pool=: it starts the rounds of a shared pool",
+                     vsched_vtime.pool_members);
+        exit(1);
+    }
     if (!vsched_vtime.virtual_time) {
         if (vsched_vtime.quantum_set) {
             error_report("-accel tcg,quantum=%" PRIu64 " needs time=virtual: "
@@ -163,11 +206,6 @@ bool vsched_vtime_check_startup(bool vcpu_sched)
     if (qemu_opt_get_bool(icount, "sleep", true)) {
         refuse("must not wait for the host clock when the guest idles",
                "add sleep=off to -icount");
-    }
-    if (vsched_settings.pool) {
-        refuse("cannot share a pool yet",
-               "drop pool= (several VMs in one virtual time are not built "
-               "yet, docs/design/virtual-time.rst)");
     }
     return true;
 }
@@ -311,7 +349,102 @@ static void warp_while_idle(void)
     }
 }
 
+/* ------------------------------------------------- several VMs, one pool */
+
+/* The VM is stopping (stop, gdb, exit): leave the rounds, do not wait. */
+static bool vtime_stopping(void *opaque)
+{
+    CPUState *cpu;
+
+    if (!runstate_is_running()) {
+        return true;
+    }
+    CPU_FOREACH(cpu) {
+        if (qatomic_read(&cpu->stop)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool vtime_any_runnable(void)
+{
+    for (int v = 0; v < vsched_vcpu_count(); v++) {
+        if (vtime_runnable(NULL, v)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool single_round(void);
+
+/*
+ * One turn of this VM in the pool's rounds (vtime_barrier.h): wait for it
+ * (without the BQL), run our slots for the round's length, run the timers
+ * due at its end, publish our next deadline and pass the turn on.  While
+ * every vCPU of ours is halted we keep taking (idle) turns here: upstream's
+ * loop would sleep on halt_cond, and the other VMs' time goes on.
+ */
+static bool pool_round(void)
+{
+    static VschedVtimeTurn turn;
+
+    for (;;) {
+        uint64_t next;
+        int step;
+
+        if (!vsched_vtime_round_open(vtime)) {
+            int w;
+
+            bql_unlock();
+            w = vsched_vtime_pool_wait(vtime, vtime_stopping, NULL, &turn);
+            bql_lock();
+            if (w == VSCHED_VTIME_TURN_ABORTED) {
+                return true;
+            }
+            if (w == VSCHED_VTIME_TURN_DETACHED) {
+                return single_round();      /* left a corrupt pool */
+            }
+            /* Wakes and kicks from the VMs before us, at a fixed point. */
+            vsched_pool_mailbox_dispatch(vsched_core, 0);
+            set_icount(vsched_vtime_now(vtime));
+            icount_handle_deadline();
+        }
+        step = vsched_vtime_run_round(vtime, turn.length);
+        current_cpu = first_cpu;
+        set_icount(vsched_vtime_now(vtime));
+        if (step == VSCHED_VTIME_ROUND_BREAK) {
+            if (vtime_stopping(NULL)) {
+                vsched_vtime_pool_leave(vtime); /* others go on meanwhile */
+            }
+            return true;
+        }
+        if (step == VSCHED_VTIME_ALL_IDLE) {
+            vsched_vtime_warp(vtime, turn.length);
+            set_icount(vsched_vtime_now(vtime));
+        }
+        icount_handle_deadline();
+        next = insns_to_deadline();
+        if (next != VSCHED_VTIME_NO_DEADLINE) {
+            next += vsched_vtime_now(vtime);
+        }
+        vsched_vtime_pool_pass(vtime, next, !vtime_any_runnable());
+        if (!runstate_is_running() || !all_cpu_threads_idle()) {
+            return true;
+        }
+    }
+}
+
 bool vsched_vtime_rr_round(void)
+{
+    if (vsched_vtime_pooled(vtime)) {
+        return pool_round();
+    }
+    return single_round();
+}
+
+static bool single_round(void)
 {
     int step;
 
@@ -347,7 +480,20 @@ void vsched_vtime_start(void)
         error_report("-accel tcg,time=virtual: cannot set up the rounds");
         exit(1);
     }
+    if (vsched_settings.pool &&
+        !vsched_vtime_pool_join(vtime, vsched_vtime.pool_members)) {
+        error_report("-accel tcg,time=virtual,pool=%s: cannot join the "
+                     "pool's rounds", vsched_settings.pool);
+        exit(1);
+    }
     qatomic_set(&vsched_vtime_active, true);
+}
+
+void vsched_vtime_time_base(VschedTimeBase *tb)
+{
+    tb->virtual_time = true;
+    tb->icount_shift = icount_enabled() ? timers_state.icount_time_shift : 0;
+    tb->quantum = vsched_vtime.quantum;
 }
 
 void vsched_vtime_stop(void)
@@ -373,4 +519,16 @@ void vsched_vtime_append_stats(GString *json)
         c.rounds, c.short_rounds, c.executed, c.idle, c.charged, c.warps,
         c.warped, c.runs, c.holder_changes, c.stalls, c.catch_ups,
         vsched_vtime_now(vtime));
+    if (vsched_settings.pool) {
+        VschedVtimeBarrierCounters b;
+
+        vsched_vtime_barrier_counters(vtime, &b);
+        g_string_append_printf(json,
+            ",\"vtime_turns\":%" PRIu64 ",\"vtime_lost_turns\":%" PRIu64
+            ",\"vtime_skipped_dead\":%" PRIu64
+            ",\"vtime_skipped_stopped\":%" PRIu64
+            ",\"vtime_skipped_slow\":%" PRIu64 ",\"vtime_rejoins\":%" PRIu64,
+            b.turns, b.lost_turns, b.skipped_dead, b.skipped_stopped,
+            b.skipped_slow, b.rejoins);
+    }
 }

@@ -20,6 +20,8 @@ typedef struct VschedVtimeSettings {
     bool virtual_time;      /* time=virtual */
     bool quantum_set;       /* quantum given on the command line */
     uint64_t quantum;       /* instructions per round */
+    uint64_t pool_members;  /* pool=: the first round waits for N VMs */
+    bool pool_members_set;
 } VschedVtimeSettings;
 
 extern VschedVtimeSettings vsched_vtime;
@@ -40,6 +42,8 @@ const VschedHostOps *vsched_vtime_host_ops(const VschedHostOps *real,
                                            VschedHostOps *buf);
 /* Once vsched_core exists: set up the rounds and switch the hooks on. */
 void vsched_vtime_start(void);
+/* pool= in virtual time: the pool's time base for this VM (shift, quantum). */
+void vsched_vtime_time_base(VschedTimeBase *tb);
 /* At exit: the hooks go back to upstream's behaviour. */
 void vsched_vtime_stop(void);
 /*

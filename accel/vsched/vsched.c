@@ -169,7 +169,7 @@ static const VschedHostOps vsched_host_ops = {
 };
 
 static QemuThread vsched_timer, vsched_mailbox;
-static bool vsched_exiting, vsched_timer_started;
+static bool vsched_exiting, vsched_timer_started, vsched_mailbox_started;
 
 /* Kicks slot holders whose slice is over while others wait. */
 static void *vsched_timer_thread(void *opaque)
@@ -307,7 +307,7 @@ static void vsched_exit(Notifier *n, void *data)
     if (vsched_timer_started) {
         qemu_thread_join(&vsched_timer);
     }
-    if (vsched_core_is_shared(vsched_core)) {
+    if (vsched_mailbox_started) {
         vsched_pool_mailbox_stop(vsched_core);
         qemu_thread_join(&vsched_mailbox);
     }
@@ -363,10 +363,22 @@ static void vsched_start(Notifier *n, void *data)
     }
     vsched_nr_vcpus = ms->smp.max_cpus;
     vsched_cpus = g_new0(CPUState *, vsched_nr_vcpus);
-    if (s->pool) {
-        vsched_core = vsched_core_new_shared(&s->cfg, s->pool, vsched_nr_vcpus,
-                                             &vsched_host_ops, NULL, err,
-                                             sizeof(err));
+    if (s->pool && virtual_time) {
+        /* One virtual clock for every VM of the pool (vtime_barrier.h). */
+        VschedHostOps vtime_ops;
+        VschedTimeBase tb;
+
+        vsched_vtime_time_base(&tb);
+        vsched_core = vsched_core_new_shared_timed(&s->cfg, s->pool,
+            vsched_nr_vcpus, vsched_vtime_host_ops(&vsched_host_ops, &vtime_ops),
+            NULL, &tb, err, sizeof(err));
+    } else if (s->pool) {
+        VschedTimeBase real = { .virtual_time = false };
+
+        vsched_core = vsched_core_new_shared_timed(&s->cfg, s->pool,
+                                                   vsched_nr_vcpus,
+                                                   &vsched_host_ops, NULL,
+                                                   &real, err, sizeof(err));
     } else {
         VschedHostOps vtime_ops;
 
@@ -393,9 +405,12 @@ static void vsched_start(Notifier *n, void *data)
                            NULL, QEMU_THREAD_JOINABLE);
         vsched_timer_started = true;
     }
-    if (s->pool) {
+    /* In virtual time the round-robin thread takes the mail at its turn
+     * (a fixed point in the rounds) and reaps while it waits. */
+    if (s->pool && !virtual_time) {
         qemu_thread_create(&vsched_mailbox, "vsched-mailbox",
                            vsched_mailbox_thread, NULL, QEMU_THREAD_JOINABLE);
+        vsched_mailbox_started = true;
     }
     trace_vsched_start(s->cfg.pcpus, vsched_nr_vcpus,
                        vsched_policy_name(s->cfg.policy));

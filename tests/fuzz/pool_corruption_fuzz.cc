@@ -6,14 +6,17 @@
  *
  * In rounds of about 6 s for N seconds: M members (forked; each a Core
  * with a mailbox thread, a timer thread and 3 vCPU threads, as the QEMU
- * glue runs them) join a new pool of 2 slots; the parent writes into the
+ * glue runs them, and a thread taking turns in the virtual-time round
+ * barrier, as QEMU's round-robin thread does with time=virtual) join a
+ * new pool of 2 slots; the parent writes into the
  * pool file for 3 s (every third round random bytes at random offsets,
  * else targeted bad values: negative, huge, off by one, another member's,
  * into every field of every structure); the members go on for 3 s more.
  * Each member must either go on (every vCPU keeps getting slots) or leave
  * the pool with one error line and go on with private slots.  A member
  * that crashes (a signal, an ASan/UBSan report: this program is built
- * with both), stalls (a vCPU without a slot for 4 s) or hangs (not done
+ * with both), stalls (a vCPU without a slot, or the rounds without a turn
+ * for 4 s, while still in the pool) or hangs (not done
  * 20 s after its round) fails the run.
  *
  * Prints the seed, rounds and writes; exit 0 on success.
@@ -24,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -41,6 +45,7 @@
 #include "core.h"
 #include "real_host.h"
 #include "shared_pool.h"
+#include "vtime_barrier.h"
 
 using namespace vsched;
 
@@ -58,6 +63,47 @@ uint64_t now_ns()
 /* ---------------------------------------------------------------- */
 /* A member: the workload of tests/unit/vsched/shared_pool_test.cc.  */
 
+constexpr uint64_t kQuantum = 1000;
+
+/* The round barrier as QEMU's round-robin thread uses it: wait for the
+ * turn, look at and publish the slots' progress, pass, until stop or
+ * until the member leaves the pool. */
+void take_turns(Core &core, std::atomic<bool> &stop, std::atomic<uint64_t> &last_turn,
+                std::atomic<uint64_t> &turns)
+{
+    if (!core.shared_pool()) {
+        return;
+    }
+    VtimeBarrier b(core, kQuantum, 1);
+    uint64_t local = 0;
+    while (!stop.load() && core.shared_pool()) {
+        VtimeTurn t;
+        auto w = b.wait_turn(local, [&] { return stop.load(); },
+                             [&] { core.poll_members(true); }, &t);
+        if (w != VtimeBarrier::Wait::kTurn) {
+            break;
+        }
+        local = t.start + t.length;
+        for (int s = 0; s < kSlots; s++) {
+            uint64_t used = 0;
+            try {
+                used = b.slot_used(s);
+            } catch (const PoolCorrupt &e) {
+                core.detach_pool(e.what());
+                return;
+            }
+            b.publish_slot(s, std::min(t.length, used + 1));
+        }
+        last_turn = now_ns();
+        turns++;
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+        if (!b.pass(local + 5 * kQuantum, false)) {
+            break;
+        }
+    }
+    b.leave();
+}
+
 int run_member(const std::string &name, int idx, uint64_t run_ns, int ready_fd)
 {
     RealHost host(kVcpus, RealHostCallbacks{});
@@ -68,7 +114,10 @@ int run_member(const std::string &name, int idx, uint64_t run_ns, int ready_fd)
     cfg.ple_gap_ns = 50'000;
     cfg.ple_window_ns = 20'000;
     std::string err;
-    std::unique_ptr<Core> core = Core::create_shared(cfg, name, kVcpus, host, &err);
+    SharedPoolOptions opt;
+    opt.time_base.virtual_time = true; /* the barrier's fields are in use */
+    opt.time_base.quantum = kQuantum;
+    std::unique_ptr<Core> core = Core::create_shared(cfg, name, kVcpus, host, &err, opt);
     if (!core) {
         std::fprintf(stderr, "member %d: %s\n", idx, err.c_str());
         return 2;
@@ -91,6 +140,9 @@ int run_member(const std::string &name, int idx, uint64_t run_ns, int ready_fd)
     for (auto &g : last_grant) {
         g = now_ns();
     }
+    std::atomic<uint64_t> last_turn{now_ns()};
+    std::atomic<uint64_t> turns{0};
+    std::thread rounds([&] { take_turns(*core, stop, last_turn, turns); });
     std::vector<std::thread> th;
     for (int v = 0; v < kVcpus; v++) {
         th.emplace_back([&, v] {
@@ -143,6 +195,12 @@ int run_member(const std::string &name, int idx, uint64_t run_ns, int ready_fd)
                 rc = 3;
             }
         }
+        const uint64_t lt = last_turn.load(), now = now_ns();
+        if (!core->detached() && now > lt && now - lt > kStallNs) {
+            std::fprintf(stderr, "member %d: no turn in the rounds for %.1f s (stall)\n", idx,
+                         static_cast<double>(now - lt) / 1e9);
+            rc = 3;
+        }
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     stop = true;
@@ -152,12 +210,14 @@ int run_member(const std::string &name, int idx, uint64_t run_ns, int ready_fd)
     for (auto &t : th) {
         t.join();
     }
+    rounds.join();
     core->mailbox_stop();
     mailbox.join();
     timer.join();
-    std::printf("member %d: %s, %llu grants\n", idx,
+    std::printf("member %d: %s, %llu grants, %llu turns\n", idx,
                 core->detached() ? "left the corrupt pool, went on privately" : "stayed",
-                static_cast<unsigned long long>(grants.load()));
+                static_cast<unsigned long long>(grants.load()),
+                static_cast<unsigned long long>(turns.load()));
     std::fflush(stdout);
     return rc;
 }
@@ -194,7 +254,15 @@ std::vector<Field> fields()
         ARRAY(pool.slot_owner, int32_t), ARRAY(pool.slot_deadline_ns, uint64_t),
         ARRAY(pool.slot_kicked_at_ns, uint64_t), ARRAY(pool.slot_granted_at_ns, uint64_t),
         FIELD(pool.nr_members), ARRAY(pool.vcpu_member, int16_t),
+        FIELD(hdr.time_virtual), FIELD(hdr.quantum), FIELD(vtime.seq), FIELD(vtime.started),
+        FIELD(vtime.round), FIELD(vtime.turn), FIELD(vtime.start), FIELD(vtime.length),
     };
+    /* The barrier's per-slot records of the slots in use. */
+    for (int s = 0; s < kSlots; s++) {
+        size_t sl = offsetof(ShmPool, vtime.slot) + s * sizeof(ShmVtimeSlot);
+        f.push_back({"vtime.slot.round", sl + offsetof(ShmVtimeSlot, round), 8, 1});
+        f.push_back({"vtime.slot.used", sl + offsetof(ShmVtimeSlot, used), 8, 1});
+    }
     /* Per member: each field of MemberState and ShmMember. */
     for (int m = 0; m < 4; m++) {
         size_t ms = offsetof(ShmPool, pool.member) + m * sizeof(MemberState);
@@ -210,6 +278,10 @@ std::vector<Field> fields()
         f.push_back({"proc.futex", pr + offsetof(ShmMember, futex), 4, 1});
         f.push_back({"proc.wake_bits", pr + offsetof(ShmMember, wake_bits), 8, kMailboxWords});
         f.push_back({"proc.kick_bits", pr + offsetof(ShmMember, kick_bits), 8, kMailboxWords});
+        size_t vm = offsetof(ShmPool, vtime.member) + m * sizeof(ShmVtimeMember);
+        f.push_back({"vtime.member.present", vm + offsetof(ShmVtimeMember, present), 4, 1});
+        f.push_back({"vtime.member.idle", vm + offsetof(ShmVtimeMember, idle), 4, 1});
+        f.push_back({"vtime.member.deadline", vm + offsetof(ShmVtimeMember, deadline), 8, 1});
     }
     return f;
 }

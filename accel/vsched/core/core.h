@@ -180,6 +180,33 @@ public:
     bool vcpu_info(int v, VcpuInfo *out);
     CounterSnapshot counters();
     std::string counters_json() { return vsched::counters_json(counters()); }
+    /* Virtual time in a shared pool (vtime_barrier.h): run f(SharedPool &)
+     * under the pool lock.  False (f not run, or cut short) on a private
+     * or left pool, or when f or the lock found the pool corrupt: then
+     * this VM has left it (one line, pool_detached). */
+    template <typename F>
+    bool with_pool_locked(F &&f)
+    {
+        Effects fx;
+        try {
+            Section g(*this, host_.now_ns(), &fx);
+            if (!pool_shared()) {
+                return false;
+            }
+            f(*shared_);
+        } catch (const PoolCorrupt &e) {
+            leave_corrupt_pool(e.what());
+            return false;
+        }
+        run_effects(fx);
+        return true;
+    }
+    /* Leave the shared pool as corrupt (a bad value read outside a lock
+     * section). */
+    void detach_pool(const char *why) { leave_corrupt_pool(why); }
+    /* The shared pool, or null (private, or left). */
+    SharedPool *shared_pool() { return pool_shared() ? shared_.get() : nullptr; }
+
     /* Pool + counter consistency (tests, fuzzing). */
     bool check_invariants(std::string *why);
     /* Copy of the pool under the lock (tests). */

@@ -206,7 +206,8 @@ bool vsched_parse_duration(const char *text, uint64_t *out_ns, char *err, size_t
 
 namespace {
 VschedCore *core_new(const VschedConfig *cfg, const char *pool, int nr_vcpus,
-                     const VschedHostOps *ops, void *opaque, char *err, size_t errlen)
+                     const VschedHostOps *ops, void *opaque, char *err, size_t errlen,
+                     const VschedTimeBase *tb = nullptr)
 {
     try {
         if (!cfg) {
@@ -232,13 +233,18 @@ VschedCore *core_new(const VschedConfig *cfg, const char *pool, int nr_vcpus,
         auto h = std::make_unique<VschedCore>();
         h->host = std::make_unique<vsched::RealHost>(nr_vcpus, cb);
         if (pool) {
-            if (ops->now_ns) {
+            const bool virtual_time = tb && tb->virtual_time;
+            if (ops->now_ns && !virtual_time) {
                 copy_err(err, errlen,
                          "vsched: a shared pool needs the core's CLOCK_MONOTONIC clock "
                          "(now_ns must be NULL)");
                 return nullptr;
             }
-            h->core = Core::create_shared(c, pool, nr_vcpus, *h->host, &msg);
+            vsched::SharedPoolOptions opt;
+            opt.time_base.virtual_time = virtual_time;
+            opt.time_base.icount_shift = virtual_time ? tb->icount_shift : 0;
+            opt.time_base.quantum = virtual_time ? tb->quantum : 0;
+            h->core = Core::create_shared(c, pool, nr_vcpus, *h->host, &msg, opt);
         } else {
             h->core = Core::create(c, nr_vcpus, *h->host, &msg);
         }
@@ -272,6 +278,17 @@ VschedCore *vsched_core_new_shared(const VschedConfig *cfg, const char *pool_nam
         return nullptr;
     }
     return core_new(cfg, pool_name, nr_vcpus, ops, opaque, err, errlen);
+}
+
+VschedCore *vsched_core_new_shared_timed(const VschedConfig *cfg, const char *pool_name,
+                                         int nr_vcpus, const VschedHostOps *ops, void *opaque,
+                                         const VschedTimeBase *tb, char *err, size_t errlen)
+{
+    if (!pool_name) {
+        copy_err(err, errlen, "vsched: no pool name");
+        return nullptr;
+    }
+    return core_new(cfg, pool_name, nr_vcpus, ops, opaque, err, errlen, tb);
 }
 
 void vsched_core_free(VschedCore *core)

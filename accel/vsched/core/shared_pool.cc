@@ -150,6 +150,35 @@ bool validate_pool_header(const void *bytes, size_t file_size, uid_t file_uid,
     return true;
 }
 
+std::string describe_time_base(const PoolTimeBase &tb)
+{
+    if (!tb.virtual_time) {
+        return "time=real";
+    }
+    return "time=virtual (-icount shift=" + std::to_string(tb.icount_shift) +
+           ", quantum=" + std::to_string(tb.quantum) + ")";
+}
+
+bool validate_pool_time_base(const ShmHeader &h, const PoolTimeBase &tb, std::string_view name,
+                             std::string *err)
+{
+    PoolTimeBase pool;
+    pool.virtual_time = shm_load(h.time_virtual) != 0;
+    pool.icount_shift = pool.virtual_time ? shm_load(h.icount_shift) : 0;
+    pool.quantum = pool.virtual_time ? shm_load(h.quantum) : 0;
+    const PoolTimeBase mine = tb.virtual_time ? tb : PoolTimeBase{};
+    if (pool.virtual_time == mine.virtual_time && pool.icount_shift == mine.icount_shift &&
+        pool.quantum == mine.quantum) {
+        return true;
+    }
+    if (err) {
+        *err = "vsched: pool " + quoted(name) + " runs on " + describe_time_base(pool) +
+               ", this VM asks for " + describe_time_base(mine) +
+               ": the VMs of one pool share one time base (the first VM sets it)";
+    }
+    return false;
+}
+
 /*
  * Reads /proc/<pid>/stat into buf and returns the ')' that ends comm (comm
  * may contain spaces and ')'), or null.  The state field is result[2].
@@ -305,6 +334,9 @@ std::unique_ptr<SharedPool> SharedPool::attach(std::string_view name, int nr_slo
             h.created_realtime_ns = realtime_ns();
             h.creator_pid = ::getpid();
             h.pid_ns = pid_namespace();
+            h.time_virtual = opt.time_base.virtual_time ? 1 : 0;
+            h.icount_shift = opt.time_base.virtual_time ? opt.time_base.icount_shift : 0;
+            h.quantum = opt.time_base.virtual_time ? opt.time_base.quantum : 0;
             std::snprintf(h.name, sizeof h.name, "%.*s", static_cast<int>(name.size()),
                           name.data());
             __atomic_store_n(&h.magic, kPoolMagic, __ATOMIC_RELEASE);
@@ -361,6 +393,10 @@ std::unique_ptr<SharedPool> SharedPool::attach(std::string_view name, int nr_slo
             std::string msg;
             if (!validate_pool_header(&h, size, st.st_uid, st.st_mode, uid, nr_slots, name,
                                       &msg)) {
+                ::close(rfd);
+                return fail(msg);
+            }
+            if (!validate_pool_time_base(h, opt.time_base, name, &msg)) {
                 ::close(rfd);
                 return fail(msg);
             }
@@ -474,6 +510,7 @@ void SharedPool::reap_and_refresh_locked(Scheduler &tmp, bool created)
         for (int m = 0; m < kMaxMembers; m++) {
             std::memset(&p.proc[m], 0, sizeof p.proc[m]);
         }
+        std::memset(&p.vtime, 0, sizeof p.vtime);
         if (had > 0 || dead > 0) {
             p.stats.stale_recoveries++;
             recovered_stale_ = true;
@@ -537,6 +574,8 @@ int SharedPool::add_member_locked(int nr_vcpus, uint64_t now, std::string *err)
     proc_start_time(::getpid(), &st);
     pr.start_time = st;
     pr.pid = ::getpid();
+    /* Out of the rounds until its round-robin thread comes (virtual time). */
+    p.vtime.member[slot] = ShmVtimeMember{0, 0, UINT64_MAX};
     MemberState &ms = p.pool.member[slot];
     ms = MemberState{};
     ms.active = 1;

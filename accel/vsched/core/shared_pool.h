@@ -33,13 +33,14 @@
 
 #include "effects.h"
 #include "slot_pool.h"
+#include "vtime_barrier.h"
 
 namespace vsched {
 
 class Scheduler;
 
 inline constexpr uint64_t kPoolMagic = 0x4c4f4f5048435356ull; /* "VSCHPOOL" (LE) */
-inline constexpr uint32_t kPoolLayoutVersion = 2;
+inline constexpr uint32_t kPoolLayoutVersion = 3;
 inline constexpr int kPoolNameMax = 64;
 inline constexpr int kMailboxWords = kMaxVcpus / 64;
 /* Members are checked for liveness at most this often. */
@@ -62,6 +63,10 @@ struct ShmHeader {
     char name[kPoolNameMax + 8];
     uint64_t pid_ns;        /* creator's pid namespace (inode): pids and
                              * thread ids in the pool are from it */
+    /* Time base (the creator's; a member of another one is refused). */
+    uint32_t time_virtual;  /* 0: time=real, 1: time=virtual */
+    int32_t icount_shift;   /* time=virtual: -icount shift */
+    uint64_t quantum;       /* time=virtual: instructions per round */
 };
 
 struct ShmStats {
@@ -102,6 +107,7 @@ struct ShmPool {
     ShmStats stats;
     ShmMember proc[kMaxMembers];
     PoolState pool;
+    ShmVtime vtime;         /* time=virtual: the round barrier */
 };
 static_assert(std::is_standard_layout_v<ShmPool>);
 
@@ -118,6 +124,17 @@ std::string pool_shm_path(std::string_view name);
 bool validate_pool_header(const void *bytes, size_t file_size, uid_t file_uid,
                           unsigned file_mode, uid_t uid, int nr_slots, std::string_view name,
                           std::string *err);
+
+/* The time base a VM asks for (time=real: all zero). */
+struct PoolTimeBase {
+    bool virtual_time = false;
+    int icount_shift = 0;
+    uint64_t quantum = 0;
+};
+std::string describe_time_base(const PoolTimeBase &tb);
+/* A pool (validated header) and a VM must have the same time base. */
+bool validate_pool_time_base(const ShmHeader &h, const PoolTimeBase &tb, std::string_view name,
+                             std::string *err);
 
 /* This process's pid namespace (the inode of /proc/self/ns/pid), 0 if
  * unknown. */
@@ -140,6 +157,8 @@ struct SharedPoolOptions {
     uint64_t init_wait_ns = 2'000'000'000;
     /* How long lock() waits for a live holder before giving up. */
     uint64_t lock_timeout_ns = kLockTimeoutNs;
+    /* The VM's time base: stored by the creator, checked at join. */
+    PoolTimeBase time_base;
 };
 
 /* One process's mapping of a shared pool, and its membership. */

@@ -293,6 +293,19 @@ const char *vsched_trace_event_name(int event); /* NULL if out of range */
 VschedCore *vsched_core_new_shared(const VschedConfig *cfg, const char *pool_name, int nr_vcpus,
                                    const VschedHostOps *ops, void *opaque, char *err,
                                    size_t errlen);
+/*
+ * The same in a given time base: the pool stores its creator's and refuses
+ * a VM of another one (a message naming both).  With virtual_time, ops
+ * may give now_ns (the virtual clock: all members run on one).
+ */
+typedef struct VschedTimeBase {
+    bool virtual_time;
+    int icount_shift;
+    uint64_t quantum;
+} VschedTimeBase;
+VschedCore *vsched_core_new_shared_timed(const VschedConfig *cfg, const char *pool_name,
+                                         int nr_vcpus, const VschedHostOps *ops, void *opaque,
+                                         const VschedTimeBase *tb, char *err, size_t errlen);
 bool vsched_core_is_shared(VschedCore *core);
 /* 1..64 characters of [A-Za-z0-9._-] (no '/'); false + message otherwise. */
 bool vsched_pool_name_valid(const char *name, char *err, size_t errlen);

@@ -68,6 +68,44 @@ uint64_t vsched_vtime_now(VschedVtime *vt);
 /* Between rounds: skip n idle instructions (to a timer deadline). */
 void vsched_vtime_warp(VschedVtime *vt, uint64_t n);
 int vsched_vtime_slots(VschedVtime *vt);
+/* A round is open (broken off; vsched_vtime_run_round resumes it). */
+bool vsched_vtime_round_open(VschedVtime *vt);
+
+/*
+ * Several VMs on one shared pool in virtual time: the round barrier
+ * (vtime_barrier.h).  Members take turns in member index order; each turn
+ * is one round of this VM's slots.
+ */
+typedef struct VschedVtimeTurn {
+    uint64_t start;     /* the round's start, pool time (instructions) */
+    uint64_t length;    /* its length: pass it to vsched_vtime_run_round */
+} VschedVtimeTurn;
+
+enum {
+    VSCHED_VTIME_TURN = 0,      /* our turn */
+    VSCHED_VTIME_TURN_ABORTED,  /* abort() said so: out of the rounds */
+    VSCHED_VTIME_TURN_DETACHED, /* not (any more) on a shared pool: alone */
+};
+
+typedef struct VschedVtimeBarrierCounters {
+    uint64_t turns, lost_turns, skipped_dead, skipped_stopped, skipped_slow, rejoins;
+} VschedVtimeBarrierCounters;
+
+/* Take part in the core's shared pool's rounds; gate: the first round
+ * waits for that many VMs.  False on a private pool. */
+bool vsched_vtime_pool_join(VschedVtime *vt, int gate);
+/* In a pool's rounds (false once the VM left a corrupt pool). */
+bool vsched_vtime_pooled(VschedVtime *vt);
+/* Blocks (futex) until our turn; the local clock catches up with the
+ * pool's.  Call without the BQL: it may wait for other VMs. */
+int vsched_vtime_pool_wait(VschedVtime *vt, bool (*abort)(void *opaque), void *opaque,
+                           VschedVtimeTurn *out);
+/* End of our turn: our next timer deadline (pool time, or
+ * VSCHED_VTIME_NO_DEADLINE) and whether no vCPU of ours can run. */
+void vsched_vtime_pool_pass(VschedVtime *vt, uint64_t deadline, bool idle);
+/* Out of the rounds (the VM stops); the next wait rejoins. */
+void vsched_vtime_pool_leave(VschedVtime *vt);
+void vsched_vtime_barrier_counters(VschedVtime *vt, VschedVtimeBarrierCounters *out);
 void vsched_vtime_counters(VschedVtime *vt, VschedVtimeCounters *out);
 
 /* Instructions a guest PAUSE, HLT and MWAIT cost in virtual time. */

@@ -57,6 +57,7 @@ int VtimeDriver::fill(int s)
 bool VtimeDriver::run_slot(int s)
 {
     int empty = 0;
+    uint64_t used = rounds_.length();
 
     rounds_.set_current(s);
     while (rounds_.left(s) > 0) {
@@ -68,6 +69,7 @@ bool VtimeDriver::run_slot(int s)
             if (v >= 0) {
                 counters_.stalls++;
             }
+            used = rounds_.progress(s);
             rounds_.idle(s);
             break;
         }
@@ -103,6 +105,9 @@ bool VtimeDriver::run_slot(int s)
             break;
         }
     }
+    if (share_ && used > 0) {
+        share_->publish(s, used);
+    }
     return true;
 }
 
@@ -113,6 +118,9 @@ VtimeStep VtimeDriver::run_round(uint64_t to_deadline)
             return VtimeStep::kAllIdle;
         }
         rounds_.begin(to_deadline);
+        for (int s = 0; share_ && s < rounds_.slots(); s++) {
+            rounds_.idle_until(s, rounds_.start() + share_->used(s));
+        }
         next_slot_ = 0;
         enqueue_runnable();
     }

@@ -49,6 +49,20 @@ public:
     virtual VtimeRun run(int v, uint64_t budget) = 0;
 };
 
+/*
+ * Slots shared with other VMs in the same round (a shared pool's barrier,
+ * vtime_barrier.h): a slot handed to this VM by one that ran earlier in the
+ * round goes on from where that one left it.
+ */
+class VtimeSlotShare {
+public:
+    virtual ~VtimeSlotShare() = default;
+    /* How far slot s got in this round before our turn. */
+    virtual uint64_t used(int s) = 0;
+    /* How far it got when we passed it on (or the round's length). */
+    virtual void publish(int s, uint64_t used) = 0;
+};
+
 enum class VtimeStep {
     kRoundDone,   /* the round closed; the clock moved by its length */
     kBreak,       /* a run returned kBreak; call again to resume */
@@ -71,6 +85,8 @@ public:
     VtimeStep run_round(uint64_t to_deadline);
     /* The vCPU holding slot s, or -1. */
     int holder(int s);
+    /* Shared pool: the slots' progress across VMs (null: none). */
+    void set_share(VtimeSlotShare *share) { share_ = share; }
 
     const VtimeDriverCounters &counters() const { return counters_; }
 
@@ -93,6 +109,7 @@ private:
      * back when it moves to another slot). */
     std::vector<uint64_t> seen_;
     VtimeDriverCounters counters_;
+    VtimeSlotShare *share_ = nullptr;
 };
 
 } // namespace vsched

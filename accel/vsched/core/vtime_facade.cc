@@ -9,6 +9,7 @@
 
 #include "facade_internal.h"
 #include "vtime.h"
+#include "vtime_barrier.h"
 #include "vtime_driver.h"
 
 namespace {
@@ -52,16 +53,52 @@ private:
     vsched::VirtualRounds &rounds_;
 };
 
+/* The barrier's slot records as the driver's VtimeSlotShare; a corrupt
+ * record detaches the VM (the driver sees 0: the slot is ours alone). */
+class BarrierShare final : public vsched::VtimeSlotShare {
+public:
+    BarrierShare(vsched::Core &core, vsched::VtimeBarrier &b) : core_(core), b_(b) {}
+    uint64_t used(int s) override
+    {
+        try {
+            return b_.slot_used(s);
+        } catch (const vsched::PoolCorrupt &e) {
+            core_.detach_pool(e.what());
+            return 0;
+        }
+    }
+    void publish(int s, uint64_t used) override { b_.publish_slot(s, used); }
+
+private:
+    vsched::Core &core_;
+    vsched::VtimeBarrier &b_;
+};
+
 } // namespace
 
 struct VschedVtime {
     VschedVtime(VschedCore *core, uint64_t quantum, uint64_t start, const VschedVtimeOps &ops,
                 void *opaque)
-        : rounds(core->core->nr_slots(), quantum, start), vcpus(ops, opaque, rounds),
-          driver(*core->core, rounds, vcpus) {}
+        : core(*core->core), rounds(core->core->nr_slots(), quantum, start),
+          vcpus(ops, opaque, rounds), driver(*core->core, rounds, vcpus) {}
+    vsched::Core &core;
     vsched::VirtualRounds rounds;
     CVcpus vcpus;
     vsched::VtimeDriver driver;
+    /* A shared pool's rounds (null: alone). */
+    std::unique_ptr<vsched::VtimeBarrier> barrier;
+    std::unique_ptr<BarrierShare> share;
+    vsched::VtimeBarrierCounters barrier_ctr;   /* of a barrier since dropped */
+
+    void drop_barrier()
+    {
+        driver.set_share(nullptr);
+        if (barrier) {
+            barrier_ctr = barrier->counters();
+        }
+        share.reset();
+        barrier.reset();
+    }
 };
 
 VschedVtime *vsched_vtime_new(VschedCore *core, uint64_t quantum, uint64_t start,
@@ -111,6 +148,75 @@ void vsched_vtime_warp(VschedVtime *vt, uint64_t n)
     }
 }
 
+bool vsched_vtime_round_open(VschedVtime *vt)
+{
+    return vt->rounds.open();
+}
+
+bool vsched_vtime_pool_join(VschedVtime *vt, int gate)
+{
+    if (!vt->core.shared_pool()) {
+        return false;
+    }
+    try {
+        vt->barrier = std::make_unique<vsched::VtimeBarrier>(vt->core, vt->rounds.quantum(), gate);
+        vt->share = std::make_unique<BarrierShare>(vt->core, *vt->barrier);
+    } catch (const std::bad_alloc &) {
+        vt->drop_barrier();
+        return false;
+    }
+    vt->driver.set_share(vt->share.get());
+    return true;
+}
+
+bool vsched_vtime_pooled(VschedVtime *vt)
+{
+    if (vt->barrier && !vt->core.shared_pool()) {
+        vt->drop_barrier(); /* the core left the pool (corrupt) */
+    }
+    return vt->barrier != nullptr;
+}
+
+int vsched_vtime_pool_wait(VschedVtime *vt, bool (*abort)(void *), void *opaque,
+                           VschedVtimeTurn *out)
+{
+    if (!vsched_vtime_pooled(vt)) {
+        return VSCHED_VTIME_TURN_DETACHED;
+    }
+    vsched::VtimeTurn t;
+    auto w = vt->barrier->wait_turn(
+        vt->rounds.start(), [&] { return abort && abort(opaque); },
+        [&] { vt->core.poll_members(true); }, &t);
+    if (w == vsched::VtimeBarrier::Wait::kAborted) {
+        return VSCHED_VTIME_TURN_ABORTED;
+    }
+    if (w == vsched::VtimeBarrier::Wait::kDetached || !vt->core.shared_pool()) {
+        vt->drop_barrier();
+        return VSCHED_VTIME_TURN_DETACHED;
+    }
+    /* We were out of the rounds (stopped, joined late): catch up. */
+    if (!vt->rounds.open() && t.start > vt->rounds.start()) {
+        vt->rounds.warp(t.start - vt->rounds.start());
+    }
+    out->start = t.start;
+    out->length = t.length;
+    return VSCHED_VTIME_TURN;
+}
+
+void vsched_vtime_pool_pass(VschedVtime *vt, uint64_t deadline, bool idle)
+{
+    if (vsched_vtime_pooled(vt) && !vt->barrier->pass(deadline, idle)) {
+        vt->drop_barrier();
+    }
+}
+
+void vsched_vtime_pool_leave(VschedVtime *vt)
+{
+    if (vsched_vtime_pooled(vt)) {
+        vt->barrier->leave();
+    }
+}
+
 int vsched_vtime_slots(VschedVtime *vt)
 {
     return vt->rounds.slots();
@@ -123,6 +229,14 @@ void vsched_vtime_counters(VschedVtime *vt, VschedVtimeCounters *out)
     *out = VschedVtimeCounters{r.rounds, r.short_rounds, r.executed, r.idle, r.charged,
                                r.warps, r.warped, d.runs, d.holder_changes, d.stalls,
                                d.catch_ups};
+}
+
+void vsched_vtime_barrier_counters(VschedVtime *vt, VschedVtimeBarrierCounters *out)
+{
+    const vsched::VtimeBarrierCounters &b =
+        vt->barrier ? vt->barrier->counters() : vt->barrier_ctr;
+    *out = VschedVtimeBarrierCounters{b.turns, b.lost_turns, b.skipped_dead,
+                                      b.skipped_stopped, b.skipped_slow, b.rejoins};
 }
 
 uint64_t vsched_vtime_pause_cost(void)

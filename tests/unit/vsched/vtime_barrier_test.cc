@@ -1,0 +1,581 @@
+/*
+ * Virtual time on a shared pool: the round barrier (vtime_barrier.h).
+ * Members are cores on one pool, in threads of this process or in forked
+ * processes: turn order, round lengths from the members' deadlines, the
+ * start gate, the slots' progress across members, a killed and a stopped
+ * member, corrupt barrier fields, the time base checked at join.
+ * Children never use gtest: they _exit() with a code the parent checks.
+ */
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "core.h"
+#include "pool_test_util.h"
+#include "real_host.h"
+#include "shared_pool.h"
+#include "sim_host.h"
+#include "vtime.h"
+#include "vtime_barrier.h"
+#include "vtime_driver.h"
+
+namespace vsched::test {
+namespace {
+
+constexpr uint64_t kQuantum = 1000;
+
+PoolTimeBase virtual_base(uint64_t quantum = kQuantum, int shift = 0)
+{
+    PoolTimeBase tb;
+    tb.virtual_time = true;
+    tb.icount_shift = shift;
+    tb.quantum = quantum;
+    return tb;
+}
+
+struct PoolFileGuard {
+    std::string name;
+    ~PoolFileGuard() { ::shm_unlink(pool_shm_path(name).c_str()); }
+};
+
+/* A member: a core on the pool and its barrier. */
+struct Member {
+    std::unique_ptr<RealHost> host;
+    std::unique_ptr<Core> core;
+    std::unique_ptr<VtimeBarrier> barrier;
+
+    bool join(const std::string &pool, int gate = 1, std::string *err = nullptr,
+              PoolTimeBase tb = virtual_base(), uint64_t turn_timeout_ns = kTurnTimeoutNs)
+    {
+        std::string e;
+        host = std::make_unique<RealHost>(2, RealHostCallbacks{});
+        SharedPoolOptions opt;
+        opt.time_base = tb;
+        core = Core::create_shared(small_config(2), pool, 2, *host, err ? err : &e, opt);
+        if (!core) {
+            return false;
+        }
+        barrier = std::make_unique<VtimeBarrier>(*core, kQuantum, gate, turn_timeout_ns);
+        return true;
+    }
+    VtimeBarrier::Wait wait(VtimeTurn *t, uint64_t local = 0,
+                            std::function<bool()> abort = [] { return false; })
+    {
+        return barrier->wait_turn(local, abort, [this] { core->poll_members(true); }, t);
+    }
+    ShmVtime &shm() { return core->shared_pool()->shm().vtime; }
+};
+
+/* Aborts a wait after `ms` of host time. */
+std::function<bool()> after_ms(int ms)
+{
+    auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    return [end] { return std::chrono::steady_clock::now() > end; };
+}
+
+TEST(VtimeBarrier, MembersTakeTurnsInIndexOrderRoundByRound)
+{
+    const std::string name = unique_pool_name("vb-", "order");
+    PoolFileGuard g{name};
+    Member a, b;
+    ASSERT_TRUE(a.join(name, 2));
+    ASSERT_TRUE(b.join(name, 2));
+    ASSERT_EQ(a.core->shared_pool()->member(), 0);
+    ASSERT_EQ(b.core->shared_pool()->member(), 1);
+
+    std::mutex mu;
+    std::vector<std::pair<uint64_t, int>> log;  /* (round, member) */
+    auto run = [&](Member &m, int index) {
+        uint64_t local = 0;
+        for (int i = 0; i < 50; i++) {
+            VtimeTurn t;
+            ASSERT_EQ(m.wait(&t, local), VtimeBarrier::Wait::kTurn);
+            {
+                std::lock_guard<std::mutex> l(mu);
+                log.emplace_back(t.round, index);
+            }
+            local = t.start + t.length;
+            ASSERT_TRUE(m.barrier->pass(kVtimeNoDeadline, false));
+        }
+    };
+    /* B starts first: arrival order must not matter. */
+    std::thread tb([&] { run(b, 1); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::thread ta([&] { run(a, 0); });
+    ta.join();
+    tb.join();
+    ASSERT_EQ(log.size(), 100u);
+    for (size_t i = 0; i < log.size(); i++) {
+        EXPECT_EQ(log[i].first, i / 2) << i;
+        EXPECT_EQ(log[i].second, static_cast<int>(i % 2)) << i;
+    }
+    EXPECT_EQ(a.barrier->counters().turns, 50u);
+    EXPECT_EQ(a.barrier->counters().skipped_dead + a.barrier->counters().skipped_stopped, 0u);
+}
+
+TEST(VtimeBarrier, RoundLengthIsTheEarliestDeadlineOfAnyMember)
+{
+    const std::string name = unique_pool_name("vb-", "len");
+    PoolFileGuard g{name};
+    Member a, b;
+    ASSERT_TRUE(a.join(name, 2));
+    ASSERT_TRUE(b.join(name, 2));
+    VtimeTurn t;
+    std::thread tb([&] {
+        VtimeTurn u;
+        /* Round 0: B's timer is due 300 instructions into round 1. */
+        EXPECT_EQ(b.wait(&u), VtimeBarrier::Wait::kTurn);
+        b.barrier->pass(kQuantum + 300, false);
+        /* Round 1: both idle, B's next timer far away. */
+        EXPECT_EQ(b.wait(&u, kQuantum), VtimeBarrier::Wait::kTurn);
+        EXPECT_EQ(u.length, 300u);
+        b.barrier->pass(1'000'000, true);
+    });
+    ASSERT_EQ(a.wait(&t), VtimeBarrier::Wait::kTurn);
+    EXPECT_EQ(t.start, 0u);
+    EXPECT_EQ(t.length, kQuantum);
+    a.barrier->pass(kVtimeNoDeadline, false);
+    ASSERT_EQ(a.wait(&t, kQuantum), VtimeBarrier::Wait::kTurn);
+    EXPECT_EQ(t.start, kQuantum);
+    EXPECT_EQ(t.length, 300u);
+    a.barrier->pass(5'000'000, true);
+    tb.join();
+    /* Round 2: every member idle: one round to the earliest deadline. */
+    ASSERT_EQ(a.wait(&t, kQuantum + 300), VtimeBarrier::Wait::kTurn);
+    EXPECT_EQ(t.start, kQuantum + 300);
+    EXPECT_EQ(t.length, 1'000'000u - (kQuantum + 300));
+}
+
+TEST(VtimeBarrier, TheFirstRoundWaitsForTheGate)
+{
+    const std::string name = unique_pool_name("vb-", "gate");
+    PoolFileGuard g{name};
+    Member a;
+    ASSERT_TRUE(a.join(name, 2));
+    VtimeTurn t;
+    EXPECT_EQ(a.wait(&t, 0, after_ms(60)), VtimeBarrier::Wait::kAborted);
+    EXPECT_EQ(a.shm().started, 0u);
+    Member b;
+    ASSERT_TRUE(b.join(name, 2));
+    std::thread tb([&] {
+        VtimeTurn u;
+        EXPECT_EQ(b.wait(&u, 0, after_ms(5000)), VtimeBarrier::Wait::kTurn);
+        b.barrier->pass(kVtimeNoDeadline, false);
+    });
+    EXPECT_EQ(a.wait(&t, 0, after_ms(5000)), VtimeBarrier::Wait::kTurn);
+    EXPECT_EQ(t.round, 0u);
+    a.barrier->pass(kVtimeNoDeadline, false);
+    tb.join();
+}
+
+TEST(VtimeBarrier, ASlotGoesOnWhereTheEarlierMemberLeftIt)
+{
+    const std::string name = unique_pool_name("vb-", "slot");
+    PoolFileGuard g{name};
+    Member a, b;
+    ASSERT_TRUE(a.join(name, 2));
+    ASSERT_TRUE(b.join(name, 2));
+    std::thread tb([&] {
+        VtimeTurn u;
+        EXPECT_EQ(b.wait(&u), VtimeBarrier::Wait::kTurn);
+        EXPECT_EQ(b.barrier->slot_used(1), 400u);
+        EXPECT_EQ(b.barrier->slot_used(0), 0u);
+        b.barrier->pass(kVtimeNoDeadline, false);
+        EXPECT_EQ(b.wait(&u, kQuantum), VtimeBarrier::Wait::kTurn);
+        EXPECT_EQ(b.barrier->slot_used(1), 0u); /* a new round */
+        b.barrier->pass(kVtimeNoDeadline, false);
+    });
+    VtimeTurn t;
+    ASSERT_EQ(a.wait(&t), VtimeBarrier::Wait::kTurn);
+    a.barrier->publish_slot(1, 400);
+    a.barrier->pass(kVtimeNoDeadline, false);
+    ASSERT_EQ(a.wait(&t, kQuantum), VtimeBarrier::Wait::kTurn);
+    a.barrier->pass(kVtimeNoDeadline, false);
+    tb.join();
+}
+
+TEST(VtimeBarrier, AStoppedVmLeavesTheRoundsAndRejoins)
+{
+    const std::string name = unique_pool_name("vb-", "leave");
+    PoolFileGuard g{name};
+    Member a, b;
+    ASSERT_TRUE(a.join(name));
+    ASSERT_TRUE(b.join(name));
+    VtimeTurn t;
+    /* B's thread is not in the rounds (its VM is stopped): A goes on alone. */
+    uint64_t local = 0;
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(a.wait(&t, local), VtimeBarrier::Wait::kTurn);
+        local = t.start + t.length;
+        a.barrier->pass(kVtimeNoDeadline, false);
+    }
+    /* B comes back: from the next round on it takes its turn after A's,
+     * at the pool's clock (its own stood still). */
+    std::thread tb([&] {
+        VtimeTurn u;
+        EXPECT_EQ(b.wait(&u, 0, after_ms(5000)), VtimeBarrier::Wait::kTurn);
+        EXPECT_EQ(u.start, 3 * kQuantum);
+        b.barrier->pass(kVtimeNoDeadline, false);
+        b.barrier->leave();
+    });
+    for (int i = 0; i < 5000 && !__atomic_load_n(&a.shm().member[1].present, __ATOMIC_ACQUIRE);
+         i++) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ASSERT_EQ(a.wait(&t, local), VtimeBarrier::Wait::kTurn);
+    EXPECT_EQ(t.start, 3 * kQuantum);
+    a.barrier->pass(kVtimeNoDeadline, false);
+    tb.join();
+    ASSERT_EQ(a.wait(&t, 4 * kQuantum, after_ms(5000)), VtimeBarrier::Wait::kTurn);
+    EXPECT_EQ(t.start, 4 * kQuantum);
+    a.barrier->pass(kVtimeNoDeadline, false);
+    EXPECT_EQ(a.barrier->counters().skipped_slow, 0u);
+}
+
+/* ---------------------------------------------------------- the model */
+
+/* CPU-bound vCPUs: each runs `work` instructions, then halts. */
+class Loops final : public VtimeVcpus {
+public:
+    Loops(Core &core, VirtualRounds &rounds, int n, uint64_t work)
+        : core_(core), rounds_(rounds), work_(n, work), done_at_(n, 0)
+    {
+    }
+    bool runnable(int v) override { return work_[v] > 0; }
+    VtimeRun run(int v, uint64_t budget) override
+    {
+        int s = rounds_.current();
+        uint64_t n = std::min(budget, work_[v]);
+        rounds_.account(s, n);
+        work_[v] -= n;
+        if (work_[v] == 0) {
+            done_at_[v] = rounds_.now(s);
+            core_.release(v, ReleaseReason::kHalt);
+            return {n, VtimeExit::kHalted};
+        }
+        core_.after_exec(v, 0);
+        return {n, VtimeExit::kRan};
+    }
+    bool busy() const
+    {
+        return std::any_of(work_.begin(), work_.end(), [](uint64_t w) { return w > 0; });
+    }
+    uint64_t last_done() const { return *std::max_element(done_at_.begin(), done_at_.end()); }
+
+private:
+    Core &core_;
+    VirtualRounds &rounds_;
+    std::vector<uint64_t> work_;
+    std::vector<uint64_t> done_at_;
+};
+
+struct Share final : VtimeSlotShare {
+    VtimeBarrier *b;
+    uint64_t used(int s) override { return b->slot_used(s); }
+    void publish(int s, uint64_t u) override { b->publish_slot(s, u); }
+};
+
+/* One VM of n CPU-bound vCPUs on the shared pool, driven as QEMU's
+ * round-robin thread drives it; returns when its vCPUs are done, with
+ * the virtual time the last one finished. */
+uint64_t run_vm(const std::string &pool, int members, int n, uint64_t work, uint64_t quantum,
+               uint64_t slice)
+{
+    SimHost sim(n);
+    VirtualRounds rounds(2, quantum);
+    VirtualTimeHost host(sim, rounds, 0);
+    SharedPoolOptions opt;
+    opt.time_base = virtual_base(quantum);
+    std::string err;
+    Config cfg = small_config(2);
+    cfg.slice_ns = slice;
+    auto core = Core::create_shared(cfg, pool, n, host, &err, opt);
+    if (!core) {
+        ADD_FAILURE() << err;
+        return 0;
+    }
+    Loops vcpus(*core, rounds, n, work);
+    VtimeDriver driver(*core, rounds, vcpus);
+    VtimeBarrier barrier(*core, quantum, members);
+    Share share;
+    share.b = &barrier;
+    driver.set_share(&share);
+    while (vcpus.busy()) {
+        VtimeTurn t;
+        if (barrier.wait_turn(rounds.start(), [] { return false; },
+                              [&] { core->poll_members(true); }, &t) !=
+            VtimeBarrier::Wait::kTurn) {
+            ADD_FAILURE() << "no turn";
+            return 0;
+        }
+        if (t.start > rounds.start()) {
+            rounds.warp(t.start - rounds.start());
+        }
+        if (driver.run_round(t.length) == VtimeStep::kAllIdle) {
+            rounds.warp(t.length);
+        }
+        barrier.pass(kVtimeNoDeadline, !vcpus.busy());
+    }
+    barrier.leave();
+    return vcpus.last_done();
+}
+
+TEST(VtimeBarrierModel, TwoVmsOfFourCpuBoundVcpusOnTwoSlotsTakeFourTimesAsLong)
+{
+    /* 8 vCPUs, 2 slots, slices of 250 us (250 k instructions at shift
+     * 0) ending and slots passing between the VMs: the slots never idle,
+     * so the last vCPU is done at (8 / 2) x work; the run queue is FIFO
+     * per vCPU (not per VM), so the other VM may finish up to two slices
+     * of its vCPUs earlier. */
+    const std::string name = unique_pool_name("vb-", "model");
+    PoolFileGuard g{name};
+    constexpr uint64_t kWork = 5'000'000, kQ = 10'000, kSlice = 250'000;
+    uint64_t done[2] = {};
+    std::thread first([&] { done[0] = run_vm(name, 2, 4, kWork, kQ, kSlice); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    done[1] = run_vm(name, 2, 4, kWork, kQ, kSlice);
+    first.join();
+    const uint64_t last = std::max(done[0], done[1]);
+    const uint64_t other = std::min(done[0], done[1]);
+    EXPECT_NEAR(static_cast<double>(last) / (4 * kWork), 1.0, 0.005) << last;
+    EXPECT_GE(other + 2 * kSlice + kQ, 4 * kWork) << other;
+    std::printf("VM done at %.4f and %.4f x work\n", static_cast<double>(done[0]) / kWork,
+                static_cast<double>(done[1]) / kWork);
+}
+
+/* ---------------------------------------------------------- processes */
+
+pid_t fork_child(const std::function<int()> &fn)
+{
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        int rc = 1;
+        try {
+            rc = fn();
+        } catch (...) {
+            rc = 9;
+        }
+        ::_exit(rc);
+    }
+    return pid;
+}
+
+/* A member process taking turns for ever, counting them in *turns. */
+int turn_taker(const std::string &name, std::atomic<uint64_t> *turns)
+{
+    Member m;
+    if (!m.join(name, 2)) {
+        return 2;
+    }
+    uint64_t local = 0;
+    for (;;) {
+        VtimeTurn t;
+        if (m.wait(&t, local) != VtimeBarrier::Wait::kTurn) {
+            return 3;
+        }
+        local = t.start + t.length;
+        turns->fetch_add(1);
+        m.barrier->pass(kVtimeNoDeadline, false);
+    }
+}
+
+std::atomic<uint64_t> *shared_counter()
+{
+    void *m = ::mmap(nullptr, sizeof(std::atomic<uint64_t>), PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    return new (m) std::atomic<uint64_t>(0);
+}
+
+/* Takes turns until pred() or timeout_ms; returns the turns taken. */
+int take_turns(Member &m, uint64_t *local, const std::function<bool()> &pred, int timeout_ms)
+{
+    auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    int n = 0;
+    while (!pred() && std::chrono::steady_clock::now() < end) {
+        VtimeTurn t;
+        if (m.wait(&t, *local, after_ms(timeout_ms)) != VtimeBarrier::Wait::kTurn) {
+            break;
+        }
+        *local = t.start + t.length;
+        n++;
+        m.barrier->pass(kVtimeNoDeadline, false);
+    }
+    return n;
+}
+
+TEST(VtimeBarrierProcesses, AKilledMemberLeavesTheLockstepWithin100ms)
+{
+    const std::string name = unique_pool_name("vb-", "kill");
+    PoolFileGuard g{name};
+    std::atomic<uint64_t> *kid_turns = shared_counter();
+    Member a;
+    ASSERT_TRUE(a.join(name, 2));
+    pid_t kid = fork_child([&] { return turn_taker(name, kid_turns); });
+    uint64_t local = 0;
+    take_turns(a, &local, [&] { return kid_turns->load() >= 20; }, 10000);
+    ASSERT_GE(kid_turns->load(), 20u);
+    ::kill(kid, SIGKILL);
+    int st;
+    ::waitpid(kid, &st, 0);
+    /* A turn after the kill shows the lockstep moves on without it. */
+    auto t0 = std::chrono::steady_clock::now();
+    const uint64_t before = a.barrier->counters().turns;
+    take_turns(a, &local, [&] { return a.barrier->counters().turns >= before + 3; }, 5000);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::steady_clock::now() - t0).count();
+    EXPECT_GE(a.barrier->counters().turns, before + 3);
+    EXPECT_LE(ms, 100) << "the killed member held the others for " << ms << " ms";
+    EXPECT_LE(a.barrier->counters().skipped_dead, 1u);
+    EXPECT_EQ(a.shm().member[1].present, 0u);
+    std::printf("killed member out of the rounds after %lld ms\n", static_cast<long long>(ms));
+}
+
+TEST(VtimeBarrierProcesses, AStoppedMemberIsSkippedAndRejoinsOnContinue)
+{
+    const std::string name = unique_pool_name("vb-", "stop");
+    PoolFileGuard g{name};
+    std::atomic<uint64_t> *kid_turns = shared_counter();
+    Member a;
+    ASSERT_TRUE(a.join(name, 2));
+    pid_t kid = fork_child([&] { return turn_taker(name, kid_turns); });
+    uint64_t local = 0;
+    take_turns(a, &local, [&] { return kid_turns->load() >= 20; }, 10000);
+    ::kill(kid, SIGSTOP);
+    /* Wait until it is stopped (state T). */
+    for (int i = 0; i < 200 && !proc_stopped(kid); i++) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ASSERT_TRUE(proc_stopped(kid));
+    const uint64_t frozen = kid_turns->load();
+    const uint64_t before = a.barrier->counters().turns;
+    take_turns(a, &local, [&] { return a.barrier->counters().turns >= before + 20; }, 5000);
+    EXPECT_GE(a.barrier->counters().turns, before + 20) << "A waited for the stopped member";
+    EXPECT_EQ(a.barrier->counters().skipped_stopped, 1u);
+    EXPECT_EQ(kid_turns->load(), frozen);
+    ::kill(kid, SIGCONT);
+    take_turns(a, &local, [&] { return kid_turns->load() >= frozen + 10; }, 5000);
+    EXPECT_GE(kid_turns->load(), frozen + 10) << "the member did not rejoin";
+    ::kill(kid, SIGKILL);
+    int st;
+    ::waitpid(kid, &st, 0);
+}
+
+/* ---------------------------------------------------------- corruption */
+
+class VtimeBarrierCorrupt : public ::testing::TestWithParam<int> {};
+
+TEST_P(VtimeBarrierCorrupt, ABadFieldDetachesTheMemberWithOneLine)
+{
+    const std::string name = unique_pool_name("vb-", "corrupt");
+    PoolFileGuard g{name};
+    Member a;
+    ASSERT_TRUE(a.join(name));
+    VtimeTurn t;
+    ASSERT_EQ(a.wait(&t), VtimeBarrier::Wait::kTurn);
+    a.barrier->pass(kVtimeNoDeadline, false);
+    ShmVtime &vt = a.shm();
+    testing::internal::CaptureStderr();
+    VtimeBarrier::Wait w = VtimeBarrier::Wait::kTurn;
+    switch (GetParam()) {
+    case 0:
+        vt.turn = 1000;
+        w = a.wait(&t, kQuantum);
+        break;
+    case 1:
+        vt.length = 0;
+        w = a.wait(&t, kQuantum);
+        break;
+    case 2:
+        vt.start = ~0ull;
+        w = a.wait(&t, kQuantum);
+        break;
+    case 3:
+        vt.start = 5; /* behind our clock */
+        w = a.wait(&t, kQuantum);
+        break;
+    case 4:
+        vt.turn = -7;
+        w = a.wait(&t, kQuantum);
+        break;
+    }
+    std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_EQ(w, VtimeBarrier::Wait::kDetached);
+    EXPECT_TRUE(a.core->detached());
+    EXPECT_NE(err.find("is corrupt"), std::string::npos) << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+}
+
+INSTANTIATE_TEST_SUITE_P(Fields, VtimeBarrierCorrupt, ::testing::Range(0, 5));
+
+TEST(VtimeBarrier, ACorruptSlotRecordThrows)
+{
+    const std::string name = unique_pool_name("vb-", "slotbad");
+    PoolFileGuard g{name};
+    Member a;
+    ASSERT_TRUE(a.join(name));
+    VtimeTurn t;
+    ASSERT_EQ(a.wait(&t), VtimeBarrier::Wait::kTurn);
+    a.shm().slot[0].round = t.round;
+    a.shm().slot[0].used = t.length + 1;
+    EXPECT_THROW(a.barrier->slot_used(0), PoolCorrupt);
+}
+
+/* ---------------------------------------------------------- time base */
+
+TEST(VtimeTimeBase, AMemberOfAnotherTimeBaseIsRefusedAtJoin)
+{
+    const std::string name = unique_pool_name("vb-", "tb");
+    PoolFileGuard g{name};
+    Member a;
+    ASSERT_TRUE(a.join(name));
+    struct Case {
+        PoolTimeBase tb;
+        const char *asks;
+    } cases[] = {
+        {PoolTimeBase{}, "this VM asks for time=real"},
+        {virtual_base(kQuantum, 3), "this VM asks for time=virtual (-icount shift=3, quantum=1000)"},
+        {virtual_base(2000), "this VM asks for time=virtual (-icount shift=0, quantum=2000)"},
+    };
+    for (const Case &c : cases) {
+        Member b;
+        std::string err;
+        EXPECT_FALSE(b.join(name, 1, &err, c.tb));
+        EXPECT_NE(err.find("runs on time=virtual (-icount shift=0, quantum=1000)"),
+                  std::string::npos) << err;
+        EXPECT_NE(err.find(c.asks), std::string::npos) << err;
+        EXPECT_NE(err.find("share one time base"), std::string::npos) << err;
+    }
+    Member same;
+    EXPECT_TRUE(same.join(name));
+}
+
+TEST(VtimeTimeBase, AVirtualTimeVmIsRefusedByARealTimePool)
+{
+    const std::string name = unique_pool_name("vb-", "tbreal");
+    PoolFileGuard g{name};
+    RealHost host(2, RealHostCallbacks{});
+    std::string err;
+    auto real = Core::create_shared(small_config(2), name, 2, host, &err);
+    ASSERT_TRUE(real) << err;
+    Member b;
+    EXPECT_FALSE(b.join(name, 1, &err));
+    EXPECT_NE(err.find("runs on time=real, this VM asks for time=virtual"), std::string::npos)
+        << err;
+}
+
+} // namespace
+} // namespace vsched::test
