@@ -188,9 +188,7 @@ def run(spec, args, qemu, opts):
             print("experiment: %s" % e, file=sys.stderr)
             return 2
     has_pool = host.qemu_has_pool(qemu)
-    vtime_refusal = (host.qemu_vtime_pool_refusal(qemu)
-                     if spec["time"] == "virtual" and has_pool else None)
-    refused = trials.refused_points(spec, has_pool, vtime_refusal)
+    refused = trials.refused_points(spec, has_pool)
     run_id = args.run_id or "%s-%s-%d" % (spec["name"], time.strftime("%Y%m%d-%H%M%S"),
                                           os.getpid())
     outdir = os.path.abspath(args.out or os.path.join(host.REPO, "build", "results", run_id))

@@ -27,30 +27,6 @@ def qemu_has_pool(qemu):
     return re.search(r"^\s*pool=", out, re.M) is not None
 
 
-# QEMU's refusal of pool= with time=virtual before several VMs could share one
-# virtual time (accel/vsched/vsched-vtime.c); the multi-VM virtual-time test
-# and the runner look for exactly this text.
-VTIME_POOL_REFUSAL = "time=virtual cannot share a pool yet: drop pool="
-
-
-def qemu_vtime_pool_refusal(qemu):
-    """QEMU's error line when it refuses pool= with time=virtual, else None.
-    Asks a machine-less QEMU (nothing boots; a pool it joins is its own)."""
-    qmp = '{"execute": "qmp_capabilities"}\n{"execute": "quit"}\n'
-    try:
-        r = subprocess.run([qemu, "-M", "none", "-display", "none", "-nodefaults",
-                            "-icount", "shift=0,sleep=off", "-accel",
-                            "tcg,thread=single,vcpu-sched=on,time=virtual,pool=probe-%d"
-                            % os.getpid(), "-qmp", "stdio"], input=qmp,
-                           capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    for line in r.stderr.splitlines():
-        if VTIME_POOL_REFUSAL in line:
-            return line.strip()
-    return None
-
-
 def qemu_policies(qemu):
     """The directed-yield values this QEMU accepts, from the property's help
     ("directed-yield=<str> - vsched: yield policy on a PAUSE spin: none,

@@ -57,9 +57,8 @@ def plan(spec):
             for t in round_trials(spec, p, rep)]
 
 
-def refused_points(spec, has_pool, vtime_pool_refusal=None):
-    """Points this QEMU cannot run, as {point: message}. vtime_pool_refusal:
-    QEMU's message when it refuses pool= with time=virtual (None: accepted)."""
+def refused_points(spec, has_pool):
+    """Points this QEMU cannot run, as {point: message}."""
     out = {}
     if spec["pool"] != "shared":
         return out
@@ -74,15 +73,15 @@ def refused_points(spec, has_pool, vtime_pool_refusal=None):
                     "(-accel tcg,pool=NAME), which this build lacks "
                     "(qemu-system-x86_64 -accel tcg,help); set pool = \"separate\" "
                     "to give each VM its own %d slots instead" % (nvms, spec["pcpus"]))
-            elif spec.get("time") == "virtual" and vtime_pool_refusal:
-                out[pid] = ("refused: %d VMs on one shared pool in virtual time: this QEMU "
-                            "refuses pool= with time=virtual (%s)" % (nvms, vtime_pool_refusal))
     return out
 
 
-def accel_of(spec, variant, stats_file, pool_name):
+def accel_of(spec, variant, stats_file, pool_name, pool_members=1):
     """The -accel value of one VM: real time runs MTTCG (one host thread per
-    vCPU), virtual time the single round-robin thread on instruction counts."""
+    vCPU), virtual time the single round-robin thread on instruction counts.
+    A virtual-time pool waits for all pool_members VMs before its first
+    round (pool-members=N): otherwise the VM released first would run alone
+    for a host-timed stretch."""
     thread = "single" if spec.get("time") == "virtual" else "multi"
     accel = ("tcg,thread=%s,vcpu-sched=on,pcpus=%d,directed-yield=%s,relaxed-boost=%s,"
              "stats-file=%s" % (thread, spec["pcpus"], variant["policy"],
@@ -93,6 +92,8 @@ def accel_of(spec, variant, stats_file, pool_name):
             accel += ",quantum=%d" % spec["quantum"]
     if pool_name:
         accel += ",pool=%s" % pool_name
+        if spec.get("time") == "virtual":
+            accel += ",pool-members=%d" % pool_members
     if spec["accel_extra"]:
         accel += "," + spec["accel_extra"]
     return accel
@@ -132,7 +133,7 @@ def run_trial(spec, trial, ctx, tno):
 def _make_vm(spec, trial, ctx, tag, i, pool_name):
     w, v = trial.workload, trial.variant
     stats_file = os.path.join(ctx["outdir"], "stats", "%s-vm%d.json" % (tag, i))
-    accel = accel_of(spec, v, stats_file, pool_name)
+    accel = accel_of(spec, v, stats_file, pool_name, trial.vms)
     vm = vsched_vm.VM(workload=w["name"], smp=vcpus_of(spec, trial.vms), accel=accel,
                       qemu=ctx["qemu"], image_dir=ctx["image"],
                       icount=icount_of(spec), seed=seed_of(spec, trial.rep),

@@ -112,8 +112,8 @@ def test_flags_of_a_virtual_time_trial(tmp_path):
     assert one.startswith("tcg,thread=single,vcpu-sched=on,pcpus=2,directed-yield=ipi,")
     assert ",time=virtual,quantum=20000" in one and "pool=" not in one
     # several VMs on one shared pool: the same, plus the pool
-    two = trials.accel_of(spec, variant, "/s.json", "vsched-x-t1")
-    assert two == one + ",pool=vsched-x-t1"
+    two = trials.accel_of(spec, variant, "/s.json", "vsched-x-t1", 2)
+    assert two == one + ",pool=vsched-x-t1,pool-members=2"
     assert trials.icount_of(spec) == "shift=2,sleep=off"
     # a repetition is another seed, not a retry
     assert [experiment_spec.seed_of(spec, r) for r in range(3)] == [7, 8, 9]
@@ -230,8 +230,7 @@ def ci_vtime(qemu, image_dir, tmp_path_factory):
                    timeout=1800, VSCHED_QEMU=qemu, VSCHED_IMAGE=image_dir)
     with open(os.path.join(out, "runs.csv"), newline="") as f:
         rows = list(csv.DictReader(f))
-    return {"result": r, "out": out, "rows": rows,
-            "refusal": host.qemu_vtime_pool_refusal(qemu)}
+    return {"result": r, "out": out, "rows": rows}
 
 
 def test_ci_vtime_reductions_are_the_expected_ones(ci_vtime):
@@ -264,11 +263,6 @@ def test_ci_vtime_rows_carry_virtual_and_host_seconds(ci_vtime):
 def test_two_vms_share_one_virtual_time(ci_vtime):
     """The 2 VMs x 4 vCPUs points of ci-vtime.toml: both VMs of a trial on
     one pool, with the same seed and the virtual-time flags."""
-    if ci_vtime["refusal"] and host.VTIME_POOL_REFUSAL in ci_vtime["refusal"]:
-        # the only skip: QEMU refuses pool= with time=virtual (issue 9, M3);
-        # the runner must then refuse these points with QEMU's message
-        assert "this QEMU refuses pool= with time=virtual" in ci_vtime["result"].stderr
-        pytest.skip("QEMU refuses pool= with time=virtual: %s" % ci_vtime["refusal"])
     rows = [x for x in ci_vtime["rows"] if x["vms"] == "2"]
     assert len(rows) == 12
     by_trial = {}
@@ -276,6 +270,7 @@ def test_two_vms_share_one_virtual_time(ci_vtime):
         assert row["status"] == "ok", row
         assert row["vcpus"] == "4" and row["seed"] == "1"
         assert ",time=virtual" in row["accel"] and "pool=%s" % row["pool"] in row["accel"]
+        assert "pool-members=2" in row["accel"]
         by_trial.setdefault(row["trial"], []).append(row)
     assert all(len(v) == 2 and len({x["pool"] for x in v}) == 1 for v in by_trial.values())
 
