@@ -25,7 +25,7 @@ EXPERIMENT = os.path.join(REPO, "scripts", "experiment.py")
 CI_SPEC = os.path.join(REPO, "experiments", "ci-vtime.toml")
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 
-from vschedexp import expected, host, report, stats, summary, trials  # noqa: E402
+from vschedexp import expected, report, stats, summary, trials  # noqa: E402
 from vschedexp import spec as experiment_spec  # noqa: E402
 
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
