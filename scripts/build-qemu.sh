@@ -5,14 +5,31 @@ set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 # VSCHED_QEMU_VARIANT=upstream builds the pristine tree (no vsched) for A/B
-# benchmarks, in its own build directory.
-if [ "${VSCHED_QEMU_VARIANT:-}" = upstream ]; then
+# benchmarks; =novsched builds our tree configured --disable-vsched; =user
+# the x86_64 linux-user target (tests/integration/test_build_options.py).
+# Each variant has its own build directory.  (novsched keeps the main
+# build's config-host.h, so after it nearly everything is a ccache hit; a
+# linux-user target changes config-host.h, hence its own variant.)
+variant_flags=()
+case ${VSCHED_QEMU_VARIANT:-} in
+upstream)
     src=$top/build/qemu-pristine
-    bld=$top/build/qemu-upstream-build
-else
+    bld=$top/build/qemu-upstream-build ;;
+novsched)
     src=$top/build/qemu-src
-    bld=$top/build/qemu-build
-fi
+    bld=$top/build/qemu-novsched-build
+    variant_flags=(--disable-vsched) ;;
+user)
+    src=$top/build/qemu-src
+    bld=$top/build/qemu-user-build
+    variant_flags=(--target-list=x86_64-linux-user) ;;
+"")
+    src=$top/build/qemu-src
+    bld=$top/build/qemu-build ;;
+*)
+    echo "build-qemu: unknown VSCHED_QEMU_VARIANT '$VSCHED_QEMU_VARIANT' (upstream, novsched, user)" >&2
+    exit 2 ;;
+esac
 ccache=${VSCHED_CCACHE:-yes}
 # Paths relative to the checkout, so another clone of the repo hits the cache.
 export CCACHE_BASEDIR=$top CCACHE_NOHASHDIR=1
@@ -29,6 +46,8 @@ QEMU_FLAGS=(
     # Debian's source tarball lacks: x86 guests boot without -L flags.
     --firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu
 )
+# A later --target-list replaces the one above.
+QEMU_FLAGS+=("${variant_flags[@]}")
 # shellcheck disable=SC2206
 QEMU_FLAGS+=(${VSCHED_QEMU_EXTRA_FLAGS:-})
 

@@ -334,11 +334,3 @@ void vsched_kvm_accel_class_init(ObjectClass *oc)
     add_refused_on_kvm(oc, "time");
     add_refused_on_kvm(oc, "quantum");
 }
-
-void vsched_accel_help(QemuOpts *opts, ObjectClass *oc)
-{
-    if (qemu_opt_has_help_opt(opts)) {
-        type_print_class_properties(object_class_get_name(oc));
-        exit(0);
-    }
-}
