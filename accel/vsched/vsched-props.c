@@ -181,6 +181,8 @@ static bool *mechanism_field(const char *name)
         return &c->halt_handoff;
     } else if (!strcmp(name, "ipi-lift")) {
         return &c->ipi_lift;
+    } else if (!strcmp(name, "yield-lift")) {
+        return &c->yield_lift;
     }
     return &c->callfn_first;
 }
@@ -341,6 +343,8 @@ void vsched_tcg_accel_class_init(ObjectClass *oc)
     object_class_property_add(oc, "ipi-lift", "bool", get_mechanism,
                               set_mechanism, NULL, NULL);
     object_class_property_add(oc, "callfn-first", "bool", get_mechanism,
+                              set_mechanism, NULL, NULL);
+    object_class_property_add(oc, "yield-lift", "bool", get_mechanism,
                               set_mechanism, NULL, NULL);
     add_duration(oc, "ipi-window");
     add_duration(oc, "ple-gap");

@@ -167,6 +167,9 @@ static void host_trace(void *opaque, int event, int vcpu, int target,
     case VSCHED_TRACE_IPI_TO_RUN:
         trace_vsched_ipi_to_run(vcpu, arg);
         break;
+    case VSCHED_TRACE_YIELDER_LIFT:
+        trace_vsched_yielder_lift(vcpu, arg);
+        break;
     }
 }
 

@@ -42,6 +42,7 @@ struct Config {
     bool halt_handoff = true;  /* a halting vCPU's slot to its IPI receiver */
     bool ipi_lift = true;      /* an IPI-woken vCPU queues ahead */
     bool callfn_first = true;  /* call-function receivers before others */
+    bool yield_lift = true;    /* a directed-yield yielder requeues ahead */
     unsigned lift_bound = 2;   /* times one queued vCPU may be passed */
 };
 
@@ -50,12 +51,14 @@ enum class Mechanism : uint32_t {
     kHaltHandoff = 1u << 0,
     kIpiLift = 1u << 1,
     kCallfnFirst = 1u << 2,
+    kYieldLift = 1u << 3,
 };
 inline constexpr uint32_t mechanism_bits(const Config &c)
 {
     return (c.halt_handoff ? static_cast<uint32_t>(Mechanism::kHaltHandoff) : 0) |
            (c.ipi_lift ? static_cast<uint32_t>(Mechanism::kIpiLift) : 0) |
-           (c.callfn_first ? static_cast<uint32_t>(Mechanism::kCallfnFirst) : 0);
+           (c.callfn_first ? static_cast<uint32_t>(Mechanism::kCallfnFirst) : 0) |
+           (c.yield_lift ? static_cast<uint32_t>(Mechanism::kYieldLift) : 0);
 }
 
 /*

@@ -508,6 +508,8 @@ void Core::decide_locked(int v, int cpl)
                           v, /*kernel_mode=*/cpl == 0, nr_passes,
                           mechanism(Mechanism::kCallfnFirst)};
     sched_.set_yielder_marking(cfg_.yielder_preempted, cpl);
+    sched_.set_yielder_lift(mechanism(Mechanism::kYieldLift) &&
+                            policies_[id]->lifts_yielders());
     const SpinResult d = run_spin_decision(*policies_[id], setup, sched_);
     if (d.target == kNone) {
         ctr_.add(Ctr::no_target);

@@ -102,7 +102,9 @@ namespace vsched {
     X(ipi_wake_lifts, "IPI-woken vCPUs queued ahead of others (ipi-lift)")\
     X(ipi_wake_lift_bounded, "lifts placed behind a vCPU already passed lift-bound times")\
     X(halt_handoffs, "halting vCPUs' slots handed to their IPI receiver (halt-handoff)")\
-    X(halt_handoff_bounded, "halt handoffs refused by the lift bound")
+    X(halt_handoff_bounded, "halt handoffs refused by the lift bound")\
+    X(yielder_lifts, "directed-yield yielders requeued ahead of others (yield-lift)")\
+    X(yielder_lift_bounded, "yielder lifts placed behind a vCPU at the lift bound")
 
 enum class Ctr : int {
 #define VSCHED_CTR_ENUM(name, desc) name,

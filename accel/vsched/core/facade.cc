@@ -63,6 +63,7 @@ vsched::Config to_cpp(const VschedConfig &c)
     o.halt_handoff = c.halt_handoff;
     o.ipi_lift = c.ipi_lift;
     o.callfn_first = c.callfn_first;
+    o.yield_lift = c.yield_lift;
     return o;
 }
 
@@ -96,6 +97,7 @@ void vsched_config_defaults(VschedConfig *cfg)
     cfg->halt_handoff = d.halt_handoff;
     cfg->ipi_lift = d.ipi_lift;
     cfg->callfn_first = d.callfn_first;
+    cfg->yield_lift = d.yield_lift;
 }
 
 int vsched_setting_count(void)
@@ -471,6 +473,7 @@ static bool mechanism_by_name(const char *name, vsched::Mechanism *out)
         {"halt-handoff", vsched::Mechanism::kHaltHandoff},
         {"ipi-lift", vsched::Mechanism::kIpiLift},
         {"callfn-first", vsched::Mechanism::kCallfnFirst},
+        {"yield-lift", vsched::Mechanism::kYieldLift},
     };
     for (const auto &k : kMechanisms) {
         if (name && std::strcmp(name, k.name) == 0) {

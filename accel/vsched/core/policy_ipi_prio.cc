@@ -43,6 +43,7 @@ public:
     IpiPrioPolicy() : seen_(new uint32_t[kMaxVcpus]()) {}
     void decide(SpinContext &c) override;
     bool lifts_ipi_wakes() const override { return true; }
+    bool lifts_yielders() const override { return true; }
     int halt_successor(const IpiTracker &ipi, int me, uint64_t now) const override
     {
         return ipi.last_receiver(me, now);

@@ -229,7 +229,7 @@ bool Scheduler::acquire(int v, bool lift_ipi_wake)
     }
     enqueue(g);
     if (lift_ipi_wake && ipi_woken) {
-        lift_queued(g);
+        lift_queued(g, Ctr::ipi_wake_lifts, Ctr::ipi_wake_lift_bounded, TraceEvent::kIpiLift);
     }
     ctr_.add(Ctr::acquire_wait);
     fx_->trace(TraceEvent::kAcquireWait, v, -1, pool_.queue_len());
@@ -389,6 +389,9 @@ int Scheduler::yield_to(int me, int target)
     }
     sched_out(gm);
     grant(gt, slot, deadline);
+    if (lift_yielder_) {
+        lift_queued(gm, Ctr::yielder_lifts, Ctr::yielder_lift_bounded, TraceEvent::kYielderLift);
+    }
     ctr_.add(Ctr::handoffs);
     ctr_.add(Ctr::wakes);
     fx_wake(gt);
@@ -432,7 +435,7 @@ void Scheduler::count_passes(int from, int to)
  * lift_bound_ times, i.e. right behind the last one at the bound.  So no
  * queued vCPU is ever passed more than lift_bound_ times per wait: it is
  * served within (vCPUs ahead of it + lift_bound_) grants. */
-void Scheduler::lift_queued(int g)
+void Scheduler::lift_queued(int g, Ctr lifted, Ctr bounded, TraceEvent ev)
 {
     int behind = kNone;
     for (int x = pool_.head(); x != kNone && x != g; x = pool_.next(x)) {
@@ -443,7 +446,7 @@ void Scheduler::lift_queued(int g)
     const int first_passed = behind == kNone ? pool_.head() : pool_.next(behind);
     if (first_passed == g) {
         if (behind != kNone) {
-            ctr_.add(Ctr::ipi_wake_lift_bounded);
+            ctr_.add(bounded);
         }
         return; /* nobody to pass */
     }
@@ -454,11 +457,11 @@ void Scheduler::lift_queued(int g)
     count_passes(first_passed, g);
     pool_.remove(g);
     pool_.insert_after(g, behind);
-    ctr_.add(Ctr::ipi_wake_lifts);
+    ctr_.add(lifted);
     if (behind != kNone) {
-        ctr_.add(Ctr::ipi_wake_lift_bounded);
+        ctr_.add(bounded);
     }
-    fx_->trace(TraceEvent::kIpiLift, g - base_, -1, passed);
+    fx_->trace(ev, g - base_, -1, passed);
 }
 
 /* Halting holder g's slot goes to `successor` (a local id) if it is a

@@ -67,6 +67,10 @@ public:
     /* How often one queued vCPU may be passed by lifts and halt handoffs
      * before it is served (the starvation bound; 0: never passed). */
     void set_lift_bound(unsigned n) { lift_bound_ = n; }
+    /* The next yield_to() requeues the yielder ahead (bounded), as CFS
+     * keeps a yield_to() caller runnable near the front, not behind every
+     * waiter. */
+    void set_yielder_lift(bool on) { lift_yielder_ = on; }
     /* Preempt v (a holder) if its slice is over and someone waits.
      * cpl: v's privilege level when it left guest code. */
     bool preempt_if_due(int v, int cpl);
@@ -164,7 +168,7 @@ private:
     void init_mechanisms();
     int passes(int g) const;
     void count_passes(int from, int to);
-    void lift_queued(int g);
+    void lift_queued(int g, Ctr lifted, Ctr bounded, TraceEvent ev);
     bool hand_halted_slot(int g, int slot, int successor);
     void note_ipi_to_run(int g);
     void note_slot_free(int slot);
@@ -214,6 +218,7 @@ private:
     };
     std::unique_ptr<Passes[]> passes_;
     unsigned lift_bound_ = 2;
+    bool lift_yielder_ = false;
     /* Per local vCPU: time of the first IPI since it last ran (0: none). */
     std::unique_ptr<std::atomic<uint64_t>[]> ipi_at_;
     /* Per slot: since when it has been free (0: unknown). */

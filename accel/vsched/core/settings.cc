@@ -34,6 +34,9 @@ constexpr VschedSetting kSettings[] = {
     {"callfn-first", VSCHED_SETTING_BOOL, 0, 0, true,
      "yield to receivers of a call-function IPI before other receivers "
      "(ipi-prio)"},
+    {"yield-lift", VSCHED_SETTING_BOOL, 0, 0, true,
+     "a directed-yield yielder requeues ahead of others, each passed at "
+     "most twice per wait (policies that ask for it: ipi-prio)"},
     {"ipi-tracking", VSCHED_SETTING_BOOL, 0, 0, true,
      "record IPIs for the directed-yield policies"},
     {"ipi-window", VSCHED_SETTING_DURATION, 1 * kNsPerUs, 10 * kNsPerS, true,

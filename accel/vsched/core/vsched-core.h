@@ -63,6 +63,7 @@ enum {
     VSCHED_TRACE_IPI_LIFT,          /* IPI-woken vcpu queued ahead; arg = passed */
     VSCHED_TRACE_HALT_HANDOFF,      /* halting vcpu's slot -> target */
     VSCHED_TRACE_IPI_TO_RUN,        /* vcpu runs; arg = ns since its first IPI */
+    VSCHED_TRACE_YIELDER_LIFT,      /* yielder requeued ahead; arg = passed */
     VSCHED_TRACE__MAX,
 };
 /* VSCHED_TRACE_YIELD's arg: policy id and pass index. */
@@ -102,6 +103,7 @@ typedef struct VschedConfig {
     bool halt_handoff;
     bool ipi_lift;
     bool callfn_first;
+    bool yield_lift;
 } VschedConfig;
 
 void vsched_config_defaults(VschedConfig *cfg);

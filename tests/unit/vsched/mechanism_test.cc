@@ -248,6 +248,25 @@ TEST_F(MechanismTest, NobodyIsOvertakenMoreThanTheBound)
     EXPECT_EQ(max_overtaken, static_cast<int>(kBound)); /* the bound is reached */
 }
 
+/* yield-lift: a directed-yield yielder requeues at the head, not behind
+ * every waiter; off, at the tail (KVM-style FIFO requeue). */
+TEST_F(MechanismTest, YielderRequeuesAheadWhenAsked)
+{
+    for (bool on : {true, false}) {
+        init(4, 1);
+        ASSERT_TRUE(s_->acquire(0));
+        ASSERT_FALSE(s_->acquire(1));
+        ASSERT_FALSE(s_->acquire(2));
+        s_->set_yielder_lift(on);
+        ASSERT_EQ(s_->yield_to(0, 2), 1);
+        EXPECT_EQ(queue(), on ? (V{0, 1}) : (V{1, 0}));
+        EXPECT_EQ(ctr_.get(Ctr::yielder_lifts), on ? 1u : 0u);
+        EXPECT_EQ(traced(TraceEvent::kYielderLift), on ? 1 : 0);
+        ok();
+        ctr_.reset();
+    }
+}
+
 TEST_F(MechanismTest, IpiToRunLatencyFromFirstIpiToGrant)
 {
     init(4, 1);
