@@ -38,11 +38,13 @@ struct Config {
      * marks any still-runnable vCPU.  false: voluntary, not preempted. */
     bool yielder_preempted = true;
     /* Scheduler and policy mechanisms a policy may use (ipi-prio does);
-     * each can be switched off to measure it (Mechanism below). */
+     * each can be switched on and off to measure it (Mechanism below).
+     * On by default only what won seed by seed in
+     * docs/design/where-time-goes.rst. */
     bool halt_handoff = true;  /* a halting vCPU's slot to its IPI receiver */
-    bool ipi_lift = true;      /* an IPI-woken vCPU queues ahead */
-    bool callfn_first = true;  /* call-function receivers before others */
-    bool yield_lift = true;    /* a directed-yield yielder requeues ahead */
+    bool ipi_lift = false;     /* an IPI-woken vCPU queues ahead */
+    bool callfn_first = false; /* call-function receivers before others */
+    bool yield_lift = false;   /* a directed-yield yielder requeues ahead */
     unsigned lift_bound = 2;   /* times one queued vCPU may be passed */
 };
 
