@@ -759,14 +759,16 @@ bool Core::check_invariants(std::string *why)
     }
     uint64_t enq = c[Ctr::acquire_wait] + c[Ctr::preemptions] + c[Ctr::handoffs] +
                    c[Ctr::voluntary_yields];
-    uint64_t deq = c[Ctr::grants_from_queue] + c[Ctr::handoffs] + c[Ctr::queue_removed];
+    uint64_t deq = c[Ctr::grants_from_queue] + c[Ctr::handoffs] + c[Ctr::queue_removed] +
+                   c[Ctr::halt_handoffs];
     /* In a shared pool other processes enqueue and grant too (and a VM
      * that left one started its private queue afresh). */
     if (!shared_ && enq - deq != q_len) {
         return fail("queue length != enqueues - dequeues");
     }
-    if (c[Ctr::slot_waits] != c[Ctr::grants_from_queue] + c[Ctr::handoffs]) {
-        return fail("slot waits != grants from queue + handoffs");
+    if (c[Ctr::slot_waits] !=
+        c[Ctr::grants_from_queue] + c[Ctr::handoffs] + c[Ctr::halt_handoffs]) {
+        return fail("slot waits != grants from queue + handoffs + halt handoffs");
     }
     if (c[Ctr::ipi_calls] != c[Ctr::ipi_unicast] + c[Ctr::ipi_multicast] +
                                  c[Ctr::ipi_shorthand] + c[Ctr::ipi_self] +
