@@ -172,6 +172,46 @@ static void set_ipi_tracking(Object *obj, bool value, Error **errp)
     trace_vsched_set("ipi-tracking", value ? "on" : "off");
 }
 
+/* The mechanism switches: one getter/setter pair, told apart by name. */
+static bool *mechanism_field(const char *name)
+{
+    VschedConfig *c = cfg();
+
+    if (!strcmp(name, "halt-handoff")) {
+        return &c->halt_handoff;
+    } else if (!strcmp(name, "ipi-lift")) {
+        return &c->ipi_lift;
+    } else if (!strcmp(name, "yield-lift")) {
+        return &c->yield_lift;
+    }
+    return &c->callfn_first;
+}
+
+static void get_mechanism(Object *obj, Visitor *v, const char *name,
+                          void *opaque, Error **errp)
+{
+    bool on = vsched_core ? vsched_get_mechanism(vsched_core, name)
+                          : *mechanism_field(name);
+
+    visit_type_bool(v, name, &on, errp);
+}
+
+static void set_mechanism(Object *obj, Visitor *v, const char *name,
+                          void *opaque, Error **errp)
+{
+    bool on;
+
+    if (!fixed_once_running(name, errp) ||
+        !visit_type_bool(v, name, &on, errp)) {
+        return;
+    }
+    *mechanism_field(name) = on;
+    if (vsched_core) {
+        vsched_set_mechanism(vsched_core, name, on);
+    }
+    trace_vsched_set(name, on ? "on" : "off");
+}
+
 /* The duration properties: one getter/setter pair, told apart by name. */
 static uint64_t *duration_field(const char *name)
 {
@@ -298,6 +338,14 @@ void vsched_tcg_accel_class_init(ObjectClass *oc)
                                    set_relaxed_boost);
     object_class_property_add_bool(oc, "ipi-tracking", get_ipi_tracking,
                                    set_ipi_tracking);
+    object_class_property_add(oc, "halt-handoff", "bool", get_mechanism,
+                              set_mechanism, NULL, NULL);
+    object_class_property_add(oc, "ipi-lift", "bool", get_mechanism,
+                              set_mechanism, NULL, NULL);
+    object_class_property_add(oc, "callfn-first", "bool", get_mechanism,
+                              set_mechanism, NULL, NULL);
+    object_class_property_add(oc, "yield-lift", "bool", get_mechanism,
+                              set_mechanism, NULL, NULL);
     add_duration(oc, "ipi-window");
     add_duration(oc, "ple-gap");
     add_duration(oc, "ple-window");

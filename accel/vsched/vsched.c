@@ -158,6 +158,18 @@ static void host_trace(void *opaque, int event, int vcpu, int target,
     case VSCHED_TRACE_RELEASE:
         trace_vsched_release(vcpu, arg);
         break;
+    case VSCHED_TRACE_IPI_LIFT:
+        trace_vsched_ipi_lift(vcpu, arg);
+        break;
+    case VSCHED_TRACE_HALT_HANDOFF:
+        trace_vsched_halt_handoff(vcpu, target);
+        break;
+    case VSCHED_TRACE_IPI_TO_RUN:
+        trace_vsched_ipi_to_run(vcpu, arg);
+        break;
+    case VSCHED_TRACE_YIELDER_LIFT:
+        trace_vsched_yielder_lift(vcpu, arg);
+        break;
     }
 }
 

@@ -100,7 +100,8 @@ def test_accel_help_lists_properties(qemu):
                        text=True, timeout=30)
     for prop in ("vcpu-sched", "pcpus", "slice", "directed-yield",
                  "relaxed-boost", "ipi-tracking", "ipi-window", "ple-gap",
-                 "ple-window", "stats-file"):
+                 "ple-window", "stats-file", "halt-handoff", "ipi-lift",
+                 "callfn-first", "yield-lift"):
         assert prop + "=" in r.stdout, r.stdout
 
 
@@ -142,6 +143,24 @@ def test_runtime_knobs_and_fixed_ones(qemu):
     assert "directed-yield" in replies[3]["error"]["desc"]
     info = replies[4]["return"]
     assert (info["policy"], info["ipi-window-ns"], info["pcpus"]) == ("vanilla", 7000000, 2)
+
+
+def test_mechanism_switches_at_start_and_run_time(qemu):
+    """Each of ipi-prio's mechanisms is a bool property: set at start, read
+    back, switched at run time; the defaults are the documented ones."""
+    get = lambda p: {"execute": "qom-get", "arguments": {"path": "/machine/accel",
+                                                        "property": p}}
+    replies = qmp_session(qemu, "tcg,vcpu-sched=on,pcpus=2,ipi-lift=on", [
+        get("halt-handoff"), get("ipi-lift"), get("callfn-first"), get("yield-lift"),
+        {"execute": "qom-set", "arguments": {"path": "/machine/accel",
+         "property": "halt-handoff", "value": False}},
+        get("halt-handoff"),
+        {"execute": "qom-set", "arguments": {"path": "/machine/accel",
+         "property": "yield-lift", "value": "maybe"}},
+    ])
+    assert [r["return"] for r in replies[:4]] == [True, True, False, False]
+    assert "return" in replies[4] and replies[5]["return"] is False
+    assert "error" in replies[6]
 
 
 RANGE_CASES = [

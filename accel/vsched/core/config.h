@@ -37,7 +37,31 @@ struct Config {
      * preempted_in_kernel from the spin's CPL), as KVM's kvm_sched_out()
      * marks any still-runnable vCPU.  false: voluntary, not preempted. */
     bool yielder_preempted = true;
+    /* Scheduler and policy mechanisms a policy may use (ipi-prio does);
+     * each can be switched on and off to measure it (Mechanism below).
+     * On by default only what won seed by seed in
+     * docs/design/where-time-goes.rst. */
+    bool halt_handoff = true;  /* a halting vCPU's slot to its IPI receiver */
+    bool ipi_lift = false;     /* an IPI-woken vCPU queues ahead */
+    bool callfn_first = false; /* call-function receivers before others */
+    bool yield_lift = false;   /* a directed-yield yielder requeues ahead */
+    unsigned lift_bound = 2;   /* times one queued vCPU may be passed */
 };
+
+/* The switchable mechanisms, as bits of Core::mechanisms(). */
+enum class Mechanism : uint32_t {
+    kHaltHandoff = 1u << 0,
+    kIpiLift = 1u << 1,
+    kCallfnFirst = 1u << 2,
+    kYieldLift = 1u << 3,
+};
+inline constexpr uint32_t mechanism_bits(const Config &c)
+{
+    return (c.halt_handoff ? static_cast<uint32_t>(Mechanism::kHaltHandoff) : 0) |
+           (c.ipi_lift ? static_cast<uint32_t>(Mechanism::kIpiLift) : 0) |
+           (c.callfn_first ? static_cast<uint32_t>(Mechanism::kCallfnFirst) : 0) |
+           (c.yield_lift ? static_cast<uint32_t>(Mechanism::kYieldLift) : 0);
+}
 
 /*
  * Parse "50ms", "100us", "2s", "1500ns" or a bare number of ns.

@@ -64,8 +64,9 @@ Core::Core(const Config &cfg, int nr_vcpus, HostInterface &host,
       sched_ptr_(make_scheduler(cfg, nr_vcpus, shared_.get(), ctr_, spin_)),
       sched_(*sched_ptr_),
       policy_(static_cast<int>(cfg.policy)), relaxed_boost_(cfg.relaxed_boost),
-      hints_(new ExecHint[nr_vcpus])
+      mechs_(mechanism_bits(cfg)), hints_(new ExecHint[nr_vcpus])
 {
+    sched_.set_lift_bound(cfg.lift_bound);
     ipi_.set_enabled(cfg.ipi_tracking);
     ipi_.set_window(cfg.ipi_window_ns);
     for (int k = 0; k < policy_count(); k++) {
@@ -441,7 +442,7 @@ bool Core::acquire(int v)
     bool got = false;
     locked(now, &fx, [&] {
         sched_.note_thread(v, static_cast<int32_t>(current_tid()));
-        got = sched_.acquire(v);
+        got = sched_.acquire(v, lift_ipi_wake());
         note_held_deadline(v);
     });
     run_effects(fx);
@@ -468,7 +469,7 @@ void Core::release(int v, ReleaseReason why)
     Effects fx;
     fx.set_tracing(tracing_.load(std::memory_order_relaxed));
     locked(now, &fx, [&] {
-        sched_.release(v, why);
+        sched_.release(v, why, why == ReleaseReason::kHalt ? halt_successor(v) : kNone);
         note_held_deadline(v);
     });
     run_effects(fx);
@@ -504,8 +505,11 @@ void Core::decide_locked(int v, int cpl)
     const SpinSetup setup{sched_.vm_pool(), ipi_, ctr_, sched_.wake_hints(),
                           host_.pause_now_ns() /* the IPI tracker's clock */,
                           relaxed_boost_.load(std::memory_order_relaxed), cfg_.yield_budget,
-                          v, /*kernel_mode=*/cpl == 0, nr_passes};
+                          v, /*kernel_mode=*/cpl == 0, nr_passes,
+                          mechanism(Mechanism::kCallfnFirst)};
     sched_.set_yielder_marking(cfg_.yielder_preempted, cpl);
+    sched_.set_yielder_lift(mechanism(Mechanism::kYieldLift) &&
+                            policies_[id]->lifts_yielders());
     const SpinResult d = run_spin_decision(*policies_[id], setup, sched_);
     if (d.target == kNone) {
         ctr_.add(Ctr::no_target);
@@ -592,6 +596,23 @@ uint64_t Core::tick()
     return next;
 }
 
+/* The scheduler's mechanisms serve whichever policy asks for them; the
+ * properties switch them off for every policy. */
+bool Core::lift_ipi_wake() const
+{
+    return mechanism(Mechanism::kIpiLift) &&
+           policies_[policy_.load(std::memory_order_relaxed)]->lifts_ipi_wakes();
+}
+
+int Core::halt_successor(int v) const
+{
+    if (!mechanism(Mechanism::kHaltHandoff)) {
+        return kNone;
+    }
+    return policies_[policy_.load(std::memory_order_relaxed)]->halt_successor(
+        ipi_, v, host_.pause_now_ns());
+}
+
 void Core::on_mwait(int v)
 {
     if (valid(v)) {
@@ -610,7 +631,7 @@ void Core::on_ipi(int src, const int *dst, int ndst, int vector, int delivery_mo
                        : kWakeUrgent;
     for (int i = 0; i < ndst; i++) {
         if (valid(dst[i]) && dst[i] != src) {
-            sched_.note_wake(dst[i], kind);
+            sched_.note_wake(dst[i], kind, host_.now_ns());
         }
     }
     ipi_.on_ipi(src, dst, ndst, vector, delivery_mode, shorthand, host_.pause_now_ns());
@@ -678,6 +699,7 @@ CounterSnapshot Core::counters()
     s.v[static_cast<int>(Ctr::pause_events)] = spin_.total_pauses();
     s.v[static_cast<int>(Ctr::mwait_events)] = spin_.total_mwaits();
     s.v[static_cast<int>(Ctr::spins_detected)] = spin_.total_spins();
+    s.v[static_cast<int>(Ctr::spin_ns)] = spin_.total_spin_ns();
     uint64_t enters = 0, exits = 0;
     for (int v = 0; v < nr_; v++) {
         enters += hints_[v].unlocked_enters.load(std::memory_order_relaxed);
@@ -737,14 +759,16 @@ bool Core::check_invariants(std::string *why)
     }
     uint64_t enq = c[Ctr::acquire_wait] + c[Ctr::preemptions] + c[Ctr::handoffs] +
                    c[Ctr::voluntary_yields];
-    uint64_t deq = c[Ctr::grants_from_queue] + c[Ctr::handoffs] + c[Ctr::queue_removed];
+    uint64_t deq = c[Ctr::grants_from_queue] + c[Ctr::handoffs] + c[Ctr::queue_removed] +
+                   c[Ctr::halt_handoffs];
     /* In a shared pool other processes enqueue and grant too (and a VM
      * that left one started its private queue afresh). */
     if (!shared_ && enq - deq != q_len) {
         return fail("queue length != enqueues - dequeues");
     }
-    if (c[Ctr::slot_waits] != c[Ctr::grants_from_queue] + c[Ctr::handoffs]) {
-        return fail("slot waits != grants from queue + handoffs");
+    if (c[Ctr::slot_waits] !=
+        c[Ctr::grants_from_queue] + c[Ctr::handoffs] + c[Ctr::halt_handoffs]) {
+        return fail("slot waits != grants from queue + handoffs + halt handoffs");
     }
     if (c[Ctr::ipi_calls] != c[Ctr::ipi_unicast] + c[Ctr::ipi_multicast] +
                                  c[Ctr::ipi_shorthand] + c[Ctr::ipi_self] +

@@ -157,6 +157,18 @@ public:
     void set_ple_window_ns(uint64_t ns) { spin_.set_base_window(ns); }
     uint64_t ple_window_ns() const { return spin_.base_window(); }
     void set_tracing(bool on) { tracing_.store(on); }
+    void set_mechanism(Mechanism m, bool on)
+    {
+        if (on) {
+            mechs_.fetch_or(static_cast<uint32_t>(m));
+        } else {
+            mechs_.fetch_and(~static_cast<uint32_t>(m));
+        }
+    }
+    bool mechanism(Mechanism m) const
+    {
+        return (mechs_.load(std::memory_order_relaxed) & static_cast<uint32_t>(m)) != 0;
+    }
 
     /* Shared pool.  The mailbox turns wakes and kicks posted by other
      * processes into host().wake()/kick() calls, in the calling thread.
@@ -245,6 +257,9 @@ private:
      * cfg_.pcpus slots, with one error line and a counter. */
     void leave_corrupt_pool(const char *why);
     void decide_locked(int v, int cpl);
+    /* What the policy asks of the scheduler's mechanisms for v (-1: none). */
+    bool lift_ipi_wake() const;
+    int halt_successor(int v) const;
     /* The core's lock: mu_, or the shared pool's robust mutex (repairing
      * the state if its previous owner died).  begin()s the scheduler. */
     class Section {
@@ -300,6 +315,7 @@ private:
     std::atomic<int> policy_;
     std::atomic<bool> relaxed_boost_;
     std::atomic<bool> tracing_{false};
+    std::atomic<uint32_t> mechs_;
     std::unique_ptr<ExecHint[]> hints_;
 };
 

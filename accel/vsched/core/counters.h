@@ -93,7 +93,18 @@ namespace vsched {
     X(pool_slots_revoked, "shared pool: expired slots taken from a stopped VM")\
     X(pool_stale_recovered, "shared pool: stale pool reinitialised at start")\
     X(pool_detached, "shared pool: left a corrupt pool for private slots")\
-    X(pool_file_lost, "shared pool: its file was removed or replaced from outside")
+    X(pool_file_lost, "shared pool: its file was removed or replaced from outside")\
+    X(spin_ns, "time inside PAUSE loops (PAUSE-to-PAUSE gaps within a spin), ns")\
+    X(ipi_to_run, "IPI receivers that were not running and then got a slot")\
+    X(ipi_to_run_ns, "total ns from an IPI to a non-running receiver to its grant")\
+    X(ipi_to_run_max_ns, "longest IPI-to-grant latency, ns")\
+    X(slot_idle_ns, "total ns slots sat free (this pool view) before a grant")\
+    X(ipi_wake_lifts, "IPI-woken vCPUs queued ahead of others (ipi-lift)")\
+    X(ipi_wake_lift_bounded, "lifts placed behind a vCPU already passed lift-bound times")\
+    X(halt_handoffs, "halting vCPUs' slots handed to their IPI receiver (halt-handoff)")\
+    X(halt_handoff_bounded, "halt handoffs refused by the lift bound")\
+    X(yielder_lifts, "directed-yield yielders requeued ahead of others (yield-lift)")\
+    X(yielder_lift_bounded, "yielder lifts placed behind a vCPU at the lift bound")
 
 enum class Ctr : int {
 #define VSCHED_CTR_ENUM(name, desc) name,

@@ -60,6 +60,10 @@ vsched::Config to_cpp(const VschedConfig &c)
     o.ple_window_grow = c.ple_window_grow;
     o.yield_budget = c.yield_budget;
     o.yielder_preempted = c.yielder_preempted;
+    o.halt_handoff = c.halt_handoff;
+    o.ipi_lift = c.ipi_lift;
+    o.callfn_first = c.callfn_first;
+    o.yield_lift = c.yield_lift;
     return o;
 }
 
@@ -90,6 +94,10 @@ void vsched_config_defaults(VschedConfig *cfg)
     cfg->ple_window_grow = d.ple_window_grow;
     cfg->yield_budget = d.yield_budget;
     cfg->yielder_preempted = d.yielder_preempted;
+    cfg->halt_handoff = d.halt_handoff;
+    cfg->ipi_lift = d.ipi_lift;
+    cfg->callfn_first = d.callfn_first;
+    cfg->yield_lift = d.yield_lift;
 }
 
 int vsched_setting_count(void)
@@ -471,6 +479,42 @@ bool vsched_set_policy(VschedCore *core, int policy)
 int vsched_get_policy(VschedCore *core)
 {
     return static_cast<int>(core->core->policy());
+}
+
+static bool mechanism_by_name(const char *name, vsched::Mechanism *out)
+{
+    static constexpr struct {
+        const char *name;
+        vsched::Mechanism m;
+    } kMechanisms[] = {
+        {"halt-handoff", vsched::Mechanism::kHaltHandoff},
+        {"ipi-lift", vsched::Mechanism::kIpiLift},
+        {"callfn-first", vsched::Mechanism::kCallfnFirst},
+        {"yield-lift", vsched::Mechanism::kYieldLift},
+    };
+    for (const auto &k : kMechanisms) {
+        if (name && std::strcmp(name, k.name) == 0) {
+            *out = k.m;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool vsched_set_mechanism(VschedCore *core, const char *name, bool on)
+{
+    vsched::Mechanism m;
+    if (!mechanism_by_name(name, &m)) {
+        return false;
+    }
+    core->core->set_mechanism(m, on);
+    return true;
+}
+
+bool vsched_get_mechanism(VschedCore *core, const char *name)
+{
+    vsched::Mechanism m;
+    return mechanism_by_name(name, &m) && core->core->mechanism(m);
 }
 
 void vsched_set_relaxed_boost(VschedCore *core, bool on)

@@ -24,6 +24,10 @@ enum class TraceEvent : int {
     kAcquireWait,       /* vcpu queued for a slot; arg = queue length */
     kGrant,             /* vcpu got a slot; arg = ns it waited */
     kRelease,           /* vcpu released; arg = reason */
+    kIpiLift,           /* IPI-woken vcpu queued ahead; arg = vCPUs passed */
+    kHaltHandoff,       /* halting vcpu's slot -> target, its IPI receiver */
+    kIpiToRun,          /* vcpu got a slot; arg = ns since the first IPI to it */
+    kYielderLift,       /* directed-yield yielder requeued ahead; arg = passed */
     kCount
 };
 inline constexpr int kNumTraceEvents = static_cast<int>(TraceEvent::kCount);

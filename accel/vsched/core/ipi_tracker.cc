@@ -252,6 +252,36 @@ int IpiTracker::pending_entries(int v, uint64_t now, int *senders, int *vectors,
     return n;
 }
 
+bool IpiTracker::is_callfn_receiver(int sender, int candidate, uint64_t now) const
+{
+    if (!enabled()) {
+        return false;
+    }
+    for (const auto &e : rx_[candidate].e) {
+        int32_t k = e.key.load(rlx);
+        if (k >= 0 && key_sender(k) == sender && live(e.time_ns.load(rlx), now) &&
+            (key_vector(k) == kCallFunctionVector ||
+             key_vector(k) == kCallFunctionSingleVector)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int IpiTracker::last_receiver(int sender, uint64_t now) const
+{
+    if (!valid(sender) || !may_have_receivers(sender)) {
+        return -1;
+    }
+    const Hints &h = hints_[sender];
+    uint32_t p = h.pos.load(rlx);
+    if (p == 0) {
+        return -1;
+    }
+    int32_t r = h.v[(p - 1) % kReceiverHints].load(rlx);
+    return valid(r) && r != sender && is_receiver(sender, r, now) ? r : -1;
+}
+
 int IpiTracker::receivers_of(int sender, uint64_t now, int *out, int max) const
 {
     int n = 0;

@@ -53,6 +53,10 @@ inline constexpr int kPendingPerVcpu = 8;
 /* Recent receivers remembered per sender (a hint for the receiver pass). */
 inline constexpr int kReceiverHints = 8;
 
+/* Linux x86 (arch/x86/include/asm/irq_vectors.h). */
+inline constexpr int kCallFunctionVector = 0xfc;
+inline constexpr int kCallFunctionSingleVector = 0xfb;
+
 class IpiTracker {
 public:
     IpiTracker(int nr_vcpus, Counters &ctr);
@@ -105,6 +109,13 @@ public:
     bool has_pending_interrupt(int v, uint64_t now) const;
     /* Entries at receiver v that are live; returns how many were copied. */
     int pending_entries(int v, uint64_t now, int *senders, int *vectors, int max) const;
+    /* Does candidate hold an un-EOI'd call-function IPI (Linux's
+     * CALL_FUNCTION / CALL_FUNCTION_SINGLE vector) from sender?  Its
+     * sender waits for it in smp_call_function*(); a reschedule IPI's
+     * sender does not. */
+    bool is_callfn_receiver(int sender, int candidate, uint64_t now) const;
+    /* The latest receiver of sender that still holds its IPI, or -1. */
+    int last_receiver(int sender, uint64_t now) const;
     /* Live receivers of sender; returns how many were copied. */
     int receivers_of(int sender, uint64_t now, int *out, int max) const;
 

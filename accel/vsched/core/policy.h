@@ -24,6 +24,18 @@ class YieldPolicy {
 public:
     virtual ~YieldPolicy() = default;
     virtual void decide(SpinContext &c) = 0;
+
+    /* Scheduler mechanisms a policy may use (scheduler.h); none by
+     * default.  An IPI-woken vCPU queues ahead of others (bounded). */
+    virtual bool lifts_ipi_wakes() const { return false; }
+    /* A yielder requeues ahead of others (bounded) instead of the tail. */
+    virtual bool lifts_yielders() const { return false; }
+    /* The queued vCPU that should get the slot `me` frees by halting, or
+     * kNone for the queue head.  Under the core lock. */
+    virtual int halt_successor(const IpiTracker &, int /*me*/, uint64_t /*now*/) const
+    {
+        return kNone;
+    }
 };
 
 } // namespace vsched

@@ -12,6 +12,16 @@
  *  3. Relaxed pass (if relaxed_boost): any other ready vCPU, preempted or
  *     woken-but-not-preempted, as upstream keeps the latter candidates.
  *
+ * With callfn-first on, pass 1 is split: receivers of a call-function IPI
+ * of me first (pass "callfn": smp_call_function*() spins until they run
+ * the function), then the other receivers.
+ *
+ * Scheduler mechanisms (scheduler.h), each switchable by its property:
+ * an IPI-woken vCPU queues ahead (ipi-lift), and the slot of a vCPU that
+ * halts goes to the latest receiver of its IPIs still holding one
+ * (halt-handoff): in a pipeline the sender wakes its peer and idles, and
+ * the peer should not wait behind the whole queue for the sender's slot.
+ *
  * Each pass has its own -ESRCH budget (no shared `try`, no underflow); a
  * candidate is looked at by at most one pass, so dy_eligible toggles at
  * most once per decision (the series toggles it again in its second round).
@@ -25,18 +35,30 @@ namespace vsched {
 
 namespace {
 
-enum Pass { kReceiver, kLockHolder, kRelaxed };
+/* Pass indices are the registration order below. */
+enum Pass { kReceiver, kLockHolder, kRelaxed, kCallfn };
 
 class IpiPrioPolicy final : public YieldPolicy {
 public:
     IpiPrioPolicy() : seen_(new uint32_t[kMaxVcpus]()) {}
     void decide(SpinContext &c) override;
+    bool lifts_ipi_wakes() const override { return true; }
+    bool lifts_yielders() const override { return true; }
+    int halt_successor(const IpiTracker &ipi, int me, uint64_t now) const override
+    {
+        return ipi.last_receiver(me, now);
+    }
 
 private:
     /* Returns true when it yielded. */
     bool run_pass(SpinContext &c, Pass pass);
-    bool receiver_pass_hinted(SpinContext &c, const int *hint, int nh);
-    bool try_receiver(SpinContext &c, int idx, bool *stop);
+    bool receiver_pass_hinted(SpinContext &c, const int *hint, int nh, Pass pass);
+    bool try_receiver(SpinContext &c, int idx, bool *stop, Pass pass);
+    static bool is_receiver(const SpinContext &c, int idx, Pass pass)
+    {
+        return pass == kCallfn ? c.ipi().is_callfn_receiver(c.me(), idx, c.now())
+                               : c.ipi().is_receiver(c.me(), idx, c.now());
+    }
     bool seen(int idx) const { return seen_[idx] == epoch_; }
     void mark(int idx) { seen_[idx] = epoch_; }
 
@@ -52,8 +74,8 @@ bool IpiPrioPolicy::run_pass(SpinContext &c, Pass pass)
         if (idx == c.me() || seen(idx)) {
             continue;
         }
-        if (pass == kReceiver) {
-            if (!c.ipi().is_receiver(c.me(), idx, c.now())) {
+        if (pass == kReceiver || pass == kCallfn) {
+            if (!is_receiver(c, idx, pass)) {
                 continue;
             }
             mark(idx);
@@ -89,24 +111,24 @@ bool IpiPrioPolicy::run_pass(SpinContext &c, Pass pass)
     return false;
 }
 
-bool IpiPrioPolicy::try_receiver(SpinContext &c, int idx, bool *stop)
+bool IpiPrioPolicy::try_receiver(SpinContext &c, int idx, bool *stop, Pass pass)
 {
     *stop = false;
-    if (idx == c.me() || seen(idx) || !c.ipi().is_receiver(c.me(), idx, c.now())) {
+    if (idx == c.me() || seen(idx) || !is_receiver(c, idx, pass)) {
         return false;
     }
     mark(idx);
     if (!c.ready_and_runnable(idx)) {
         return false;
     }
-    YieldOutcome r = c.try_yield(idx, kReceiver);
+    YieldOutcome r = c.try_yield(idx, pass);
     *stop = r == YieldOutcome::kStop;
     return r == YieldOutcome::kYielded;
 }
 
 /* The same receiver pass over the sender's hint ring: the candidates, in
  * scan order from last_boosted_vcpu + 1, without touching anyone else. */
-bool IpiPrioPolicy::receiver_pass_hinted(SpinContext &c, const int *hint, int nh)
+bool IpiPrioPolicy::receiver_pass_hinted(SpinContext &c, const int *hint, int nh, Pass pass)
 {
     const int n = c.nr_vcpus();
     const int start = c.scan_start();
@@ -135,7 +157,7 @@ bool IpiPrioPolicy::receiver_pass_hinted(SpinContext &c, const int *hint, int nh
     c.new_budget();
     for (int i = 0; i < m; i++) {
         bool stop;
-        if (try_receiver(c, order[i], &stop)) {
+        if (try_receiver(c, order[i], &stop, pass)) {
             return true;
         }
         if (stop) {
@@ -155,7 +177,10 @@ void IpiPrioPolicy::decide(SpinContext &c)
     if (c.ipi().enabled() && c.ipi().may_have_receivers(c.me())) {
         int hint[kReceiverHints];
         int nh = c.ipi().receiver_hints(c.me(), c.now(), hint);
-        done = nh < 0 ? run_pass(c, kReceiver) : receiver_pass_hinted(c, hint, nh);
+        auto receivers = [&](Pass p) {
+            return nh < 0 ? run_pass(c, p) : receiver_pass_hinted(c, hint, nh, p);
+        };
+        done = (c.callfn_first() && receivers(kCallfn)) || receivers(kReceiver);
     }
     if (!done) {
         done = run_pass(c, kLockHolder);
@@ -173,6 +198,6 @@ std::unique_ptr<YieldPolicy> make_ipi_prio()
 } // namespace
 
 VSCHED_REGISTER_POLICY(ipi_prio, "ipi-prio", make_ipi_prio, "receiver", "lock_holder",
-                       "relaxed");
+                       "relaxed", "callfn");
 
 } // namespace vsched

@@ -12,6 +12,7 @@ Scheduler::Scheduler(int nr_vcpus, int nr_slots, uint64_t slice_ns, Counters &ct
       nslots_(nr_slots), id_space_(nr_vcpus), slice_ns_(slice_ns), ctr_(ctr), spin_(spin),
       wake_hint_(new std::atomic<uint8_t>[nr_vcpus])
 {
+    init_mechanisms();
     pool_.init(nr_vcpus, nr_slots);
     for (int v = 0; v < nr_vcpus; v++) {
         wake_hint_[v].store(kWakeNone, std::memory_order_relaxed);
@@ -26,6 +27,7 @@ Scheduler::Scheduler(PoolState *shared, int member, int nr_slots, uint64_t slice
       id_space_(kMaxVcpus), slice_ns_(slice_ns), ctr_(ctr), spin_(spin),
       wake_hint_(new std::atomic<uint8_t>[n_ > 0 && n_ <= kMaxVcpus ? n_ : 1])
 {
+    init_mechanisms();
     if (base_ < 0 || n_ < 0 || n_ > kMaxVcpus - base_ || nr_slots < 1 || nr_slots > kMaxSlots) {
         pool_corrupt("member range", base_);
     }
@@ -115,8 +117,10 @@ void Scheduler::grant(int g, int slot, uint64_t deadline)
     pool_.clear_flag(g, vflag::kReady | vflag::kPreempted | vflag::kPreemptedInKernel |
                             vflag::kInSpinLoop | vflag::kDyEligible);
     clear_hint(g);
+    passes_[g].n = 0;
     if (own(g)) {
         fx_->trace(TraceEvent::kGrant, g - base_, slot, static_cast<int64_t>(waited));
+        note_ipi_to_run(g);
     }
 }
 
@@ -160,6 +164,7 @@ void Scheduler::pass_slot_on(int slot)
     int h = pool_.head();
     if (h == kNone) {
         pool_.put_free_slot(slot);
+        note_slot_free(slot);
         return;
     }
     grant(h, slot, now_ + slice_ns_);
@@ -197,7 +202,7 @@ void Scheduler::kick_expired_holder()
     }
 }
 
-bool Scheduler::acquire(int v)
+bool Scheduler::acquire(int v, bool lift_ipi_wake)
 {
     const int g = base_ + v;
     switch (pool_.state(g)) {
@@ -213,21 +218,26 @@ bool Scheduler::acquire(int v)
     /* Woken (kvm_vcpu_wake_up): ready, not preempted. */
     pool_.set_flag(g, vflag::kReady);
     pool_.clear_flag(g, vflag::kPreempted | vflag::kPreemptedInKernel);
+    const bool ipi_woken = wake_hint_[v].load(std::memory_order_relaxed) != kWakeNone;
     clear_hint(g);
     int slot = pool_.take_free_slot();
     if (slot != kNone) {
+        note_slot_taken(slot);
         grant(g, slot, now_ + slice_ns_);
         ctr_.add(Ctr::grants_immediate);
         return true;
     }
     enqueue(g);
+    if (lift_ipi_wake && ipi_woken) {
+        lift_queued(g, Ctr::ipi_wake_lifts, Ctr::ipi_wake_lift_bounded, TraceEvent::kIpiLift);
+    }
     ctr_.add(Ctr::acquire_wait);
     fx_->trace(TraceEvent::kAcquireWait, v, -1, pool_.queue_len());
     kick_expired_holder();
     return false;
 }
 
-void Scheduler::release(int v, ReleaseReason why)
+void Scheduler::release(int v, ReleaseReason why, int successor)
 {
     const int g = base_ + v;
     VcpuState s = pool_.state(g);
@@ -255,7 +265,9 @@ void Scheduler::release(int v, ReleaseReason why)
         take_slot(slot);
         set_state(g, to);
         sched_out(g);
-        pass_slot_on(slot);
+        if (why != ReleaseReason::kHalt || !hand_halted_slot(g, slot, successor)) {
+            pass_slot_on(slot);
+        }
     } else if (s == VcpuState::kQueued) {
         pool_.remove(g);
         set_state(g, to);
@@ -266,6 +278,9 @@ void Scheduler::release(int v, ReleaseReason why)
     pool_.clear_flag(g, vflag::kReady | vflag::kPreempted | vflag::kPreemptedInKernel |
                             vflag::kInSpinLoop | vflag::kDyEligible);
     clear_hint(g);
+    if (why == ReleaseReason::kStop) {
+        ipi_at_[v].store(0, std::memory_order_relaxed);
+    }
     ctr_.add(why == ReleaseReason::kHalt ? Ctr::release_halt : Ctr::release_stop);
     fx_->trace(TraceEvent::kRelease, v, -1, static_cast<int64_t>(why));
 }
@@ -374,12 +389,133 @@ int Scheduler::yield_to(int me, int target)
     }
     sched_out(gm);
     grant(gt, slot, deadline);
+    if (lift_yielder_) {
+        lift_queued(gm, Ctr::yielder_lifts, Ctr::yielder_lift_bounded, TraceEvent::kYielderLift);
+    }
     ctr_.add(Ctr::handoffs);
     ctr_.add(Ctr::wakes);
     fx_wake(gt);
     fx_->trace(TraceEvent::kHandoff, me, target,
                static_cast<int64_t>(deadline > now_ ? deadline - now_ : 0));
     return 1;
+}
+
+void Scheduler::init_mechanisms()
+{
+    passes_.reset(new Passes[id_space_ > 0 ? id_space_ : 1]);
+    ipi_at_.reset(new std::atomic<uint64_t>[n_ > 0 ? n_ : 1]);
+    for (int v = 0; v < n_; v++) {
+        ipi_at_[v].store(0, std::memory_order_relaxed);
+    }
+    free_since_.reset(new uint64_t[nslots_ > 0 ? nslots_ : 1]());
+}
+
+/* Passes of queued g in its current wait (another member's grant and
+ * requeue start a new wait: its queued_at_ns moves). */
+int Scheduler::passes(int g) const
+{
+    const Passes &p = passes_[g];
+    return p.queued_at == state_->queued_at_ns[g] ? static_cast<int>(p.n) : 0;
+}
+
+/* Every queued vCPU from `from` up to (not including) `to` was passed once
+ * more. */
+void Scheduler::count_passes(int from, int to)
+{
+    for (int x = from; x != kNone && x != to; x = pool_.next(x)) {
+        Passes &p = passes_[x];
+        if (p.queued_at != state_->queued_at_ns[x]) {
+            p = {state_->queued_at_ns[x], 0};
+        }
+        p.n++;
+    }
+}
+
+/* g (just queued at the tail) moves ahead of every vCPU passed fewer than
+ * lift_bound_ times, i.e. right behind the last one at the bound.  So no
+ * queued vCPU is ever passed more than lift_bound_ times per wait: it is
+ * served within (vCPUs ahead of it + lift_bound_) grants. */
+void Scheduler::lift_queued(int g, Ctr lifted, Ctr bounded, TraceEvent ev)
+{
+    int behind = kNone;
+    for (int x = pool_.head(); x != kNone && x != g; x = pool_.next(x)) {
+        if (passes(x) >= static_cast<int>(lift_bound_)) {
+            behind = x;
+        }
+    }
+    const int first_passed = behind == kNone ? pool_.head() : pool_.next(behind);
+    if (first_passed == g) {
+        if (behind != kNone) {
+            ctr_.add(bounded);
+        }
+        return; /* nobody to pass */
+    }
+    int passed = 0;
+    for (int x = first_passed; x != g; x = pool_.next(x)) {
+        passed++;
+    }
+    count_passes(first_passed, g);
+    pool_.remove(g);
+    pool_.insert_after(g, behind);
+    ctr_.add(lifted);
+    if (behind != kNone) {
+        ctr_.add(bounded);
+    }
+    fx_->trace(ev, g - base_, -1, passed);
+}
+
+/* Halting holder g's slot goes to `successor` (a local id) if it is a
+ * queued vCPU of this VM and nobody ahead of it is at the lift bound. */
+bool Scheduler::hand_halted_slot(int g, int slot, int successor)
+{
+    if (successor < 0 || successor >= n_ || base_ + successor == g) {
+        return false;
+    }
+    const int t = base_ + successor;
+    if (pool_.state(t) != VcpuState::kQueued) {
+        return false;
+    }
+    for (int x = pool_.head(); x != kNone && x != t; x = pool_.next(x)) {
+        if (passes(x) >= static_cast<int>(lift_bound_)) {
+            ctr_.add(Ctr::halt_handoff_bounded);
+            return false;
+        }
+    }
+    count_passes(pool_.head(), t);
+    grant(t, slot, now_ + slice_ns_);
+    ctr_.add(Ctr::halt_handoffs);
+    ctr_.add(Ctr::wakes);
+    fx_wake(t);
+    fx_->trace(TraceEvent::kHaltHandoff, g - base_, successor, 0);
+    return true;
+}
+
+void Scheduler::note_ipi_to_run(int g)
+{
+    const uint64_t at = ipi_at_[g - base_].exchange(0, std::memory_order_relaxed);
+    if (at == 0) {
+        return;
+    }
+    const uint64_t ns = now_ > at ? now_ - at : 0;
+    ctr_.add(Ctr::ipi_to_run);
+    ctr_.add(Ctr::ipi_to_run_ns, ns);
+    ctr_.max(Ctr::ipi_to_run_max_ns, ns);
+    fx_->trace(TraceEvent::kIpiToRun, g - base_, -1, static_cast<int64_t>(ns));
+}
+
+void Scheduler::note_slot_free(int slot)
+{
+    if (slot >= 0 && slot < nslots_) {
+        free_since_[slot] = std::max<uint64_t>(now_, 1);
+    }
+}
+
+void Scheduler::note_slot_taken(int slot)
+{
+    if (slot >= 0 && slot < nslots_ && free_since_[slot] != 0) {
+        ctr_.add(Ctr::slot_idle_ns, now_ > free_since_[slot] ? now_ - free_since_[slot] : 0);
+        free_since_[slot] = 0;
+    }
 }
 
 void Scheduler::use_private_pool(int nr_slots)
@@ -393,6 +529,7 @@ void Scheduler::use_private_pool(int nr_slots)
     base_ = 0;
     nslots_ = nr_slots;
     id_space_ = n_;
+    free_since_.reset(new uint64_t[nslots_ > 0 ? nslots_ : 1]());
     for (int v = 0; v < n_; v++) {
         wake_hint_[v].store(kWakeNone, std::memory_order_relaxed);
     }

@@ -58,9 +58,19 @@ public:
         fx_ = fx;
     }
 
-    /* The gate: true if v holds a slot now; false: v is queued. */
-    bool acquire(int v);
-    void release(int v, ReleaseReason why);
+    /* The gate: true if v holds a slot now; false: v is queued.
+     * lift_ipi_wake: if an IPI woke v, it queues ahead (lift_queued()). */
+    bool acquire(int v, bool lift_ipi_wake = false);
+    /* successor (local id or kNone): a halting holder's slot goes to this
+     * queued vCPU instead of the queue head, within the lift bound. */
+    void release(int v, ReleaseReason why, int successor = kNone);
+    /* How often one queued vCPU may be passed by lifts and halt handoffs
+     * before it is served (the starvation bound; 0: never passed). */
+    void set_lift_bound(unsigned n) { lift_bound_ = n; }
+    /* The next yield_to() requeues the yielder ahead (bounded), as CFS
+     * keeps a yield_to() caller runnable near the front, not behind every
+     * waiter. */
+    void set_yielder_lift(bool on) { lift_yielder_ = on; }
     /* Preempt v (a holder) if its slice is over and someone waits.
      * cpl: v's privilege level when it left guest code. */
     bool preempt_if_due(int v, int cpl);
@@ -77,12 +87,19 @@ public:
         yielder_cpl_ = cpl;
     }
 
-    /* Lock-free: an interrupt was sent to v (local id; see kWake*). */
-    void note_wake(int v, uint8_t kind)
+    /* Lock-free: an interrupt was sent to v (local id; see kWake*) at
+     * now (0: unknown); the first one to a vCPU without a slot starts its
+     * IPI-to-run latency (ipi_to_run_ns), which its next grant ends. */
+    void note_wake(int v, uint8_t kind, uint64_t now = 0)
     {
         uint8_t cur = wake_hint_[v].load(std::memory_order_relaxed);
         if (kind > cur) {
             wake_hint_[v].store(kind, std::memory_order_relaxed);
+        }
+        if (now && shm_load(state_->state[base_ + v]) !=
+                       static_cast<uint8_t>(VcpuState::kRunning)) {
+            uint64_t zero = 0;
+            ipi_at_[v].compare_exchange_strong(zero, now, std::memory_order_relaxed);
         }
     }
     const std::atomic<uint8_t> *wake_hints() const { return wake_hint_.get(); }
@@ -147,6 +164,15 @@ private:
     void sched_out(int g);
     void enqueue(int g);
     void kick_expired_holder();
+    /* Mechanisms a policy may ask for (see acquire() and release()). */
+    void init_mechanisms();
+    int passes(int g) const;
+    void count_passes(int from, int to);
+    void lift_queued(int g, Ctr lifted, Ctr bounded, TraceEvent ev);
+    bool hand_halted_slot(int g, int slot, int successor);
+    void note_ipi_to_run(int g);
+    void note_slot_free(int slot);
+    void note_slot_taken(int slot);
     /* The slot running vCPU g holds (checked: a running vCPU has one). */
     int held_slot(int g) const
     {
@@ -184,6 +210,19 @@ private:
     bool yielder_preempted_ = false;
     int yielder_cpl_ = 0;
     Effects *fx_ = nullptr;
+    /* The lift bound: passes of g in its current wait (valid while
+     * queued_at matches the pool's queued_at_ns[g]). */
+    struct Passes {
+        uint64_t queued_at = 0;
+        unsigned n = 0;
+    };
+    std::unique_ptr<Passes[]> passes_;
+    unsigned lift_bound_ = 2;
+    bool lift_yielder_ = false;
+    /* Per local vCPU: time of the first IPI since it last ran (0: none). */
+    std::unique_ptr<std::atomic<uint64_t>[]> ipi_at_;
+    /* Per slot: since when it has been free (0: unknown). */
+    std::unique_ptr<uint64_t[]> free_since_;
 };
 
 } // namespace vsched

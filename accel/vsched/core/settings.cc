@@ -25,6 +25,18 @@ constexpr VschedSetting kSettings[] = {
     {"relaxed-boost", VSCHED_SETTING_BOOL, 0, 0, true,
      "when the strict passes find no target, try any preempted vCPU "
      "(ipi, ipi-v2) or any ready vCPU (ipi-prio)"},
+    {"halt-handoff", VSCHED_SETTING_BOOL, 0, 0, true,
+     "a halting vCPU's slot goes to the latest receiver of its IPIs, if "
+     "queued (policies that ask for it: ipi-prio)"},
+    {"ipi-lift", VSCHED_SETTING_BOOL, 0, 0, true,
+     "a vCPU woken by an IPI queues ahead of others, each passed at most "
+     "twice per wait (policies that ask for it: ipi-prio)"},
+    {"callfn-first", VSCHED_SETTING_BOOL, 0, 0, true,
+     "yield to receivers of a call-function IPI before other receivers "
+     "(ipi-prio)"},
+    {"yield-lift", VSCHED_SETTING_BOOL, 0, 0, true,
+     "a directed-yield yielder requeues ahead of others, each passed at "
+     "most twice per wait (policies that ask for it: ipi-prio)"},
     {"ipi-tracking", VSCHED_SETTING_BOOL, 0, 0, true,
      "record IPIs for the directed-yield policies"},
     {"ipi-window", VSCHED_SETTING_DURATION, 1 * kNsPerUs, 10 * kNsPerS, true,

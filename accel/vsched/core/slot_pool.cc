@@ -101,6 +101,31 @@ void SlotPool::enqueue_tail(int v)
     s_->q_len = checked_q_len() + 1;
 }
 
+void SlotPool::insert_after(int v, int prev)
+{
+    if (queued(v) || (prev != kNone && !queued(prev))) {
+        pool_corrupt("insert_after of a queued vCPU or behind an unqueued one", v + base_);
+    }
+    v += base_;
+    const int nxt = prev == kNone ? checked_or_none(s_->q_head, kMaxVcpus, "q_head")
+                                  : checked_or_none(s_->q_next[prev + base_], kMaxVcpus,
+                                                    "q_next");
+    const int p = prev == kNone ? kNone : prev + base_;
+    s_->q_prev[v] = p;
+    s_->q_next[v] = nxt;
+    if (p != kNone) {
+        s_->q_next[p] = v;
+    } else {
+        s_->q_head = v;
+    }
+    if (nxt != kNone) {
+        s_->q_prev[nxt] = v;
+    } else {
+        s_->q_tail = v;
+    }
+    s_->q_len = checked_q_len() + 1;
+}
+
 /* The queue length is shared data: a value no queue can have is a corrupt
  * pool, never an arithmetic overflow. */
 int32_t SlotPool::checked_q_len() const

@@ -182,6 +182,13 @@ public:
     /* Run queue. */
     void enqueue_tail(int v);
     void remove(int v);       /* v must be queued */
+    /* Queue v (not queued) right behind `prev` (queued), or at the head
+     * if prev is kNone. */
+    void insert_after(int v, int prev);
+    int next(int v) const
+    {
+        return checked_or_none(s_->q_next[base_ + v], kMaxVcpus, "q_next");
+    }
     int32_t checked_q_len() const;
     int head() const { return checked_or_none(s_->q_head, kMaxVcpus, "q_head"); }
     int queue_len() const { return shm_load(s_->q_len); }

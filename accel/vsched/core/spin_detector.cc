@@ -63,6 +63,15 @@ uint64_t SpinDetector::total_pauses() const
     return t;
 }
 
+uint64_t SpinDetector::total_spin_ns() const
+{
+    uint64_t t = 0;
+    for (int v = 0; v < nr_; v++) {
+        t += slots_[v].spin_ns.load(std::memory_order_relaxed);
+    }
+    return t;
+}
+
 uint64_t SpinDetector::total_spins() const
 {
     uint64_t t = 0;

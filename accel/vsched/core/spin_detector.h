@@ -35,6 +35,9 @@ public:
             s.spin_start_ns.store(now, std::memory_order_relaxed);
             return false;
         }
+        /* Inside a PAUSE loop since the previous PAUSE: spin waste. */
+        s.spin_ns.store(s.spin_ns.load(std::memory_order_relaxed) + (now - last),
+                        std::memory_order_relaxed);
         if (s.pending.load(std::memory_order_relaxed)) {
             return false;
         }
@@ -103,6 +106,8 @@ public:
     uint64_t spins(int v) const { return slots_[v].spins.load(std::memory_order_relaxed); }
     uint64_t mwaits(int v) const { return slots_[v].mwaits.load(std::memory_order_relaxed); }
     uint64_t total_pauses() const;
+    /* Time inside PAUSE loops, all vCPUs. */
+    uint64_t total_spin_ns() const;
     uint64_t total_spins() const;
     uint64_t total_mwaits() const;
     int pending_count() const;
@@ -115,6 +120,7 @@ private:
         std::atomic<uint64_t> pauses{0};
         std::atomic<uint64_t> spins{0};
         std::atomic<uint64_t> mwaits{0};
+        std::atomic<uint64_t> spin_ns{0};
         std::atomic<int32_t> pending_cpl{0};
         std::atomic<uint32_t> pending{0};
     };

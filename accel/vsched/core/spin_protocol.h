@@ -43,6 +43,7 @@ struct SpinSetup {
     int me;
     bool kernel_mode;    /* yield_to_kernel_mode: the spin was at CPL 0 */
     int nr_passes;       /* of the deciding policy */
+    bool callfn_first = false; /* Mechanism::kCallfnFirst is on */
 };
 
 /* What a decision came to. */
@@ -68,6 +69,7 @@ public:
     int me() const { return s_.me; }
     bool kernel_mode() const { return s_.kernel_mode; }
     bool relaxed_boost() const { return s_.relaxed_boost; }
+    bool callfn_first() const { return s_.callfn_first; }
     const IpiTracker &ipi() const { return s_.ipi; }
     uint64_t now() const { return s_.now; }
     int nr_vcpus() const { return n_; }

@@ -60,6 +60,10 @@ enum {
     VSCHED_TRACE_ACQUIRE_WAIT,      /* vcpu queued; arg = queue length */
     VSCHED_TRACE_GRANT,             /* vcpu got slot `target`; arg = ns waited */
     VSCHED_TRACE_RELEASE,           /* vcpu; arg = VSCHED_RELEASE_* */
+    VSCHED_TRACE_IPI_LIFT,          /* IPI-woken vcpu queued ahead; arg = passed */
+    VSCHED_TRACE_HALT_HANDOFF,      /* halting vcpu's slot -> target */
+    VSCHED_TRACE_IPI_TO_RUN,        /* vcpu runs; arg = ns since its first IPI */
+    VSCHED_TRACE_YIELDER_LIFT,      /* yielder requeued ahead; arg = passed */
     VSCHED_TRACE__MAX,
 };
 /* VSCHED_TRACE_YIELD's arg: policy id and pass index. */
@@ -95,6 +99,11 @@ typedef struct VschedConfig {
      * vCPU; false: marked as a voluntary yield (ready, not preempted).
      * Default true; see docs/design/core.rst. */
     bool yielder_preempted;
+    /* ipi-prio's mechanisms (docs/design/where-time-goes.rst); default on. */
+    bool halt_handoff;
+    bool ipi_lift;
+    bool callfn_first;
+    bool yield_lift;
 } VschedConfig;
 
 void vsched_config_defaults(VschedConfig *cfg);
@@ -205,6 +214,10 @@ void vsched_vcpu_reset(VschedCore *core, int vcpu);
 /* Runtime knobs (thread-safe). */
 bool vsched_set_policy(VschedCore *core, int policy); /* false if invalid */
 int vsched_get_policy(VschedCore *core);
+/* A mechanism by property name ("halt-handoff", "ipi-lift",
+ * "callfn-first"); false if the name is not one. */
+bool vsched_set_mechanism(VschedCore *core, const char *name, bool on);
+bool vsched_get_mechanism(VschedCore *core, const char *name);
 void vsched_set_relaxed_boost(VschedCore *core, bool on);
 bool vsched_get_relaxed_boost(VschedCore *core);
 void vsched_set_ipi_tracking(VschedCore *core, bool on);

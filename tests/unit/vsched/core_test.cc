@@ -440,5 +440,32 @@ TEST_F(CoreTest, JsonIsOneLineWithEveryCounter)
     EXPECT_NE(j.find("\"grants_immediate\":1"), std::string::npos);
 }
 
+/* The policy chooses a scheduler mechanism and the property switches it:
+ * 0 sends 2 an IPI (2 is queued), then halts.  ipi-prio with halt-handoff
+ * on hands 0's slot to 2 past the queue head 1; off, or under vanilla, 1
+ * gets it. */
+TEST_F(CoreTest, HaltHandoffIsThePolicysChoiceAndThePropertysSwitch)
+{
+    struct Case {
+        const char *policy;
+        bool on;
+        int expect;
+    } cases[] = {{"ipi-prio", true, 2}, {"ipi-prio", false, 1}, {"vanilla", true, 1}};
+    for (const Case &k : cases) {
+        init(4, 1, policy_id(k.policy));
+        core_->set_mechanism(Mechanism::kHaltHandoff, k.on);
+        ASSERT_TRUE(core_->acquire(0));
+        ASSERT_FALSE(core_->acquire(1));
+        ASSERT_FALSE(core_->acquire(2));
+        int dst = 2;
+        core_->on_ipi(0, &dst, 1, 0xfd, kApicDmFixed, kApicShNone);
+        core_->release(0, ReleaseReason::kHalt);
+        EXPECT_EQ(info(k.expect).state, VcpuState::kRunning) << k.policy << " " << k.on;
+        EXPECT_EQ(core_->counters()[Ctr::halt_handoffs], k.expect == 2 ? 1u : 0u);
+        EXPECT_EQ(traced(TraceEvent::kHaltHandoff, 0, 2), k.expect == 2);
+        ok();
+    }
+}
+
 } // namespace
 } // namespace vsched::test

@@ -100,7 +100,7 @@ protected:
                     uint64_t now = kNow)
     {
         SpinSetup s{pool(), *ipi_, ctr_, hints_.get(), now, relaxed, 3,
-                    me_, kernel_mode, policy_pass_count(p.id)};
+                    me_, kernel_mode, policy_pass_count(p.id), callfn_first_};
         SpinResult r = run_spin_decision(*p.impl, s, mech_);
         const char *pass = policy_pass_name(p.id, r.pass);
         return {r.target, pass ? pass : ""};
@@ -108,6 +108,7 @@ protected:
 
     int n_ = 0;
     int me_ = 0;
+    bool callfn_first_ = false; /* Mechanism::kCallfnFirst */
     std::unique_ptr<PoolState> ps_;
     Counters ctr_;
     std::unique_ptr<IpiTracker> ipi_;

@@ -170,5 +170,63 @@ TEST_F(IpiPrioTest, EoiMatchedByVector)
     EXPECT_EQ(d.pass, "relaxed"); /* no receiver left for me */
 }
 
+/* callfn-first: the receiver of a call-function IPI (5) beats an earlier
+ * receiver of a reschedule IPI (2); off, scan order decides. */
+TEST_F(IpiPrioTest, CallFunctionReceiverFirst)
+{
+    for (bool on : {true, false}) {
+        init(8, 0);
+        callfn_first_ = on;
+        set_last_boosted(0);
+        woken(2);
+        woken(5);
+        ipi(0, 2, kNow, 0xfd);
+        ipi(0, 5, kNow, kCallFunctionVector);
+        Decision d = decide(p_, true);
+        EXPECT_EQ(d.target, on ? 5 : 2);
+        EXPECT_EQ(d.pass, on ? "callfn" : "receiver");
+        EXPECT_THAT(mech_.attempts, ElementsAre(on ? 5 : 2));
+        mech_.attempts.clear();
+    }
+}
+
+/* With no call-function receiver ready the other receivers follow, each
+ * looked at once. */
+TEST_F(IpiPrioTest, CallFunctionPassFallsThroughToReceivers)
+{
+    init(8, 0);
+    callfn_first_ = true;
+    set_last_boosted(0);
+    woken(2);
+    woken(5);
+    ipi(0, 2, kNow, 0xfd);
+    ipi(0, 5, kNow, kCallFunctionSingleVector);
+    mech_.results[5] = 0;
+    Decision d = decide(p_, true);
+    EXPECT_THAT(mech_.attempts, ElementsAre(5, 2));
+    EXPECT_EQ(d.target, 2);
+    EXPECT_EQ(d.pass, "receiver");
+}
+
+/* The policy asks for the scheduler's mechanisms; vanilla does not. */
+TEST_F(IpiPrioTest, HaltSuccessorIsTheLatestLiveReceiver)
+{
+    init(8, 0);
+    EXPECT_TRUE(p_.impl->lifts_ipi_wakes());
+    EXPECT_EQ(p_.impl->halt_successor(*ipi_, 0, kNow), kNone);
+    ipi(0, 3, kNow, 0xfd);
+    ipi(0, 6, kNow + 10, 0xfd);
+    EXPECT_EQ(p_.impl->halt_successor(*ipi_, 0, kNow + 20), 6);
+    ipi_->on_eoi(6, 0xfd, kNow + 30); /* 6 took it: nothing to hand over */
+    EXPECT_EQ(p_.impl->halt_successor(*ipi_, 0, kNow + 40), kNone);
+    /* Past the window the IPI no longer counts. */
+    ipi(0, 4, kNow, 0xfd);
+    EXPECT_EQ(p_.impl->halt_successor(*ipi_, 0, kNow + ipi_->window() + 1), kNone);
+    TestPolicy vanilla = policy("vanilla");
+    EXPECT_FALSE(vanilla.impl->lifts_ipi_wakes());
+    ipi(0, 5, kNow, 0xfd);
+    EXPECT_EQ(vanilla.impl->halt_successor(*ipi_, 0, kNow), kNone);
+}
+
 } // namespace
 } // namespace vsched::test

@@ -1,0 +1,302 @@
+/* The scheduler's mechanisms a policy may use (ipi-prio does): the lift
+ * of an IPI-woken vCPU, the halt handoff to a receiver, and their common
+ * starvation bound; and the where-the-time-goes counters (IPI-to-run
+ * latency, slot idle time). */
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "scheduler.h"
+
+namespace vsched::test {
+namespace {
+
+class MechanismTest : public ::testing::Test {
+protected:
+    static constexpr uint64_t kSlice = 1'000'000;
+
+    void init(int n, int slots, unsigned bound = 2)
+    {
+        spin_ = std::make_unique<SpinDetector>(n, 10'000, 50'000, 400'000, 2);
+        s_ = std::make_unique<Scheduler>(n, slots, kSlice, ctr_, *spin_);
+        s_->set_lift_bound(bound);
+        at(1'000'000);
+    }
+    void at(uint64_t t)
+    {
+        now_ = t;
+        fx_ = Effects();
+        fx_.set_tracing(true);
+        s_->begin(now_, &fx_);
+    }
+    VcpuState st(int v) { return s_->pool().state(v); }
+    /* The run queue, head first. */
+    std::vector<int> queue()
+    {
+        std::vector<int> q;
+        SlotPool p = s_->pool();
+        for (int x = p.head(); x != kNone; x = p.next(x)) {
+            q.push_back(x);
+        }
+        return q;
+    }
+    /* v was halted and an IPI woke it: it queues with lift on. */
+    bool ipi_wake(int v)
+    {
+        s_->note_wake(v, kWakeIpi, now_);
+        return s_->acquire(v, true);
+    }
+    int traced(TraceEvent e)
+    {
+        int c = 0;
+        for (int i = 0; i < fx_.size(); i++) {
+            c += fx_[i].kind == Effect::Kind::kTrace && fx_[i].event == e;
+        }
+        return c;
+    }
+    void ok()
+    {
+        std::string why;
+        ASSERT_TRUE(s_->check_invariants(&why)) << why;
+    }
+
+    Counters ctr_;
+    std::unique_ptr<SpinDetector> spin_;
+    std::unique_ptr<Scheduler> s_;
+    Effects fx_;
+    uint64_t now_ = 0;
+};
+
+using V = std::vector<int>;
+
+TEST_F(MechanismTest, IpiWokenVcpuQueuesAhead)
+{
+    init(4, 1);
+    ASSERT_TRUE(s_->acquire(0));
+    ASSERT_FALSE(s_->acquire(1));
+    ASSERT_FALSE(ipi_wake(2));
+    EXPECT_EQ(queue(), (V{2, 1}));
+    EXPECT_EQ(ctr_.get(Ctr::ipi_wake_lifts), 1u);
+    EXPECT_EQ(traced(TraceEvent::kIpiLift), 1);
+    ok();
+    /* The head gets the next slot. */
+    s_->release(0, ReleaseReason::kHalt);
+    EXPECT_EQ(st(2), VcpuState::kRunning);
+}
+
+TEST_F(MechanismTest, NoLiftWithoutIpiOrWhenNotAsked)
+{
+    init(4, 1);
+    ASSERT_TRUE(s_->acquire(0));
+    ASSERT_FALSE(s_->acquire(1));
+    ASSERT_FALSE(s_->acquire(2, true)); /* a timer wake: no IPI hint */
+    s_->note_wake(3, kWakeIpi, now_);
+    ASSERT_FALSE(s_->acquire(3)); /* the policy did not ask */
+    EXPECT_EQ(queue(), (V{1, 2, 3}));
+    EXPECT_EQ(ctr_.get(Ctr::ipi_wake_lifts), 0u);
+    ok();
+}
+
+/* Lifts pass the head at most `bound` times; later lifts queue behind it. */
+TEST_F(MechanismTest, LiftStopsBehindAVcpuPassedBoundTimes)
+{
+    init(8, 1, 2);
+    ASSERT_TRUE(s_->acquire(0));
+    ASSERT_FALSE(s_->acquire(1));
+    ipi_wake(2); /* passes 1 */
+    ipi_wake(3); /* passes 2 and 1: 1 is at the bound */
+    EXPECT_EQ(queue(), (V{3, 2, 1}));
+    ipi_wake(4); /* nobody it may pass */
+    EXPECT_EQ(queue(), (V{3, 2, 1, 4}));
+    EXPECT_EQ(ctr_.get(Ctr::ipi_wake_lift_bounded), 1u);
+    ipi_wake(5); /* passes 4 only */
+    EXPECT_EQ(queue(), (V{3, 2, 1, 5, 4}));
+    EXPECT_EQ(ctr_.get(Ctr::ipi_wake_lifts), 3u);
+    ok();
+}
+
+TEST_F(MechanismTest, BoundZeroNeverLifts)
+{
+    init(4, 1, 0);
+    ASSERT_TRUE(s_->acquire(0));
+    ASSERT_FALSE(s_->acquire(1));
+    ipi_wake(2);
+    EXPECT_EQ(queue(), (V{1, 2}));
+    EXPECT_EQ(ctr_.get(Ctr::ipi_wake_lifts), 0u);
+}
+
+TEST_F(MechanismTest, HaltHandsSlotToQueuedSuccessor)
+{
+    init(4, 1);
+    ASSERT_TRUE(s_->acquire(0));
+    ASSERT_FALSE(s_->acquire(1));
+    ASSERT_FALSE(s_->acquire(2));
+    at(1'300'000);
+    s_->release(0, ReleaseReason::kHalt, 2);
+    EXPECT_EQ(st(2), VcpuState::kRunning);
+    EXPECT_EQ(st(0), VcpuState::kHalted);
+    EXPECT_EQ(s_->held_deadline(2), now_ + kSlice); /* a fresh slice */
+    EXPECT_EQ(queue(), (V{1}));
+    EXPECT_EQ(ctr_.get(Ctr::halt_handoffs), 1u);
+    EXPECT_EQ(traced(TraceEvent::kHaltHandoff), 1);
+    ok();
+}
+
+TEST_F(MechanismTest, HaltHandoffNeedsAQueuedSuccessor)
+{
+    init(4, 1);
+    ASSERT_TRUE(s_->acquire(0));
+    ASSERT_FALSE(s_->acquire(1));
+    s_->release(0, ReleaseReason::kHalt, 3); /* 3 is halted, not queued */
+    EXPECT_EQ(st(1), VcpuState::kRunning);   /* the queue head */
+    EXPECT_EQ(ctr_.get(Ctr::halt_handoffs), 0u);
+    ok();
+}
+
+TEST_F(MechanismTest, HaltHandoffRespectsTheBound)
+{
+    init(4, 1, 1);
+    ASSERT_TRUE(s_->acquire(0));
+    ASSERT_FALSE(s_->acquire(1));
+    ASSERT_FALSE(s_->acquire(2));
+    ASSERT_FALSE(s_->acquire(3));
+    s_->release(0, ReleaseReason::kHalt, 2); /* passes 1 once */
+    EXPECT_EQ(st(2), VcpuState::kRunning);
+    s_->release(2, ReleaseReason::kHalt, 3); /* 1 is at the bound */
+    EXPECT_EQ(st(1), VcpuState::kRunning);
+    EXPECT_EQ(st(3), VcpuState::kQueued);
+    EXPECT_EQ(ctr_.get(Ctr::halt_handoff_bounded), 1u);
+    ok();
+}
+
+/* The starvation bound under a random mix of lifts, halt handoffs,
+ * preemptions and plain wakes: a vCPU is overtaken by at most `bound`
+ * vCPUs that queued after it, every wait. */
+TEST_F(MechanismTest, NobodyIsOvertakenMoreThanTheBound)
+{
+    constexpr int kN = 12;
+    constexpr unsigned kBound = 2;
+    init(kN, 2, kBound);
+    std::mt19937 rng(7);
+    std::vector<uint64_t> seq(kN, 0); /* enqueue order while queued */
+    std::vector<int> overtaken(kN, 0);
+    uint64_t next_seq = 1;
+    int max_overtaken = 0;
+    auto sync_queue = [&] {
+        for (int v = 0; v < kN; v++) {
+            if (st(v) == VcpuState::kQueued && seq[v] == 0) {
+                seq[v] = next_seq++;
+                overtaken[v] = 0;
+            }
+        }
+    };
+    auto granted = [&](std::vector<VcpuState> before) {
+        for (int g = 0; g < kN; g++) {
+            if (before[g] != VcpuState::kQueued || st(g) == VcpuState::kQueued) {
+                continue;
+            }
+            for (int w = 0; w < kN; w++) {
+                /* w waited before this step and queued before g */
+                if (before[w] == VcpuState::kQueued && st(w) == VcpuState::kQueued &&
+                    seq[w] < seq[g]) {
+                    max_overtaken = std::max(max_overtaken, ++overtaken[w]);
+                }
+            }
+            seq[g] = 0;
+        }
+    };
+    uint64_t t = 1'000'000;
+    for (int step = 0; step < 20000; step++) {
+        t += 1000 + rng() % 500'000;
+        at(t);
+        std::vector<VcpuState> before(kN);
+        for (int v = 0; v < kN; v++) {
+            before[v] = st(v);
+        }
+        int v = static_cast<int>(rng() % kN);
+        switch (st(v)) {
+        case VcpuState::kHalted:
+        case VcpuState::kStopped:
+            if (rng() % 2) {
+                ipi_wake(v);
+            } else {
+                s_->acquire(v, true);
+            }
+            break;
+        case VcpuState::kRunning: {
+            int succ = static_cast<int>(rng() % kN);
+            if (rng() % 2) {
+                s_->release(v, ReleaseReason::kHalt, succ);
+            } else {
+                s_->preempt_if_due(v, 0);
+            }
+            break;
+        }
+        case VcpuState::kQueued:
+            break;
+        }
+        granted(before);
+        sync_queue();
+        ok();
+    }
+    EXPECT_GT(ctr_.get(Ctr::ipi_wake_lifts), 100u);
+    EXPECT_GT(ctr_.get(Ctr::halt_handoffs), 100u);
+    EXPECT_GT(ctr_.get(Ctr::ipi_wake_lift_bounded) + ctr_.get(Ctr::halt_handoff_bounded), 0u);
+    EXPECT_LE(max_overtaken, static_cast<int>(kBound));
+    EXPECT_EQ(max_overtaken, static_cast<int>(kBound)); /* the bound is reached */
+}
+
+/* yield-lift: a directed-yield yielder requeues at the head, not behind
+ * every waiter; off, at the tail (KVM-style FIFO requeue). */
+TEST_F(MechanismTest, YielderRequeuesAheadWhenAsked)
+{
+    for (bool on : {true, false}) {
+        init(4, 1);
+        ASSERT_TRUE(s_->acquire(0));
+        ASSERT_FALSE(s_->acquire(1));
+        ASSERT_FALSE(s_->acquire(2));
+        s_->set_yielder_lift(on);
+        ASSERT_EQ(s_->yield_to(0, 2), 1);
+        EXPECT_EQ(queue(), on ? (V{0, 1}) : (V{1, 0}));
+        EXPECT_EQ(ctr_.get(Ctr::yielder_lifts), on ? 1u : 0u);
+        EXPECT_EQ(traced(TraceEvent::kYielderLift), on ? 1 : 0);
+        ok();
+        ctr_.reset();
+    }
+}
+
+TEST_F(MechanismTest, IpiToRunLatencyFromFirstIpiToGrant)
+{
+    init(4, 1);
+    ASSERT_TRUE(s_->acquire(0));
+    at(2'000'000);
+    s_->note_wake(2, kWakeIpi, now_); /* 2 halted: starts its latency */
+    s_->note_wake(0, kWakeIpi, now_); /* 0 runs: nothing to measure */
+    at(2'100'000);
+    s_->note_wake(2, kWakeIpi, now_); /* not the first */
+    ASSERT_FALSE(s_->acquire(2));
+    at(2'500'000);
+    s_->release(0, ReleaseReason::kHalt);
+    ASSERT_EQ(st(2), VcpuState::kRunning);
+    EXPECT_EQ(ctr_.get(Ctr::ipi_to_run), 1u);
+    EXPECT_EQ(ctr_.get(Ctr::ipi_to_run_ns), 500'000u);
+    EXPECT_EQ(ctr_.get(Ctr::ipi_to_run_max_ns), 500'000u);
+    EXPECT_EQ(traced(TraceEvent::kIpiToRun), 1);
+}
+
+TEST_F(MechanismTest, SlotIdleTimeFromFreeToTaken)
+{
+    init(2, 1);
+    ASSERT_TRUE(s_->acquire(0));
+    EXPECT_EQ(ctr_.get(Ctr::slot_idle_ns), 0u); /* free since boot: unknown */
+    at(3'000'000);
+    s_->release(0, ReleaseReason::kHalt);
+    at(3'700'000);
+    ASSERT_TRUE(s_->acquire(1));
+    EXPECT_EQ(ctr_.get(Ctr::slot_idle_ns), 700'000u);
+}
+
+} // namespace
+} // namespace vsched::test
