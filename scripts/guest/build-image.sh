@@ -13,7 +13,8 @@
 #                    /opt/extra/* extras, /init
 #   manifest.json    file names, kernel and package versions, workloads
 #   .stamp           hash of all inputs; a rerun with the same inputs only
-#                    prints "up to date"
+#                    prints "up to date"; the same inputs give the same
+#                    bytes (file dates are pinned)
 # Debian .debs are cached in ${VSCHED_CACHE:-.cache}/debs, so a rebuild with
 # the same package versions is offline. Missing host packages are installed
 # with apt-get when root; otherwise the script lists them and fails.
@@ -126,6 +127,11 @@ mapfile -t vips_stubs <"$work/vips-stubs"
 mapfile -t workloads <"$work/workloads"
 mapfile -t extra_names <"$work/extras"
 
+# Every file dated 2020-01-01 (the RTC base of virtual-time runs): the dates
+# are unpacked into the guest and change the instructions its boot runs, so
+# with build dates two builds of the same sources ran differently in
+# virtual time (docs/design/virtual-time.rst, "Determinism").
+find "$work/root" -mindepth 1 -exec touch -h -d @1577836800 {} +
 (cd "$work/root" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
     cpio --null --create --format=newc --owner=0:0 --reproducible --quiet) >"$work/initramfs.cpio"
 

@@ -690,6 +690,24 @@ bool Core::vcpu_info(int v, VcpuInfo *out)
     return true;
 }
 
+int Core::slot_holder(int s) const
+{
+    if (s < 0 || s >= cfg_.pcpus || s >= kMaxSlots) {
+        return -1;
+    }
+    const int g = shm_load(sched_.state().slot_owner[s]);
+    const int v = g - sched_.base();
+    return g >= 0 && v >= 0 && v < nr_ ? v : -1;
+}
+
+VcpuState Core::vcpu_state(int v) const
+{
+    if (!valid(v)) {
+        return VcpuState::kStopped;
+    }
+    return static_cast<VcpuState>(shm_load(sched_.state().state[sched_.base() + v]));
+}
+
 CounterSnapshot Core::counters()
 {
     CounterSnapshot s;

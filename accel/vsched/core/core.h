@@ -190,6 +190,12 @@ public:
     /* Member i (0 .. kMaxMembers-1); false if that entry is unused. */
     bool pool_member(int i, PoolMemberInfo *out);
     bool vcpu_info(int v, VcpuInfo *out);
+    /* Lock-free looks at one field of the pool, for the virtual-time
+     * driver, which asks on every run: exact on the thread that changes
+     * this VM's slots (in virtual time the round-robin thread).  The vCPU
+     * (local id) holding slot s, or -1; v's state (kStopped if invalid). */
+    int slot_holder(int s) const;
+    VcpuState vcpu_state(int v) const;
     CounterSnapshot counters();
     std::string counters_json() { return vsched::counters_json(counters()); }
     /* Virtual time in a shared pool (vtime_barrier.h): run f(SharedPool &)

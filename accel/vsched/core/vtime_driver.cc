@@ -12,13 +12,7 @@ VtimeDriver::VtimeDriver(Core &core, VirtualRounds &rounds, VtimeVcpus &vcpus)
 
 int VtimeDriver::holder(int s)
 {
-    for (int v = 0; v < core_.nr_vcpus(); v++) {
-        VcpuInfo i;
-        if (core_.vcpu_info(v, &i) && i.state == VcpuState::kRunning && i.slot == s) {
-            return v;
-        }
-    }
-    return -1;
+    return core_.slot_holder(s);
 }
 
 bool VtimeDriver::any_runnable()
@@ -39,9 +33,8 @@ bool VtimeDriver::any_runnable()
 void VtimeDriver::enqueue_runnable()
 {
     for (int v = 0; v < core_.nr_vcpus(); v++) {
-        VcpuInfo i;
-        if (vcpus_.runnable(v) && core_.vcpu_info(v, &i) &&
-            i.state != VcpuState::kRunning && i.state != VcpuState::kQueued) {
+        VcpuState st = core_.vcpu_state(v);
+        if (st != VcpuState::kRunning && st != VcpuState::kQueued && vcpus_.runnable(v)) {
             core_.acquire(v);
         }
     }

@@ -4,7 +4,11 @@
  * threads, one pinned per vCPU, on P slots must take max(1, V/P) times
  * as long as one thread alone.  Each thread runs ITERS rounds of a
  * register-only mix (no memory traffic, no system calls) after a common
- * start barrier.  Reports, in the result's VSCHED-KV line:
+ * start barrier.  A thread that is done waits at an end barrier before
+ * it exits: a thread's exit shoots down TLB entries on every vCPU of the
+ * process (glibc frees the unused stack), and with more vCPUs than slots
+ * the exiting thread would spin until the preempted ones run, which is
+ * sharing, not the loop.  Reports, in the result's VSCHED-KV line:
  *   loop_ns      from the barrier to the last thread's end (CLOCK_MONOTONIC)
  *   loop_min_ns  the first thread's end
  *   loop_sum     checksum of every thread's result (fixed for ITERS)
@@ -45,6 +49,7 @@ static void *run(void *arg)
     pthread_barrier_wait(&barrier);
     w->sum = loop(iters, (uint64_t)w->idx + 1);
     w->end = now_seconds();
+    pthread_barrier_wait(&barrier);
     return NULL;
 }
 

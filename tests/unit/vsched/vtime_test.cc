@@ -261,6 +261,33 @@ TEST(VtimeDriver, AVcpuThatWakesLaterGetsTheSlotAtTheNextSliceEnd)
     EXPECT_GE(m.core->counters()[Ctr::preemptions], 1u);
 }
 
+TEST(VtimeDriver, TheLockFreeLooksMatchTheCoresRecord)
+{
+    /* The driver asks slot_holder()/vcpu_state() on every run instead of
+     * copying every vCPU's record: they must say what vcpu_info() says. */
+    Machine m(5, 2, 400'000);
+    for (int round = 0; round < 60; round++) {  /* 2M of work: 100 rounds */
+        ASSERT_EQ(m.driver->run_round(kVtimeNoDeadline), VtimeStep::kRoundDone);
+        std::vector<int> want(2, -1);
+        for (int v = 0; v < 5; v++) {
+            VcpuInfo i;
+            ASSERT_TRUE(m.core->vcpu_info(v, &i));
+            EXPECT_EQ(m.core->vcpu_state(v), i.state) << "vCPU " << v;
+            if (i.state == VcpuState::kRunning) {
+                want[i.slot] = v;
+            }
+        }
+        for (int s = 0; s < 2; s++) {
+            EXPECT_EQ(m.core->slot_holder(s), want[s]) << "slot " << s;
+            EXPECT_EQ(m.driver->holder(s), want[s]);
+        }
+    }
+    EXPECT_GT(m.core->counters()[Ctr::preemptions], 0u) << "holders never changed";
+    EXPECT_EQ(m.core->slot_holder(-1), -1);
+    EXPECT_EQ(m.core->slot_holder(2), -1);
+    EXPECT_EQ(m.core->vcpu_state(5), VcpuState::kStopped);
+}
+
 TEST(VtimeDriver, AnIdleSlotIdlesAndAllHaltedReportsIdle)
 {
     Machine m(1, 2, 50'000);
