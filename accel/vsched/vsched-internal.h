@@ -32,6 +32,8 @@ typedef enum VschedGlueCounter {
     VSCHED_GLUE_GATE_BYPASS,    /* single-stepped vCPU ran without a slot */
     VSCHED_GLUE_GATE_LATE,      /* slot found by the recheck, not a wake */
     VSCHED_GLUE_IDLE_MWAITS,    /* idle MWAIT gave the slot away */
+    VSCHED_GLUE_VCPU_PLUGS,     /* vCPUs hotplugged while scheduling */
+    VSCHED_GLUE_VCPU_UNPLUGS,   /* vCPUs unplugged (forgotten) */
     VSCHED_GLUE__MAX,
 } VschedGlueCounter;
 

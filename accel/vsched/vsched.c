@@ -5,6 +5,7 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include "qemu/osdep.h"
+#include "qapi/error.h"
 #include "qemu/error-report.h"
 #include "qemu/main-loop.h"
 #include "qemu/notify.h"
@@ -37,6 +38,8 @@ const char *const vsched_glue_counter_names[VSCHED_GLUE__MAX] = {
     [VSCHED_GLUE_GATE_BYPASS] = "gate_singlestep_bypass",
     [VSCHED_GLUE_GATE_LATE] = "gate_recheck_grants",
     [VSCHED_GLUE_IDLE_MWAITS] = "idle_mwait_yields",
+    [VSCHED_GLUE_VCPU_PLUGS] = "vcpu_plugs",
+    [VSCHED_GLUE_VCPU_UNPLUGS] = "vcpu_unplugs",
 };
 
 int vsched_all_counter_count(void)
@@ -93,13 +96,23 @@ void vsched_note_cpu(CPUState *cs)
     }
 }
 
+/*
+ * Kicks come from the timer and mailbox threads without the BQL: the
+ * lookup and cpu_exit() happen under vsched_cpus_lock, which unplug takes
+ * to forget the vCPU, so no kick touches a CPUState being freed.
+ */
+static QemuMutex vsched_cpus_lock;
+
 static void host_kick(void *opaque, int vcpu)
 {
-    CPUState *cs = vsched_cpu(vcpu);
+    CPUState *cs;
 
+    qemu_mutex_lock(&vsched_cpus_lock);
+    cs = vsched_cpu(vcpu);
     if (cs) {
         cpu_exit(cs);
     }
+    qemu_mutex_unlock(&vsched_cpus_lock);
 }
 
 /*
@@ -108,20 +121,69 @@ static void host_kick(void *opaque, int vcpu)
  */
 static void host_wake(void *opaque, int vcpu)
 {
-    CPUState *cs = vsched_cpu(vcpu);
-    bool locked;
+    CPUState *cs;
+    bool locked = bql_locked();
 
-    if (!cs) {
-        return;
-    }
-    locked = bql_locked();
     if (!locked) {
         bql_lock();
     }
-    qemu_cond_broadcast(cs->halt_cond);
+    /* Looked up under the BQL, which unplug holds: never a freed CPU. */
+    cs = vsched_cpu(vcpu);
+    if (cs) {
+        qemu_cond_broadcast(cs->halt_cond);
+    }
     if (!locked) {
         bql_unlock();
     }
+}
+
+/* A vCPU realized while the scheduler runs: hotplug (device_add). */
+bool vsched_cpu_plug(CPUState *cs, Error **errp)
+{
+    char err[256];
+
+    if (!vsched_core) {
+        return true;
+    }
+    if (!vsched_vcpu_plug(vsched_core, cs->cpu_index, err, sizeof(err))) {
+        error_setg(errp, "%s", err);
+        return false;
+    }
+    vsched_count(VSCHED_GLUE_VCPU_PLUGS);
+    trace_vsched_vcpu_plug(cs->cpu_index);
+    return true;
+}
+
+/*
+ * Unrealize (BQL held; the vCPU's thread has exited): release what it
+ * holds and forget its CPUState before QEMU frees it.
+ */
+void vsched_cpu_unplug(CPUState *cs)
+{
+    int v;
+
+    if (!vsched_core) {
+        return;
+    }
+    /*
+     * By pointer: cpu_list_remove() has already unset cs->cpu_index.  A
+     * vCPU that never reached the gate is not listed; it never held a slot
+     * or a queue place either.
+     */
+    qemu_mutex_lock(&vsched_cpus_lock);
+    for (v = 0; v < vsched_nr_vcpus; v++) {
+        if (qatomic_read(&vsched_cpus[v]) == cs) {
+            qatomic_set(&vsched_cpus[v], NULL);
+            break;
+        }
+    }
+    qemu_mutex_unlock(&vsched_cpus_lock);
+    vsched_count(VSCHED_GLUE_VCPU_UNPLUGS);
+    if (v == vsched_nr_vcpus) {
+        return;
+    }
+    vsched_vcpu_unplug(vsched_core, v);
+    trace_vsched_vcpu_unplug(v);
 }
 
 static void host_trace(void *opaque, int event, int vcpu, int target,
@@ -356,6 +418,19 @@ static void vsched_refuse(const char *what)
     exit(1);
 }
 
+/* Highest cpu_index present + 1 (x86 numbers vCPUs by topology slot, so
+ * -smp 2,maxcpus=4 with a cold-plugged socket 3 needs 4), at least cpus. */
+static int vsched_present_vcpus(MachineState *ms)
+{
+    CPUState *cs;
+    int n = ms->smp.cpus;
+
+    CPU_FOREACH(cs) {
+        n = MAX(n, cs->cpu_index + 1);
+    }
+    return MIN(n, vsched_nr_vcpus);
+}
+
 static void vsched_start(Notifier *n, void *data)
 {
     MachineState *ms = MACHINE(qdev_get_machine());
@@ -375,22 +450,21 @@ static void vsched_start(Notifier *n, void *data)
     }
     vsched_nr_vcpus = ms->smp.max_cpus;
     vsched_cpus = g_new0(CPUState *, vsched_nr_vcpus);
-    if (s->pool && virtual_time) {
-        /* One virtual clock for every VM of the pool (vtime_barrier.h). */
+    qemu_mutex_init(&vsched_cpus_lock);
+    if (s->pool) {
+        /* Pool ids for the vCPUs present now (hotplug adds more); in
+         * virtual time one clock for every VM of the pool (vtime_barrier.h). */
         VschedHostOps vtime_ops;
-        VschedTimeBase tb;
+        VschedTimeBase tb = { .virtual_time = false };
 
-        vsched_vtime_time_base(&tb);
+        if (virtual_time) {
+            vsched_vtime_time_base(&tb);
+        }
         vsched_core = vsched_core_new_shared_timed(&s->cfg, s->pool,
-            vsched_nr_vcpus, vsched_vtime_host_ops(&vsched_host_ops, &vtime_ops),
+            vsched_nr_vcpus, vsched_present_vcpus(ms),
+            virtual_time ? vsched_vtime_host_ops(&vsched_host_ops, &vtime_ops)
+                         : &vsched_host_ops,
             NULL, &tb, err, sizeof(err));
-    } else if (s->pool) {
-        VschedTimeBase real = { .virtual_time = false };
-
-        vsched_core = vsched_core_new_shared_timed(&s->cfg, s->pool,
-                                                   vsched_nr_vcpus,
-                                                   &vsched_host_ops, NULL,
-                                                   &real, err, sizeof(err));
     } else {
         VschedHostOps vtime_ops;
 

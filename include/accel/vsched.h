@@ -23,6 +23,8 @@ void vsched_tcg_pause(CPUState *cs, int cpl);
 void vsched_tcg_mwait(CPUState *cs);
 bool vsched_tcg_gate(CPUState *cs, int *ret);
 void vsched_tcg_after_exec(CPUState *cs, int ret);
+bool vsched_cpu_plug(CPUState *cs, Error **errp);
+void vsched_cpu_unplug(CPUState *cs);
 void vsched_apic_ipi(CPUState *src, const uint32_t *deliver_bitmask,
                      int delivery_mode, int vector, int shorthand);
 void vsched_apic_accept(CPUState *cs, int vector);
@@ -58,6 +60,24 @@ static inline bool vsched_hook_gate(CPUState *cs, int *ret)
     return likely(!vsched_active) || vsched_tcg_gate(cs, ret);
 }
 
+/*
+ * tcg_exec_realizefn: a vCPU realized once the scheduler runs (hotplug)
+ * gets its pool ids; false with *errp set if the pool has none for it.
+ */
+static inline bool vsched_hook_cpu_realize(CPUState *cs, Error **errp)
+{
+    return likely(!vsched_active) || vsched_cpu_plug(cs, errp);
+}
+/*
+ * tcg_exec_unrealizefn (its thread has exited, its CPUState is freed
+ * next): the scheduler forgets the vCPU, so no kick reaches it.
+ */
+static inline void vsched_hook_cpu_unrealize(CPUState *cs)
+{
+    if (unlikely(vsched_active)) {
+        vsched_cpu_unplug(cs);
+    }
+}
 /* tcg_cpu_exec, after cpu_exec_end: spin decisions, preemption, release. */
 static inline void vsched_hook_after_exec(CPUState *cs, int ret)
 {

@@ -26,7 +26,8 @@ std::unique_ptr<Core> Core::create_shared(const Config &cfg, std::string_view po
     if (!validate_config(cfg, nr_vcpus, err)) {
         return nullptr;
     }
-    auto sp = SharedPool::attach(pool, cfg.pcpus, cfg.slice_ns, nr_vcpus, host.now_ns(), err,
+    const int reserve = opt.reserve_vcpus > 0 ? std::min(opt.reserve_vcpus, nr_vcpus) : nr_vcpus;
+    auto sp = SharedPool::attach(pool, cfg.pcpus, cfg.slice_ns, reserve, host.now_ns(), err,
                                  opt);
     if (!sp) {
         return nullptr;
@@ -49,7 +50,7 @@ std::unique_ptr<Scheduler> make_scheduler(const Config &cfg, int nr_vcpus, Share
 {
     if (sp) {
         return std::make_unique<Scheduler>(sp->state(), sp->member(), sp->nr_slots(),
-                                           sp->slice_ns(), ctr, spin);
+                                           sp->slice_ns(), ctr, spin, nr_vcpus);
     }
     return std::make_unique<Scheduler>(nr_vcpus, cfg.pcpus, cfg.slice_ns, ctr, spin);
 }
@@ -477,7 +478,7 @@ void Core::release(int v, ReleaseReason why)
 
 void Core::release_if_active(int v, ReleaseReason why)
 {
-    if (!valid(v)) {
+    if (!valid(v) || !sched_.placed(v)) {
         return;
     }
     /* Unlocked look: a halted vCPU becomes active only by its own acquire
@@ -488,6 +489,41 @@ void Core::release_if_active(int v, ReleaseReason why)
         st == static_cast<uint8_t>(VcpuState::kQueued)) {
         release(v, why);
     }
+}
+
+bool Core::plug_vcpu(int v, std::string *err)
+{
+    if (!valid(v)) {
+        *err = "vsched: vCPU " + std::to_string(v) + " is beyond the " + std::to_string(nr_) +
+               " vCPUs the scheduler was started with";
+        return false;
+    }
+    Effects fx;
+    bool ok = true;
+    std::string why;
+    locked(host_.now_ns(), &fx, [&] { ok = sched_.grow(v + 1, &why); });
+    run_effects(fx);
+    if (!ok) {
+        *err = "vsched: pool '" + (shared_ ? shared_->name() : std::string()) +
+               "' has no id for vCPU " + std::to_string(v) + ": " + why;
+    }
+    return ok;
+}
+
+void Core::unplug_vcpu(int v)
+{
+    if (!valid(v)) {
+        return;
+    }
+    Effects fx;
+    fx.set_tracing(tracing_.load(std::memory_order_relaxed));
+    locked(host_.now_ns(), &fx, [&] {
+        sched_.release(v, ReleaseReason::kStop);
+        sched_.note_thread(v, 0); /* its thread is gone */
+        note_held_deadline(v);
+    });
+    run_effects(fx);
+    ipi_.reset_vcpu(v);
 }
 
 /* REQUIRES: mu_ held, v holds a slot, a spin fired at `cpl`. */

@@ -185,6 +185,14 @@ public:
     /* Reap dead members (rate-limited unless force).  Returns how many. */
     int poll_members(bool force = false);
 
+    /* vCPU hotplug.  plug_vcpu: v may run from now on (on a shared pool
+     * its member range grows to v + 1 if the ids after it are free; false
+     * and *err otherwise).  unplug_vcpu: v is gone: its slot and queue
+     * place go to others, its IPI and spin state are dropped; its pool id
+     * stays reserved for a later plug. */
+    bool plug_vcpu(int v, std::string *err);
+    void unplug_vcpu(int v);
+
     /* Introspection. */
     bool pool_info(PoolInfo *out);
     /* Member i (0 .. kMaxMembers-1); false if that entry is unused. */

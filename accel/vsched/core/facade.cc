@@ -215,7 +215,7 @@ bool vsched_parse_duration(const char *text, uint64_t *out_ns, char *err, size_t
 namespace {
 VschedCore *core_new(const VschedConfig *cfg, const char *pool, int nr_vcpus,
                      const VschedHostOps *ops, void *opaque, char *err, size_t errlen,
-                     const VschedTimeBase *tb = nullptr)
+                     const VschedTimeBase *tb = nullptr, int nr_present = 0)
 {
     try {
         if (!cfg) {
@@ -252,6 +252,7 @@ VschedCore *core_new(const VschedConfig *cfg, const char *pool, int nr_vcpus,
             opt.time_base.virtual_time = virtual_time;
             opt.time_base.icount_shift = virtual_time ? tb->icount_shift : 0;
             opt.time_base.quantum = virtual_time ? tb->quantum : 0;
+            opt.reserve_vcpus = nr_present;
             h->core = Core::create_shared(c, pool, nr_vcpus, *h->host, &msg, opt);
         } else {
             h->core = Core::create(c, nr_vcpus, *h->host, &msg);
@@ -289,14 +290,29 @@ VschedCore *vsched_core_new_shared(const VschedConfig *cfg, const char *pool_nam
 }
 
 VschedCore *vsched_core_new_shared_timed(const VschedConfig *cfg, const char *pool_name,
-                                         int nr_vcpus, const VschedHostOps *ops, void *opaque,
+                                         int nr_vcpus, int nr_present,
+                                         const VschedHostOps *ops, void *opaque,
                                          const VschedTimeBase *tb, char *err, size_t errlen)
 {
     if (!pool_name) {
         copy_err(err, errlen, "vsched: no pool name");
         return nullptr;
     }
-    return core_new(cfg, pool_name, nr_vcpus, ops, opaque, err, errlen, tb);
+    if (nr_present < 1 || nr_present > nr_vcpus) {
+        copy_err(err, errlen, "vsched: " + std::to_string(nr_present) +
+                                  " present vCPUs, expected 1.." + std::to_string(nr_vcpus));
+        return nullptr;
+    }
+    return core_new(cfg, pool_name, nr_vcpus, ops, opaque, err, errlen, tb, nr_present);
+}
+
+VschedCore *vsched_core_new_shared_present(const VschedConfig *cfg, const char *pool_name,
+                                           int nr_vcpus, int nr_present,
+                                           const VschedHostOps *ops, void *opaque, char *err,
+                                           size_t errlen)
+{
+    return vsched_core_new_shared_timed(cfg, pool_name, nr_vcpus, nr_present, ops, opaque,
+                                        nullptr, err, errlen);
 }
 
 void vsched_core_free(VschedCore *core)
@@ -347,12 +363,14 @@ int vsched_pool_poll(VschedCore *core)
 
 bool vsched_pool_info(VschedCore *core, VschedPoolInfo *out)
 {
+    if (out) {
+        std::memset(out, 0, sizeof(*out)); /* also when there is nothing to say */
+    }
     return guarded(false, [&] {
         vsched::PoolInfo i;
-        if (!out || !core->core->pool_info(&i)) {
+        if (!out || !core || !core->core->pool_info(&i)) {
             return false;
         }
-        std::memset(out, 0, sizeof(*out));
         out->shared = i.shared;
         std::snprintf(out->name, sizeof out->name, "%s", i.name.c_str());
         out->slots = i.nr_slots;
@@ -465,6 +483,23 @@ void vsched_on_eoi(VschedCore *core, int vcpu, int vector)
 void vsched_vcpu_reset(VschedCore *core, int vcpu)
 {
     guarded_void([&] { core->core->reset_vcpu_ipi(vcpu); });
+}
+
+bool vsched_vcpu_plug(VschedCore *core, int vcpu, char *err, size_t errlen)
+{
+    return guarded(false, [&] {
+        std::string msg;
+        if (!core->core->plug_vcpu(vcpu, &msg)) {
+            copy_err(err, errlen, msg);
+            return false;
+        }
+        return true;
+    });
+}
+
+void vsched_vcpu_unplug(VschedCore *core, int vcpu)
+{
+    guarded_void([&] { core->core->unplug_vcpu(vcpu); });
 }
 
 bool vsched_set_policy(VschedCore *core, int policy)

@@ -9,7 +9,7 @@ namespace vsched {
 Scheduler::Scheduler(int nr_vcpus, int nr_slots, uint64_t slice_ns, Counters &ctr,
                      SpinDetector &spin)
     : owned_(new PoolState), state_(owned_.get()), pool_(*state_), n_(nr_vcpus),
-      nslots_(nr_slots), id_space_(nr_vcpus), slice_ns_(slice_ns), ctr_(ctr), spin_(spin),
+      cap_(nr_vcpus), nslots_(nr_slots), id_space_(nr_vcpus), slice_ns_(slice_ns), ctr_(ctr), spin_(spin),
       wake_hint_(new std::atomic<uint8_t>[nr_vcpus])
 {
     init_mechanisms();
@@ -20,18 +20,20 @@ Scheduler::Scheduler(int nr_vcpus, int nr_slots, uint64_t slice_ns, Counters &ct
 }
 
 Scheduler::Scheduler(PoolState *shared, int member, int nr_slots, uint64_t slice_ns,
-                     Counters &ctr, SpinDetector &spin)
+                     Counters &ctr, SpinDetector &spin, int capacity)
     : state_(shared), pool_(*shared), shared_(true), member_(member),
       base_(member >= 0 ? shm_load(shared->member[member].base) : 0),
-      n_(member >= 0 ? shm_load(shared->member[member].nr_vcpus) : 0), nslots_(nr_slots),
-      id_space_(kMaxVcpus), slice_ns_(slice_ns), ctr_(ctr), spin_(spin),
-      wake_hint_(new std::atomic<uint8_t>[n_ > 0 && n_ <= kMaxVcpus ? n_ : 1])
+      n_(member >= 0 ? shm_load(shared->member[member].nr_vcpus) : 0),
+      cap_(std::max(capacity, n_)), nslots_(nr_slots), id_space_(kMaxVcpus),
+      slice_ns_(slice_ns), ctr_(ctr), spin_(spin),
+      wake_hint_(new std::atomic<uint8_t>[cap_ > 0 && cap_ <= kMaxVcpus ? cap_ : 1])
 {
     init_mechanisms();
-    if (base_ < 0 || n_ < 0 || n_ > kMaxVcpus - base_ || nr_slots < 1 || nr_slots > kMaxSlots) {
+    if (base_ < 0 || n_ < 0 || n_ > kMaxVcpus - base_ || cap_ > kMaxVcpus || nr_slots < 1 ||
+        nr_slots > kMaxSlots) {
         pool_corrupt("member range", base_);
     }
-    for (int v = 0; v < n_; v++) {
+    for (int v = 0; v < cap_; v++) {
         wake_hint_[v].store(kWakeNone, std::memory_order_relaxed);
     }
 }
@@ -204,6 +206,9 @@ void Scheduler::kick_expired_holder()
 
 bool Scheduler::acquire(int v, bool lift_ipi_wake)
 {
+    if (!placed(v)) {
+        return false; /* no pool id (a hotplug the glue did not grow for) */
+    }
     const int g = base_ + v;
     switch (pool_.state(g)) {
     case VcpuState::kRunning:
@@ -239,6 +244,9 @@ bool Scheduler::acquire(int v, bool lift_ipi_wake)
 
 void Scheduler::release(int v, ReleaseReason why, int successor)
 {
+    if (!placed(v)) {
+        return;
+    }
     const int g = base_ + v;
     VcpuState s = pool_.state(g);
     int cpl;
@@ -287,6 +295,9 @@ void Scheduler::release(int v, ReleaseReason why, int successor)
 
 bool Scheduler::preempt_if_due(int v, int cpl)
 {
+    if (!placed(v)) {
+        return false;
+    }
     const int g = base_ + v;
     if (pool_.state(g) != VcpuState::kRunning) {
         return false;
@@ -321,6 +332,9 @@ bool Scheduler::preempt_if_due(int v, int cpl)
 
 uint64_t Scheduler::held_deadline(int v) const
 {
+    if (!placed(v)) {
+        return 0;
+    }
     const int g = base_ + v;
     if (pool_.state(g) != VcpuState::kRunning) {
         return 0;
@@ -403,8 +417,10 @@ int Scheduler::yield_to(int me, int target)
 void Scheduler::init_mechanisms()
 {
     passes_.reset(new Passes[id_space_ > 0 ? id_space_ : 1]);
-    ipi_at_.reset(new std::atomic<uint64_t>[n_ > 0 ? n_ : 1]);
-    for (int v = 0; v < n_; v++) {
+    /* Sized for every vCPU the VM may plug (grow() raises n_ to cap_). */
+    const int vcpus = std::max(n_, cap_);
+    ipi_at_.reset(new std::atomic<uint64_t>[vcpus > 0 ? vcpus : 1]);
+    for (int v = 0; v < vcpus; v++) {
         ipi_at_[v].store(0, std::memory_order_relaxed);
     }
     free_since_.reset(new uint64_t[nslots_ > 0 ? nslots_ : 1]());
@@ -518,11 +534,46 @@ void Scheduler::note_slot_taken(int slot)
     }
 }
 
+bool Scheduler::grow(int n, std::string *why)
+{
+    if (n <= n_) {
+        return true;
+    }
+    if (!shared_ || n > cap_ || member_ < 0) {
+        *why = "vCPU " + std::to_string(n - 1) + " is beyond this VM's " +
+               std::to_string(cap_) + " vCPUs";
+        return false;
+    }
+    const int end = base_ + n;
+    for (int g = base_ + n_; g < end; g++) {
+        const int holder = g < kMaxVcpus ? shm_load(state_->vcpu_member[g]) : kNone;
+        if (g >= kMaxVcpus || holder != kNone) {
+            *why = "pool id " + std::to_string(g) + " after this VM's ids " +
+                   std::to_string(base_) + ".." + std::to_string(base_ + n_ - 1) +
+                   (g >= kMaxVcpus ? std::string(" is past the pool's last id")
+                                   : " is another VM's (member " + std::to_string(holder) +
+                                         ")") +
+                   "; " + describe_free_ids(*state_);
+            return false;
+        }
+    }
+    for (int g = base_ + n_; g < end; g++) {
+        state_->vcpu_member[g] = static_cast<int16_t>(member_);
+        state_->state[g] = static_cast<uint8_t>(VcpuState::kStopped);
+        state_->flags[g] = 0;
+        state_->vcpu_tid[g] = 0;
+    }
+    state_->member[member_].nr_vcpus = n;
+    n_ = n;
+    return true;
+}
+
 void Scheduler::use_private_pool(int nr_slots)
 {
     owned_.reset(new PoolState);
     state_ = owned_.get();
     pool_ = SlotPool(*state_);
+    n_ = cap_; /* every vCPU the VM can have: the ids are its own now */
     pool_.init(n_, nr_slots);
     shared_ = false;
     member_ = 0;

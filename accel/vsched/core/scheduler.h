@@ -48,9 +48,11 @@ public:
               SpinDetector &spin);
     /* Member `member` of a shared pool whose state lives elsewhere (the
      * member must already be joined: its base and size are read here).
-     * member == kNone: an outsider (attach-time repair), owning no vCPU. */
+     * member == kNone: an outsider (attach-time repair), owning no vCPU.
+     * capacity: the most local vCPUs the VM can have (its member range may
+     * grow up to it, see grow()); 0: the member's current size. */
     Scheduler(PoolState *shared, int member, int nr_slots, uint64_t slice_ns, Counters &ctr,
-              SpinDetector &spin);
+              SpinDetector &spin, int capacity = 0);
 
     void begin(uint64_t now, Effects *fx)
     {
@@ -117,6 +119,12 @@ public:
     int member() const { return member_; }
     int base() const { return base_; }
     int nr_local() const { return n_; }
+    /* Local vCPU v has a pool id (plugged within the member's range). */
+    bool placed(int v) const { return static_cast<unsigned>(v) < static_cast<unsigned>(n_); }
+    /* A shared pool member's range grows to n local vCPUs (a hotplugged
+     * vCPU): the ids right after it must be free.  False with *why naming
+     * the id in the way and the pool's free ids. */
+    bool grow(int n, std::string *why);
 
     /* Shared pools.  Drop every vCPU of member m (dead, or leaving): its
      * queue entries go, its slots pass to the queue head.  Returns the
@@ -133,7 +141,12 @@ public:
     /* Global id g's thread is stopped: the same for g alone. */
     int revoke_stopped_vcpu(int g);
     /* Under the lock, from v's own thread: remember its thread id. */
-    void note_thread(int v, int32_t tid) { state_->vcpu_tid[base_ + v] = tid; }
+    void note_thread(int v, int32_t tid)
+    {
+        if (placed(v)) {
+            state_->vcpu_tid[base_ + v] = tid;
+        }
+    }
     /* After the robust mutex reported EOWNERDEAD: make the structure
      * consistent again from the per-vCPU states (slots, free stack, queue
      * in queued_at order, member count), then hand free slots to waiters.
@@ -200,6 +213,7 @@ private:
     int member_ = 0;
     int base_ = 0;
     int n_ = 0;
+    int cap_ = 0;      /* wake_hint_ size: the most local vCPUs */
     int nslots_ = 0;   /* own copies of the pool's sizes (never re-read) */
     int id_space_ = 0;
     uint64_t slice_ns_;

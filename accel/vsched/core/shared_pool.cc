@@ -563,7 +563,7 @@ int SharedPool::add_member_locked(int nr_vcpus, uint64_t now, std::string *err)
     if (base == kNone) {
         *err = "vsched: pool " + quoted(name_) + " has no room for " +
                std::to_string(nr_vcpus) + " more vCPUs (at most " + std::to_string(kMaxVcpus) +
-               " in all its VMs)";
+               " in all its VMs; " + describe_free_ids(p.pool) + ")";
         return 0;
     }
     /* The process record first: a joiner killed half-way leaves an entry
@@ -742,19 +742,36 @@ bool SharedPool::check_file_lost()
 std::vector<int> SharedPool::find_dead_members(std::vector<int> *stopped)
 {
     std::vector<int> dead;
+    /* Memory only, every entry: an active entry without a pid is a joiner
+     * killed half-way (reap_locked() checks again under the lock). */
     for (int m = 0; m < kMaxMembers; m++) {
-        if (m == member_) {
+        if (m != member_ && shm_load(p_->pool.member[m].active) &&
+            __atomic_load_n(&p_->proc[m].pid, __ATOMIC_RELAXED) <= 0) {
+            dead.push_back(m);
+        }
+    }
+    /*
+     * /proc reads: only our successors in member order (cyclic), up to the
+     * first that is alive and running.  Every member is so watched by its
+     * nearest live, running predecessor: one read per VM and check in the
+     * usual case, O(members) for the pool instead of O(members^2).
+     */
+    for (int k = 1; k < kMaxMembers; k++) {
+        const int m = (member_ + k) % kMaxMembers;
+        const int pid = __atomic_load_n(&p_->proc[m].pid, __ATOMIC_RELAXED);
+        if (pid <= 0) {
             continue;
         }
-        int pid = __atomic_load_n(&p_->proc[m].pid, __ATOMIC_RELAXED);
-        uint64_t st = __atomic_load_n(&p_->proc[m].start_time, __ATOMIC_RELAXED);
-        bool active = shm_load(p_->pool.member[m].active) != 0;
-        if ((pid > 0 && !member_alive(pid, st)) || (active && pid <= 0)) {
-            /* (an active entry without a pid: a joiner killed half-way;
-             * reap_locked() checks again under the lock) */
+        const uint64_t st = __atomic_load_n(&p_->proc[m].start_time, __ATOMIC_RELAXED);
+        probes_++;
+        if (!member_alive(pid, st)) {
             dead.push_back(m);
-        } else if (pid > 0 && stopped && pid != ::getpid() && proc_stopped(pid)) {
-            stopped->push_back(m);
+        } else if (pid != ::getpid() && proc_stopped(pid)) {
+            if (stopped) {
+                stopped->push_back(m);
+            }
+        } else {
+            break; /* alive and running: it watches those after it */
         }
     }
     return dead;

@@ -159,6 +159,10 @@ struct SharedPoolOptions {
     uint64_t lock_timeout_ns = kLockTimeoutNs;
     /* The VM's time base: stored by the creator, checked at join. */
     PoolTimeBase time_base;
+    /* Core::create_shared: pool ids reserved at join, for local vCPUs
+     * 0..reserve_vcpus-1 (0: all nr_vcpus).  A hotplugged vCPU grows the
+     * range later (Core::plug_vcpu). */
+    int reserve_vcpus = 0;
 };
 
 /* One process's mapping of a shared pool, and its membership. */
@@ -200,8 +204,12 @@ public:
     bool check_file_lost();
 
     /* Liveness.  Without the lock: members whose process is gone, and (in
-     * *stopped) members whose process is stopped (SIGSTOP, ptrace). */
+     * *stopped) members whose process is stopped (SIGSTOP, ptrace).  Reads
+     * /proc only for our successors up to the first live, running one (a
+     * ring: each member is watched by its nearest live predecessor). */
     std::vector<int> find_dead_members(std::vector<int> *stopped = nullptr);
+    /* /proc liveness reads so far by find_dead_members() (tests). */
+    uint64_t liveness_probes() const { return probes_; }
     /* Under the lock: is member m (still) dead?  Frees its proc entry
      * when it is, so the caller must evict its scheduling state first. */
     bool dead_locked(int m);
@@ -257,6 +265,7 @@ private:
     bool recovered_stale_ = false;
     bool file_lost_ = false;
     int reaped_at_attach_ = 0;
+    uint64_t probes_ = 0;
 };
 
 } // namespace vsched

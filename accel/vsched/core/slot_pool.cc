@@ -1,6 +1,7 @@
 /* vsched core: slot pool operations on plain data. */
 #include "slot_pool.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cstdio>
 
@@ -11,6 +12,37 @@ void pool_corrupt(const char *field, long long value)
     char m[128];
     std::snprintf(m, sizeof m, "%s = %lld is out of range", field, value);
     throw PoolCorrupt(m);
+}
+
+std::string describe_free_ids(const PoolState &s)
+{
+    constexpr int kMaxRuns = 8;
+    std::string runs;
+    int nruns = 0, largest = 0;
+    for (int g = 0; g < kMaxVcpus;) {
+        if (shm_load(s.vcpu_member[g]) != kNone) {
+            g++;
+            continue;
+        }
+        int end = g;
+        while (end < kMaxVcpus && shm_load(s.vcpu_member[end]) == kNone) {
+            end++;
+        }
+        largest = std::max(largest, end - g);
+        if (nruns++ < kMaxRuns) {
+            runs += (runs.empty() ? "" : ", ") + std::to_string(g) + ".." +
+                    std::to_string(end - 1);
+        }
+        g = end;
+    }
+    if (nruns == 0) {
+        return "no pool id is free";
+    }
+    if (nruns > kMaxRuns) {
+        runs += ", ...";
+    }
+    return "free pool ids: " + runs + " (largest run: " + std::to_string(largest) +
+           "; a VM's ids are one contiguous run)";
 }
 
 void SlotPool::init(int nr_vcpus, int nr_slots)

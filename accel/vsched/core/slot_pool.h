@@ -129,6 +129,10 @@ inline int32_t checked_or_none(const int32_t &field, int limit, const char *what
     return v;
 }
 
+/* Shared pools: which global vCPU ids are free, for "no room" messages
+ * ("free ids: 0..3, 8..255 (largest run: 248)"). */
+std::string describe_free_ids(const PoolState &s);
+
 class SlotPool {
 public:
     /* The whole pool, global ids (private pool: the VM's own ids). */

@@ -210,6 +210,16 @@ void vsched_on_irq_accept(VschedCore *core, int vcpu, int vector);
 void vsched_on_eoi(VschedCore *core, int vcpu, int vector);
 /* vCPU reset: forget its IPI state (series: kvm_vcpu_reset_ipi_context). */
 void vsched_vcpu_reset(VschedCore *core, int vcpu);
+/*
+ * vCPU hotplug.  vsched_vcpu_plug: vcpu (0..nr_vcpus-1) may run from now
+ * on; on a shared pool the VM's range of pool ids grows to vcpu + 1, which
+ * needs the ids right after it free (false + message naming what is free).
+ * vsched_vcpu_unplug: before its CPUState goes: its slot and queue place
+ * go to others; the core never names it to ops->kick/wake again unless it
+ * runs again (a later plug of the same number).
+ */
+bool vsched_vcpu_plug(VschedCore *core, int vcpu, char *err, size_t errlen);
+void vsched_vcpu_unplug(VschedCore *core, int vcpu);
 
 /* Runtime knobs (thread-safe). */
 bool vsched_set_policy(VschedCore *core, int policy); /* false if invalid */
@@ -306,10 +316,17 @@ const char *vsched_trace_event_name(int event); /* NULL if out of range */
 VschedCore *vsched_core_new_shared(const VschedConfig *cfg, const char *pool_name, int nr_vcpus,
                                    const VschedHostOps *ops, void *opaque, char *err,
                                    size_t errlen);
+/* The same, reserving pool ids only for vCPUs 0..nr_present-1 (the VM's
+ * present vCPUs; hotplugged ones: vsched_vcpu_plug). */
+VschedCore *vsched_core_new_shared_present(const VschedConfig *cfg, const char *pool_name,
+                                           int nr_vcpus, int nr_present,
+                                           const VschedHostOps *ops, void *opaque, char *err,
+                                           size_t errlen);
 /*
- * The same in a given time base: the pool stores its creator's and refuses
- * a VM of another one (a message naming both).  With virtual_time, ops
- * may give now_ns (the virtual clock: all members run on one).
+ * The same in a given time base (NULL: real time): the pool stores its
+ * creator's and refuses a VM of another one (a message naming both).
+ * With virtual_time, ops may give now_ns (the virtual clock: all members
+ * run on one).
  */
 typedef struct VschedTimeBase {
     bool virtual_time;
@@ -317,7 +334,8 @@ typedef struct VschedTimeBase {
     uint64_t quantum;
 } VschedTimeBase;
 VschedCore *vsched_core_new_shared_timed(const VschedConfig *cfg, const char *pool_name,
-                                         int nr_vcpus, const VschedHostOps *ops, void *opaque,
+                                         int nr_vcpus, int nr_present,
+                                         const VschedHostOps *ops, void *opaque,
                                          const VschedTimeBase *tb, char *err, size_t errlen);
 bool vsched_core_is_shared(VschedCore *core);
 /* 1..64 characters of [A-Za-z0-9._-] (no '/'); false + message otherwise. */
@@ -369,6 +387,7 @@ typedef struct VschedPoolMember {
     uint64_t slot_wait_max_ns;
 } VschedPoolMember;
 
+/* False (and *out all zero) if there is no pool information. */
 bool vsched_pool_info(VschedCore *core, VschedPoolInfo *out);
 /* i in 0..VSCHED_POOL_MAX_MEMBERS-1; false if entry i is not a member. */
 bool vsched_pool_member(VschedCore *core, int i, VschedPoolMember *out);
