@@ -43,6 +43,16 @@ void vsched_tcg_after_exec(CPUState *cs, int ret)
     g_assert_not_reached();
 }
 
+bool vsched_cpu_plug(CPUState *cs, Error **errp)
+{
+    g_assert_not_reached();
+}
+
+void vsched_cpu_unplug(CPUState *cs)
+{
+    g_assert_not_reached();
+}
+
 void vsched_apic_ipi(CPUState *src, const uint32_t *deliver_bitmask,
                      int delivery_mode, int vector, int shorthand)
 {
