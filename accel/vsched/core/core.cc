@@ -665,9 +665,12 @@ void Core::on_ipi(int src, const int *dst, int ndst, int vector, int delivery_mo
     uint8_t kind = (delivery_mode == kApicDmFixed || delivery_mode == kApicDmLowest)
                        ? kWakeIpi
                        : kWakeUrgent;
+    /* One clock read per IPI, not per receiver: a broadcast reaches every
+     * vCPU and this runs on the ICR write path. */
+    const uint64_t now = ndst > 0 ? host_.now_ns() : 0;
     for (int i = 0; i < ndst; i++) {
         if (valid(dst[i]) && dst[i] != src) {
-            sched_.note_wake(dst[i], kind, host_.now_ns());
+            sched_.note_wake(dst[i], kind, now);
         }
     }
     ipi_.on_ipi(src, dst, ndst, vector, delivery_mode, shorthand, host_.pause_now_ns());
