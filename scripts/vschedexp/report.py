@@ -62,6 +62,7 @@ def format_table(spec, points, meta, opts=None):
             lines.append(_table_line(p, e, refs, counters))
     lines += format_comparisons(spec, points, opts)
     lines += format_until_ci(meta)
+    lines += format_winners(points)
     lines += format_series(points)
     return "\n".join(lines) + "\n"
 
@@ -154,6 +155,28 @@ def format_comparisons(spec, points, opts):
                 lines.append("%-22s %-15s %-10s %3d/%-3d %10s %18s %7s  %s" % (
                     p["point"], e["variant"], ref, c["n"], c["n_ref"], fmt_pct(c["reduction"]),
                     fmt_ci(c), fmt_p(c["p"]), c["verdict"]))
+    return lines
+
+
+def format_winners(points):
+    """Per cell the winner, named only where the statistics support it: the
+    fastest variant against the runner-up must say faster."""
+    cells = [p for p in points if p.get("winner") and not p["refused"]]
+    if not cells:
+        return []
+    lines = ["", "winner per cell: the fastest variant (lowest median), named only when "
+             "its comparison with the runner-up says faster (interval excludes 0 and "
+             "p < 0.05, or exact); otherwise 'none' and the tie"]
+    hdr = "%-22s %-15s %-15s %10s %18s %7s  %s" % (
+        "point", "winner", "runner-up", "reduction", "95% interval", "p", "verdict")
+    lines += [hdr, "-" * len(hdr)]
+    for p in cells:
+        w, c = p["winner"], p["winner"]["comparison"]
+        name = w["fastest"] if w["declared"] else "none"
+        lines.append("%-22s %-15s %-15s %10s %18s %7s  %s" % (
+            p["point"], name, w["runner_up"] if w["declared"] else
+            "%s ~ %s" % (w["fastest"], w["runner_up"]), fmt_pct(c["reduction"]),
+            fmt_ci(c), fmt_p(c["p"]), c["verdict"]))
     return lines
 
 

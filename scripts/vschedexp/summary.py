@@ -45,6 +45,7 @@ def summarize(spec, rows, refused, opts=None):
                 e["reduction"][ref] = c.reduction
                 e["stats"][ref] = c.as_dict()
         p["series"] = _series_cell(w["name"], point.vms, pid, units, opts, exact)
+        p["winner"] = _winner(pid, p["variants"], units, opts, exact)
         points.append(p)
     return points
 
@@ -95,6 +96,24 @@ def _series_cell(workload, nvms, pid, units, opts, exact=False):
     inside = c.ci_low is not None and c.ci_low <= published <= c.ci_high
     return {"published": published, "comparison": c.as_dict(),
             "reproduced": c.verdict == want, "published_inside": inside}
+
+
+WINNING = (stats.FASTER, stats.EXACT_FASTER)
+
+
+def _winner(pid, entries, units, opts, exact=False):
+    """The cell's fastest variant (lowest median) against the runner-up: it
+    is named the winner only when that comparison says faster (interval
+    excludes 0 and p < 0.05, or exact in virtual time with one seed); else
+    the cell has no winner and the two are reported as tied."""
+    ranked = sorted((e for e in entries if e["median"] is not None),
+                    key=lambda e: (e["median"], e["variant"]))
+    if len(ranked) < 2:
+        return None
+    best, second = ranked[0]["variant"], ranked[1]["variant"]
+    c = _compare(pid, best, second, units, opts, exact)
+    return {"fastest": best, "runner_up": second, "comparison": c.as_dict(),
+            "declared": c.verdict in WINNING}
 
 
 def series_count(points):

@@ -295,3 +295,27 @@ def test_until_ci_without_until_ci_runs_the_spec_repetitions():
     assert trials.run_points(spec, fake, rows, stats.Options()) == {}
     assert [(c[1], c[2]) for c in fake.calls] == [
         (t.rep, t.variant["label"]) for t in trials.plan(spec)]
+
+
+def test_winner_named_only_where_the_interval_supports_it(tmp_path):
+    out = str(tmp_path / "run")
+    synthetic_run(out)
+    stdout, summary = report(out)
+    winners = {p["point"]: p["winner"] for p in summary["points"]}
+    # dedup: ipi is 20 % faster than none and vanilla (which tie): a winner
+    for nvms in (2, 3, 4):
+        w = winners["dedup-small-%dvm" % nvms]
+        assert w["fastest"] == "ipi" and w["declared"], w
+        assert w["comparison"]["verdict"] == "faster"
+        assert w["comparison"]["ci_low"] > 0
+    # vips 2: all three are one distribution; vips 3: ipi slower, none and
+    # vanilla tie: no winner named in either
+    for point in ("vips-small-2vm", "vips-small-3vm"):
+        w = winners[point]
+        assert not w["declared"], w
+        assert w["comparison"]["verdict"] == "inside noise"
+    assert winners["vips-small-3vm"]["fastest"] in ("none", "vanilla")
+    assert "winner per cell" in stdout
+    line = next(ln for ln in stdout.splitlines() if ln.startswith("vips-small-2vm")
+                and "~" in ln)
+    assert line.split()[1] == "none"     # the winner column says: none
