@@ -115,7 +115,7 @@ def format_until_ci(meta):
 def _table_line(p, e, refs, counters):
     s = "%-22s %-15s %2d/%-2d" % (p["point"], e["variant"], e["ok"], e["runs"])
     if e["median"] is None:
-        s += " %9s %19s" % ("FAILED", "")
+        s += " %9s %19s" % ("FAILED" if e["runs"] else "not run", "")
     else:
         s += " %9.3f %8.3f..%-9.3f" % (e["median"], e["min"], e["max"])
     s += "".join(" %11s" % fmt_pct(e["reduction"].get(r)) for r in refs)
@@ -263,9 +263,16 @@ def _read_runs(d):
         return None
 
 
+# Spec fields two results directories must share to be one experiment.
+SAME_EXPERIMENT = ("name", "pcpus", "pool", "baseline", "time", "shift", "quantum", "seed")
+
+
 def merge(outdir, dirs, opts=None):
-    """Pool the runs of several results directories of one spec into outdir
-    (repetitions renumbered after each other), then report."""
+    """Pool the runs of several results directories of one spec into outdir,
+    then report. Runs of the same points are repetitions of each other
+    (renumbered after each other); runs of disjoint points (a spec split
+    with --vms / --workloads, e.g. the series' table over several sittings)
+    are joined side by side, each keeping its own repetitions (seeds)."""
     runs = []
     for d in dirs:
         data = _read_runs(d)
@@ -275,18 +282,24 @@ def merge(outdir, dirs, opts=None):
         runs.append(data)
     first = runs[0]["spec"]
     for d, data in zip(dirs[1:], runs[1:]):
-        for k in ("name", "vcpus", "pcpus", "pool", "baseline"):
+        for k in SAME_EXPERIMENT:
             if data["spec"].get(k) != first.get(k):
                 print("experiment: %s: spec field %r differs (%r, not %r): not the same "
                       "experiment" % (d, k, data["spec"].get(k), first.get(k)), file=sys.stderr)
                 return 2
-    rows, reps = [], 0
-    for data in runs:
-        for r in data["rows"]:
-            rows.append(dict(r, rep=r["rep"] + reps))
-        # --until-ci runs more repetitions than the spec names
-        reps += max([data["spec"]["repetitions"]] + [r["rep"] + 1 for r in data["rows"]])
-    spec = dict(first, repetitions=reps)
+    clash = _vcpus_clash(runs)
+    if clash:
+        print("experiment: %s: not the same experiment" % clash, file=sys.stderr)
+        return 2
+    if _disjoint(runs):
+        spec, rows = _joined_spec(runs), [r for data in runs for r in data["rows"]]
+    else:
+        spec, rows = _pooled(runs)
+        if spec is None:
+            print("experiment: the runs share some points but not all: merge runs of the "
+                  "same points (repetitions) or of disjoint points (a split spec)",
+                  file=sys.stderr)
+            return 2
     meta = dict(runs[0]["meta"], run_id="+".join(str(d["meta"].get("run_id")) for d in runs),
                 merged_from=[os.path.abspath(d) for d in dirs], until_ci=None,
                 elapsed_seconds=sum(d["meta"].get("elapsed_seconds") or 0 for d in runs))
@@ -296,3 +309,67 @@ def merge(outdir, dirs, opts=None):
     os.makedirs(outdir, exist_ok=True)
     write_report(outdir, spec, meta, rows, refused, opts or stats.Options())
     return 0
+
+
+def _point_set(data):
+    return {r["point"] for r in data["rows"]}
+
+
+def _disjoint(runs):
+    seen = set()
+    for data in runs:
+        pts = _point_set(data)
+        if seen & pts:
+            return False
+        seen |= pts
+    return True
+
+
+def _joined_spec(runs):
+    """The union of split specs: every workload and VM count of any part (a
+    combination no part ran shows as not run)."""
+    spec = dict(runs[0]["spec"])
+    names = [w["name"] for w in spec["workloads"]]
+    vms = list(spec["vms"])
+    vcpus = dict(zip(spec["vms"], _vcpu_list(spec)))
+    for data in runs[1:]:
+        s = data["spec"]
+        for w in s["workloads"]:
+            if w["name"] not in names:
+                spec["workloads"] = spec["workloads"] + [w]
+                names.append(w["name"])
+        vcpus.update(zip(s["vms"], _vcpu_list(s)))
+        vms += [n for n in s["vms"] if n not in vms]
+    spec["vms"] = sorted(vms)
+    per_vm = [vcpus[n] for n in spec["vms"]]
+    spec["vcpus"] = per_vm[0] if len(set(per_vm)) == 1 else per_vm
+    spec["repetitions"] = max(d["spec"]["repetitions"] for d in runs)
+    return spec
+
+
+def _vcpus_clash(runs):
+    """A VM count the parts run with different vCPUs per VM, described."""
+    seen = {}
+    for data in runs:
+        for n, v in zip(data["spec"]["vms"], _vcpu_list(data["spec"])):
+            if seen.setdefault(n, v) != v:
+                return "vcpus differ at %d VMs (%d and %d)" % (n, seen[n], v)
+    return None
+
+
+def _vcpu_list(spec):
+    v = spec["vcpus"]
+    return v if isinstance(v, list) else [v] * len(spec["vms"])
+
+
+def _pooled(runs):
+    """Repetitions of the same points: reps renumbered after each other."""
+    if any(_point_set(d) != _point_set(runs[0]) for d in runs[1:]):
+        return None, None
+    rows, reps = [], 0
+    for data in runs:
+        for r in data["rows"]:
+            rows.append(dict(r, rep=r["rep"] + reps))
+        # --until-ci runs more repetitions than the spec names
+        reps += max([data["spec"]["repetitions"]] + [r["rep"] + 1 for r in data["rows"]])
+    return dict(runs[0]["spec"], repetitions=reps), rows

@@ -319,3 +319,60 @@ def test_winner_named_only_where_the_interval_supports_it(tmp_path):
     line = next(ln for ln in stdout.splitlines() if ln.startswith("vips-small-2vm")
                 and "~" in ln)
     assert line.split()[1] == "none"     # the winner column says: none
+
+
+def _split(whole, outdir, keep_workload, keep_vms):
+    """A part of a results directory as a --workloads/--vms run writes it."""
+    with open(os.path.join(whole, "runs.json")) as f:
+        data = json.load(f)
+    spec = data["spec"]
+    spec["workloads"] = [w for w in spec["workloads"] if w["name"] == keep_workload]
+    spec["vms"] = keep_vms
+    data["rows"] = [r for r in data["rows"] if r["workload"] == keep_workload
+                    and r["vms"] in keep_vms]
+    os.makedirs(outdir)
+    with open(os.path.join(outdir, "runs.json"), "w") as f:
+        json.dump(data, f)
+
+
+def merge(out, *dirs):
+    return subprocess.run([PY, EXPERIMENT, "--merge"] + list(dirs) + ["--out", out],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          timeout=300)
+
+
+def test_merge_joins_a_split_spec_side_by_side(tmp_path):
+    whole = str(tmp_path / "whole")
+    synthetic_run(whole, reps=5)
+    _, full = report(whole)
+    parts = [str(tmp_path / n) for n in ("dedup23", "dedup4", "vips")]
+    _split(whole, parts[0], "dedup", [2, 3])
+    _split(whole, parts[1], "dedup", [4])
+    _split(whole, parts[2], "vips", [2, 3, 4])
+    out = str(tmp_path / "joined")
+    r = merge(out, *parts)
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(out, "summary.json")) as f:
+        joined = json.load(f)
+    # the same points, each with its own repetitions: the same statistics
+    assert [p["point"] for p in joined["points"]] == [p["point"] for p in full["points"]]
+    for pj, pf in zip(joined["points"], full["points"]):
+        assert pj["variants"] == pf["variants"], pj["point"]
+    assert "series cells reproduced: 4 of 6" in r.stdout
+    # two parts that leave a cell out: it shows as not run
+    out2 = str(tmp_path / "holes")
+    r = merge(out2, parts[1], parts[2])
+    assert r.returncode == 0, r.stderr
+    assert "not run" in next(ln for ln in r.stdout.splitlines()
+                             if ln.startswith("dedup-small-2vm"))
+
+
+def test_merge_refuses_parts_that_overlap_in_part(tmp_path):
+    whole = str(tmp_path / "whole")
+    synthetic_run(whole, reps=3)
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    _split(whole, a, "dedup", [2, 3])
+    _split(whole, b, "dedup", [3, 4])
+    r = merge(str(tmp_path / "ab"), a, b)
+    assert r.returncode == 2
+    assert "share some points but not all" in r.stderr
