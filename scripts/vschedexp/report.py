@@ -269,10 +269,11 @@ SAME_EXPERIMENT = ("name", "pcpus", "pool", "baseline", "time", "shift", "quantu
 
 def merge(outdir, dirs, opts=None):
     """Pool the runs of several results directories of one spec into outdir,
-    then report. Runs of the same points are repetitions of each other
-    (renumbered after each other); runs of disjoint points (a spec split
-    with --vms / --workloads, e.g. the series' table over several sittings)
-    are joined side by side, each keeping its own repetitions (seeds)."""
+    then report. Runs of the same cells (point x variant) are repetitions of
+    each other (renumbered after each other); runs of disjoint cells (a spec
+    split with --vms / --workloads, e.g. the series' table over several
+    sittings, or a variant added later) are joined side by side, each cell
+    keeping its own repetitions (seeds)."""
     runs = []
     for d in dirs:
         data = _read_runs(d)
@@ -296,8 +297,9 @@ def merge(outdir, dirs, opts=None):
     else:
         spec, rows = _pooled(runs)
         if spec is None:
-            print("experiment: the runs share some points but not all: merge runs of the "
-                  "same points (repetitions) or of disjoint points (a split spec)",
+            print("experiment: the runs share some cells (point and variant) but not all: "
+                  "merge runs of the same cells (repetitions) or of disjoint cells (a "
+                  "split spec)",
                   file=sys.stderr)
             return 2
     meta = dict(runs[0]["meta"], run_id="+".join(str(d["meta"].get("run_id")) for d in runs),
@@ -311,25 +313,26 @@ def merge(outdir, dirs, opts=None):
     return 0
 
 
-def _point_set(data):
-    return {r["point"] for r in data["rows"]}
+def _cell_set(data):
+    return {(r["point"], r["variant"]) for r in data["rows"]}
 
 
 def _disjoint(runs):
     seen = set()
     for data in runs:
-        pts = _point_set(data)
-        if seen & pts:
+        cells = _cell_set(data)
+        if seen & cells:
             return False
-        seen |= pts
+        seen |= cells
     return True
 
 
 def _joined_spec(runs):
-    """The union of split specs: every workload and VM count of any part (a
-    combination no part ran shows as not run)."""
+    """The union of split specs: every workload, VM count and variant of any
+    part (a combination no part ran shows as not run)."""
     spec = dict(runs[0]["spec"])
     names = [w["name"] for w in spec["workloads"]]
+    labels = [v["label"] for v in spec["variants"]]
     vms = list(spec["vms"])
     vcpus = dict(zip(spec["vms"], _vcpu_list(spec)))
     for data in runs[1:]:
@@ -339,6 +342,10 @@ def _joined_spec(runs):
                 spec["workloads"] = spec["workloads"] + [w]
                 names.append(w["name"])
         vcpus.update(zip(s["vms"], _vcpu_list(s)))
+        for v in s["variants"]:
+            if v["label"] not in labels:
+                spec["variants"] = spec["variants"] + [v]
+                labels.append(v["label"])
         vms += [n for n in s["vms"] if n not in vms]
     spec["vms"] = sorted(vms)
     per_vm = [vcpus[n] for n in spec["vms"]]
@@ -364,7 +371,7 @@ def _vcpu_list(spec):
 
 def _pooled(runs):
     """Repetitions of the same points: reps renumbered after each other."""
-    if any(_point_set(d) != _point_set(runs[0]) for d in runs[1:]):
+    if any(_cell_set(d) != _cell_set(runs[0]) for d in runs[1:]):
         return None, None
     rows, reps = [], 0
     for data in runs:

@@ -44,7 +44,8 @@ SPEC_FIELDS = {
     "policies": "list of directed-yield policies (the binary's, e.g. none, vanilla, ipi)",
     "relaxed_boost": "list of booleans, for the ipi* policies",
     "variants": "explicit list of variants (none, vanilla, ipi, ipi/strict, ipi-prio, "
-                "ipi-prio/strict) instead of policies x relaxed_boost",
+                "ipi-prio/strict, each optionally +prop=value..., e.g. "
+                "ipi-prio+ipi-lift=on) instead of policies x relaxed_boost",
     "repetitions": "trials per variant and point",
     "timeout": "seconds per trial",
     "pool": "shared|separate",
@@ -212,16 +213,16 @@ def validate_spec(raw, policies=None):
         known = [variant_label(p, r) for p in policies for r in (True, False)]
         if not isinstance(vl, list) or not vl:
             raise SpecError("field 'variants': expected a non-empty list")
-        for x in vl:
-            if x not in known:
-                raise SpecError("field 'variants': %r is not one of %s"
-                                % (x, ", ".join(dict.fromkeys(known))))
         pairs = []
         for x in dict.fromkeys(vl):
-            pol_, strict = (x.split("/")[0], x.endswith("/strict"))
-            pairs.append((pol_, not strict))
-        raw = dict(raw, policies=list(dict.fromkeys(p for p, _ in pairs)),
-                   relaxed_boost=list(dict.fromkeys(r for _, r in pairs)), _pairs=pairs)
+            base, extra = _split_variant(x)
+            if base not in known:
+                raise SpecError("field 'variants': %r is not one of %s (optionally "
+                                "+prop=value...)" % (base, ", ".join(dict.fromkeys(known))))
+            pol_, strict = (base.split("/")[0], base.endswith("/strict"))
+            pairs.append((pol_, not strict, extra))
+        raw = dict(raw, policies=list(dict.fromkeys(p for p, _, _ in pairs)),
+                   relaxed_boost=list(dict.fromkeys(r for _, r, _ in pairs)), _pairs=pairs)
     pol = raw.get("policies")
     if pol is None:
         raise SpecError("field 'policies': missing (list of %s)" % "|".join(policies))
@@ -240,15 +241,16 @@ def validate_spec(raw, policies=None):
     variants = []
     for p in pol:
         for r in (rb if has_relaxed(p) else [True]):
-            v = (p, r)
+            v = (p, r, "")
             if v not in variants:
                 variants.append(v)
     if "_pairs" in raw:
         variants = raw["_pairs"]
     s["policies"] = list(dict.fromkeys(pol))
     s["relaxed_boost"] = list(dict.fromkeys(rb))
-    s["variants"] = [{"policy": p, "relaxed_boost": r, "label": variant_label(p, r)}
-                     for p, r in variants]
+    s["variants"] = [{"policy": p, "relaxed_boost": r, "extra": e,
+                      "label": variant_label(p, r) + ("+" + e if e else "")}
+                     for p, r, e in variants]
     labels = [v["label"] for v in s["variants"]]
 
     pool = raw.get("pool", "shared")
@@ -271,11 +273,7 @@ def validate_spec(raw, policies=None):
     if not isinstance(extra, str) or not re.match(r"^[A-Za-z0-9_=,.-]*$", extra):
         raise SpecError("field 'accel_extra': expected prop=value[,prop=value...], got %r"
                         % (extra,))
-    for kv in filter(None, extra.split(",")):
-        k = kv.split("=", 1)[0]
-        if k in ("vcpu-sched", "pcpus", "directed-yield", "relaxed-boost", "stats-file",
-                 "pool", "thread", "time", "quantum"):
-            raise SpecError("field 'accel_extra': %r is set by the runner" % k)
+    _check_props("accel_extra", extra.split(","))
     s["accel_extra"] = extra
     mem = raw.get("memory_mb")
     if mem is not None and (isinstance(mem, bool) or not isinstance(mem, int) or mem < 128):
@@ -291,6 +289,32 @@ def validate_spec(raw, policies=None):
                         "separate pools each have their own virtual clock and slots and "
                         "never compete; use pool = \"shared\"")
     return s
+
+
+# -accel properties the runner sets itself (not in accel_extra or a variant).
+RUNNER_PROPS = ("vcpu-sched", "pcpus", "directed-yield", "relaxed-boost", "stats-file",
+                "pool", "pool-members", "thread", "time", "quantum")
+PROP_RE = re.compile(r"^[A-Za-z0-9_-]+=[A-Za-z0-9_.-]+$")
+
+
+def _check_props(field, kvs):
+    for kv in filter(None, kvs):
+        if not PROP_RE.match(kv):
+            raise SpecError("field '%s': %r is not prop=value" % (field, kv))
+        if kv.split("=", 1)[0] in RUNNER_PROPS:
+            raise SpecError("field '%s': %r is set by the runner" % (field, kv.split("=")[0]))
+
+
+def _split_variant(x):
+    """'ipi-prio+ipi-lift=on+slice=2ms' -> ('ipi-prio', 'ipi-lift=on+slice=2ms'): a
+    variant may add -accel properties of its own, so a mechanism can be A/B'd
+    in one run (the label carries them)."""
+    if not isinstance(x, str):
+        raise SpecError("field 'variants': expected strings, got %r" % (x,))
+    base, _, extra = x.partition("+")
+    if extra:
+        _check_props("variants", extra.split("+"))
+    return base, extra
 
 
 def _time_fields(raw):

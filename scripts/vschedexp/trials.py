@@ -96,6 +96,8 @@ def accel_of(spec, variant, stats_file, pool_name, pool_members=1):
             accel += ",pool-members=%d" % pool_members
     if spec["accel_extra"]:
         accel += "," + spec["accel_extra"]
+    if variant.get("extra"):
+        accel += "," + variant["extra"].replace("+", ",")
     return accel
 
 

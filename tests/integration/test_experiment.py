@@ -25,7 +25,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 EXPERIMENT = os.path.join(REPO, "scripts", "experiment.py")
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 
-from vschedexp import host, spec as experiment_spec  # noqa: E402
+from vschedexp import host, spec as experiment_spec, trials  # noqa: E402
 
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
@@ -288,6 +288,9 @@ VALID = {
     ({"repetiton": 3}, "repetiton"),
     ({"name": "../x"}, "name"),
     ({"variants": ["vanilla", "ipi/fast"]}, "variants"),
+    ({"variants": ["vanilla", "ipi+pcpus=4"]}, "variants"),
+    ({"variants": ["vanilla", "ipi+ipi-lift"]}, "variants"),
+    ({"variants": ["vanilla", "fast+ipi-lift=on"]}, "variants"),
     ({"variants": ["vanilla"], "policies": None, "relaxed_boost": [True]}, "variants"),
 ])
 def test_malformed_spec_refused(tmp_path, change, field):
@@ -328,6 +331,22 @@ def test_shipped_specs_valid():
     assert bench["repetitions"] * min(bench["vms"]) >= 5
     assert {v["label"] for v in bench["variants"]} >= {"none", "vanilla", "ipi", "ipi/strict",
                                                        "ipi-v2", "ipi-prio"}
+
+
+def test_a_variant_adds_its_own_properties():
+    """ipi-prio with and without a mechanism in one run: the label carries the
+    properties, each trial's -accel gets them, the other variants do not."""
+    raw = {k: v for k, v in VALID.items() if k != "policies"}
+    spec = experiment_spec.validate_spec(dict(raw, variants=[
+        "vanilla", "ipi-prio", "ipi-prio+ipi-lift=on+slice=2ms"]))
+    labels = [v["label"] for v in spec["variants"]]
+    assert labels == ["vanilla", "ipi-prio", "ipi-prio+ipi-lift=on+slice=2ms"]
+    accel = {v["label"]: trials.accel_of(spec, v, "/tmp/s.json", None)
+             for v in spec["variants"]}
+    assert accel["ipi-prio+ipi-lift=on+slice=2ms"].endswith(
+        "directed-yield=ipi-prio,relaxed-boost=on,stats-file=/tmp/s.json,ipi-lift=on,slice=2ms")
+    assert "ipi-lift" not in accel["ipi-prio"] and "ipi-lift" not in accel["vanilla"]
+    assert experiment_spec.validate_spec(experiment_spec.raw_from(spec)) == spec
 
 
 def test_variants_and_overrides():

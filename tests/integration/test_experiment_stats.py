@@ -375,4 +375,29 @@ def test_merge_refuses_parts_that_overlap_in_part(tmp_path):
     _split(whole, b, "dedup", [3, 4])
     r = merge(str(tmp_path / "ab"), a, b)
     assert r.returncode == 2
-    assert "share some points but not all" in r.stderr
+    assert "share some cells (point and variant) but not all" in r.stderr
+
+
+def test_merge_adds_a_variant_run_later(tmp_path):
+    """A variant run later on the same points joins the earlier run's cells."""
+    whole = str(tmp_path / "whole")
+    synthetic_run(whole, reps=5)
+    _, full = report(whole)
+    with open(os.path.join(whole, "runs.json")) as f:
+        data = json.load(f)
+    parts = []
+    for name, keep in (("old", ("none", "vanilla")), ("new", ("ipi",))):
+        part = dict(data, rows=[r for r in data["rows"] if r["variant"] in keep],
+                    spec=dict(data["spec"], variants=[v for v in data["spec"]["variants"]
+                                                      if v["label"] in keep]))
+        os.makedirs(str(tmp_path / name))
+        with open(str(tmp_path / name / "runs.json"), "w") as f:
+            json.dump(part, f)
+        parts.append(str(tmp_path / name))
+    out = str(tmp_path / "joined")
+    r = merge(out, *parts)
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(out, "summary.json")) as f:
+        joined = json.load(f)
+    for pj, pf in zip(joined["points"], full["points"]):
+        assert pj["variants"] == pf["variants"], pj["point"]
