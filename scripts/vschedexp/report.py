@@ -264,7 +264,9 @@ def _read_runs(d):
 
 
 # Spec fields two results directories must share to be one experiment.
-SAME_EXPERIMENT = ("name", "pcpus", "pool", "baseline", "time", "shift", "quantum", "seed")
+# (The baseline may differ between disjoint parts: the first part's counts.)
+# (Seeds: see _seed_clash.)
+SAME_EXPERIMENT = ("name", "pcpus", "pool", "time", "shift", "quantum")
 
 
 def merge(outdir, dirs, opts=None):
@@ -291,6 +293,10 @@ def merge(outdir, dirs, opts=None):
     clash = _vcpus_clash(runs)
     if clash:
         print("experiment: %s: not the same experiment" % clash, file=sys.stderr)
+        return 2
+    clash = _seed_clash(runs, _disjoint(runs))
+    if clash:
+        print("experiment: %s" % clash, file=sys.stderr)
         return 2
     if _disjoint(runs):
         spec, rows = _joined_spec(runs), [r for data in runs for r in data["rows"]]
@@ -354,6 +360,25 @@ def _joined_spec(runs):
     return spec
 
 
+def _seed_clash(runs, disjoint):
+    """Virtual time: a repetition is a seed (first seed + rep). Joined parts
+    must share the first seed; pooled parts must continue each other's seeds
+    (1..3 then 4..5), or the pool would count one exact run twice."""
+    if runs[0]["spec"].get("time") != "virtual":
+        return None
+    want = runs[0]["spec"]["seed"]
+    for data in runs[1:] if disjoint else runs:
+        got = data["spec"]["seed"]
+        if got != want:
+            return ("seeds: a part starts at -seed %d where %d was expected (%s)"
+                    % (got, want, "joined parts share the first seed" if disjoint else
+                       "pooled parts continue each other's seeds"))
+        if not disjoint:
+            want = got + max([data["spec"]["repetitions"]] +
+                             [r["rep"] + 1 for r in data["rows"]])
+    return None
+
+
 def _vcpus_clash(runs):
     """A VM count the parts run with different vCPUs per VM, described."""
     seen = {}
@@ -371,7 +396,8 @@ def _vcpu_list(spec):
 
 def _pooled(runs):
     """Repetitions of the same points: reps renumbered after each other."""
-    if any(_cell_set(d) != _cell_set(runs[0]) for d in runs[1:]):
+    if any(_cell_set(d) != _cell_set(runs[0]) or d["spec"]["baseline"] !=
+           runs[0]["spec"]["baseline"] for d in runs[1:]):
         return None, None
     rows, reps = [], 0
     for data in runs:

@@ -401,3 +401,15 @@ def test_merge_adds_a_variant_run_later(tmp_path):
         joined = json.load(f)
     for pj, pf in zip(joined["points"], full["points"]):
         assert pj["variants"] == pf["variants"], pj["point"]
+
+
+def test_merge_seeds_in_virtual_time():
+    """Pooled parts continue each other's seeds; joined parts share the first."""
+    def part(seed, reps, variant="ipi"):
+        return {"spec": {"time": "virtual", "seed": seed, "repetitions": reps},
+                "rows": [{"point": "p", "variant": variant, "rep": r} for r in range(reps)]}
+    assert vreport._seed_clash([part(1, 3), part(4, 2)], False) is None
+    assert "continue" in vreport._seed_clash([part(1, 3), part(1, 3)], False)
+    assert "continue" in vreport._seed_clash([part(1, 3), part(5, 1)], False)
+    assert vreport._seed_clash([part(1, 3), part(1, 4, "vanilla")], True) is None
+    assert "share the first seed" in vreport._seed_clash([part(1, 3), part(4, 2, "x")], True)
