@@ -12,8 +12,20 @@
  *   loop_ns      from the barrier to the last thread's end (CLOCK_MONOTONIC)
  *   loop_min_ns  the first thread's end
  *   loop_sum     checksum of every thread's result (fixed for ITERS)
+ *   loop_start_ns, loop_end_ns  the barrier and the last end on the
+ *                guest's CLOCK_MONOTONIC (in virtual time: since the
+ *                guest's boot), to see when two VMs' loops overlap
  *
- * usage: cpuloop [-t THREADS] [-s small|large] [-n ITERS]
+ * Options for runs beside other VMs and with hotplug:
+ *   -a SECONDS   start the loop at that instant of the guest's
+ *                CLOCK_MONOTONIC (since boot), not at once: VMs on one
+ *                pool in one virtual time boot at different speeds, and
+ *                a common instant makes their loops overlap (fails if the
+ *                instant has passed)
+ *   -u           threads not pinned: the kernel places them, so a
+ *                hot-added vCPU gets one
+ *
+ * usage: cpuloop [-t THREADS] [-s small|large] [-n ITERS] [-a SECONDS] [-u]
  */
 #include "common.h"
 
@@ -26,7 +38,23 @@ struct worker {
 
 static long iters;
 static pthread_barrier_t barrier;
-static double start;
+static double start, start_at;
+static int unpinned;
+
+/* Sleeps until start_at (CLOCK_MONOTONIC seconds); 0 when it was still ahead. */
+static int wait_for_start(void)
+{
+    struct timespec ts = {
+        .tv_sec = (time_t)start_at,
+        .tv_nsec = (long)((start_at - (time_t)start_at) * 1e9),
+    };
+
+    if (now_seconds() >= start_at)
+        return -1;
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    }
+    return 0;
+}
 
 /* About 8 instructions per iteration, all in registers. */
 static uint64_t loop(long n, uint64_t x)
@@ -42,10 +70,17 @@ static void *run(void *arg)
 {
     struct worker *w = arg;
 
-    pin_round_robin(w->idx);
+    if (!unpinned)
+        pin_round_robin(w->idx);
     pthread_barrier_wait(&barrier);
-    if (w->idx == 0)
+    if (w->idx == 0) {
+        if (start_at > 0 && wait_for_start() != 0) {
+            fprintf(stderr, "cpuloop: -a %.3f: that instant has passed (now %.3f s): "
+                    "start later\n", start_at, now_seconds());
+            exit(1);
+        }
         start = now_seconds();
+    }
     pthread_barrier_wait(&barrier);
     w->sum = loop(iters, (uint64_t)w->idx + 1);
     w->end = now_seconds();
@@ -58,13 +93,16 @@ int main(int argc, char **argv)
     int nthreads = default_threads(), large = default_large(), opt;
 
     iters = 0;
-    while ((opt = getopt(argc, argv, "t:s:n:")) != -1) {
+    while ((opt = getopt(argc, argv, "t:s:n:a:u")) != -1) {
         switch (opt) {
         case 't': nthreads = atoi(optarg); break;
         case 's': large = parse_size(optarg); break;
         case 'n': iters = atol(optarg); break;
+        case 'a': start_at = atof(optarg); break;
+        case 'u': unpinned = 1; break;
         default:
-            fprintf(stderr, "usage: cpuloop [-t THREADS] [-s small|large] [-n ITERS]\n");
+            fprintf(stderr, "usage: cpuloop [-t THREADS] [-s small|large] [-n ITERS] "
+                    "[-a SECONDS] [-u]\n");
             return 2;
         }
     }
@@ -92,5 +130,6 @@ int main(int argc, char **argv)
     printf("cpuloop: %d threads x %ld iterations: %.6f s\n", nthreads, iters, last - start);
     printf("VSCHED-KV loop_ns=%.0f loop_min_ns=%.0f loop_sum=%016llx loop_iters=%ld\n",
            (last - start) * 1e9, (first - start) * 1e9, (unsigned long long)sum, iters);
+    printf("VSCHED-KV loop_start_ns=%.0f loop_end_ns=%.0f\n", start * 1e9, last * 1e9);
     return 0;
 }
