@@ -12,16 +12,17 @@
  *   loop_ns      from the barrier to the last thread's end (CLOCK_MONOTONIC)
  *   loop_min_ns  the first thread's end
  *   loop_sum     checksum of every thread's result (fixed for ITERS)
- *   loop_start_ns, loop_end_ns  the barrier and the last end on the
- *                guest's CLOCK_MONOTONIC (in virtual time: since the
- *                guest's boot), to see when two VMs' loops overlap
+ *   loop_start_tsc, loop_end_tsc  the barrier and the last end on the
+ *                TSC: under -icount it counts virtual ns since the machine
+ *                started, one time base for every VM of a pool (the
+ *                guest's CLOCK_MONOTONIC is not: its origin moves with the
+ *                boot by up to a jiffy), to see when two VMs' loops overlap
  *
  * Options for runs beside other VMs and with hotplug:
- *   -a SECONDS   start the loop at that instant of the guest's
- *                CLOCK_MONOTONIC (since boot), not at once: VMs on one
- *                pool in one virtual time boot at different speeds, and
- *                a common instant makes their loops overlap (fails if the
- *                instant has passed)
+ *   -a SECONDS   start the loop when the TSC reaches SECONDS x 10^9, not at
+ *                once: under -icount that is a virtual instant common to
+ *                every VM of a pool, which boot at different speeds, so
+ *                their loops overlap (fails if the instant has passed)
  *   -u           threads not pinned: the kernel places them, so a
  *                hot-added vCPU gets one
  *
@@ -29,27 +30,36 @@
  */
 #include "common.h"
 
+#include <x86intrin.h>
+
 struct worker {
     pthread_t tid;
     int idx;
     uint64_t sum;
     double end;
+    uint64_t end_tsc;
 } __attribute__((aligned(64)));
 
 static long iters;
 static pthread_barrier_t barrier;
 static double start, start_at;
+static uint64_t start_tsc;
 static int unpinned;
 
-/* Sleeps until start_at (CLOCK_MONOTONIC seconds); 0 when it was still ahead. */
+/* Sleeps until the TSC reaches start_at seconds (1 tick = 1 ns, as under
+ * -icount); -1 when that has passed.  The sleep is on CLOCK_MONOTONIC,
+ * whose rate is the TSC's (only its origin differs): a few ppm off at most. */
 static int wait_for_start(void)
 {
+    double mono = now_seconds();
+    int64_t ahead = (int64_t)(start_at * 1e9) - (int64_t)__rdtsc();
+    double until = mono + ahead * 1e-9;
     struct timespec ts = {
-        .tv_sec = (time_t)start_at,
-        .tv_nsec = (long)((start_at - (time_t)start_at) * 1e9),
+        .tv_sec = (time_t)until,
+        .tv_nsec = (long)((until - (time_t)until) * 1e9),
     };
 
-    if (now_seconds() >= start_at)
+    if (ahead <= 0)
         return -1;
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
     }
@@ -75,15 +85,17 @@ static void *run(void *arg)
     pthread_barrier_wait(&barrier);
     if (w->idx == 0) {
         if (start_at > 0 && wait_for_start() != 0) {
-            fprintf(stderr, "cpuloop: -a %.3f: that instant has passed (now %.3f s): "
-                    "start later\n", start_at, now_seconds());
+            fprintf(stderr, "cpuloop: -a %.3f: that instant has passed (TSC at %.3f s): "
+                    "start later\n", start_at, __rdtsc() * 1e-9);
             exit(1);
         }
         start = now_seconds();
+        start_tsc = __rdtsc();
     }
     pthread_barrier_wait(&barrier);
     w->sum = loop(iters, (uint64_t)w->idx + 1);
     w->end = now_seconds();
+    w->end_tsc = __rdtsc();
     pthread_barrier_wait(&barrier);
     return NULL;
 }
@@ -120,16 +132,19 @@ int main(int argc, char **argv)
             die("pthread_create");
     }
     double last = 0, first = 1e300;
+    uint64_t last_tsc = 0;
     uint64_t sum = 0;
     for (int i = 0; i < nthreads; i++) {
         pthread_join(w[i].tid, NULL);
         last = w[i].end > last ? w[i].end : last;
         first = w[i].end < first ? w[i].end : first;
+        last_tsc = w[i].end_tsc > last_tsc ? w[i].end_tsc : last_tsc;
         sum ^= mix64(w[i].sum + (uint64_t)i);
     }
     printf("cpuloop: %d threads x %ld iterations: %.6f s\n", nthreads, iters, last - start);
     printf("VSCHED-KV loop_ns=%.0f loop_min_ns=%.0f loop_sum=%016llx loop_iters=%ld\n",
            (last - start) * 1e9, (first - start) * 1e9, (unsigned long long)sum, iters);
-    printf("VSCHED-KV loop_start_ns=%.0f loop_end_ns=%.0f\n", start * 1e9, last * 1e9);
+    printf("VSCHED-KV loop_start_tsc=%llu loop_end_tsc=%llu\n",
+           (unsigned long long)start_tsc, (unsigned long long)last_tsc);
     return 0;
 }
