@@ -177,8 +177,10 @@ def test_vcpu_plug_refused_when_the_pool_has_no_id_for_it(qemu, image_dir, tmp_p
         with vms[0], vms[1]:
             vms[0].start()
             vms[0].wait_for_workload(settle=0.1)
+            # A VM is in the pool once its QMP socket answers; waiting for
+            # its boot too would let the first VM's workload end first.
             vms[1].start()
-            vms[1].wait_for_workload(settle=0.1)
+            vms[1].qmp.execute("query-status")
             kind, props = free_cpu_slot(vms[0])
             try:
                 vms[0].qmp.execute("device_add", driver=kind, id="hp", **props)
