@@ -313,6 +313,21 @@ def test_two_vms_share_the_slots_in_one_virtual_time(qemu, image_dir, tmp_path, 
         assert st["vtime_turns"] > 0 and st["vtime_skipped_dead"] == 0, st
 
 
+def test_a_loop_start_instant_that_has_passed_fails(qemu, image_dir, tmp_path):
+    """cpuloop -a names a virtual instant: one before the guest's boot ends
+    fails the run with the message, and a malformed one is refused."""
+    for args, exit_code, message in [
+            ("-a 0.5", 1, "cpuloop: -a 0.500: that instant has passed"),
+            ("-a soon", 2, "cpuloop: -a soon: want seconds > 0")]:
+        work = tmp_path / str(exit_code)
+        vm = VM(qemu=qemu, image_dir=image_dir, workdir=str(work), smp=1,
+                workload="cpuloop", args=args, icount=VTIME_ICOUNT, quiet=True,
+                accel="tcg,thread=single,vcpu-sched=on,time=virtual,pcpus=1")
+        res = vm.run(timeout=300)
+        assert res.result["status"] == "fail" and res.result["exit"] == exit_code, res.summary()
+        assert message in vm.read_log()
+
+
 def test_two_vms_on_a_pool_run_twice_identically(qemu, image_dir, tmp_path, vtime_pool):
     """2 VMs x 8 vCPUs on 2 slots with ipi: the same guest results in both
     runs, and the same counters up to the power-off tail, as for one VM.

@@ -15,8 +15,8 @@
  *   loop_start_tsc, loop_end_tsc  the barrier and the last end on the
  *                TSC: under -icount it counts virtual ns since the machine
  *                started, one time base for every VM of a pool (the
- *                guest's CLOCK_MONOTONIC is not: its origin moves with the
- *                boot by up to a jiffy), to see when two VMs' loops overlap
+ *                guest's CLOCK_MONOTONIC is not: its origin is a point of
+ *                each VM's boot), to see when two VMs' loops overlap
  *
  * Options for runs beside other VMs and with hotplug:
  *   -a SECONDS   start the loop when the TSC reaches SECONDS x 10^9, not at
@@ -110,7 +110,15 @@ int main(int argc, char **argv)
         case 't': nthreads = atoi(optarg); break;
         case 's': large = parse_size(optarg); break;
         case 'n': iters = atol(optarg); break;
-        case 'a': start_at = atof(optarg); break;
+        case 'a': {
+            char *end;
+            start_at = strtod(optarg, &end);
+            if (*optarg == '\0' || *end != '\0' || !(start_at > 0)) {
+                fprintf(stderr, "cpuloop: -a %s: want seconds > 0\n", optarg);
+                return 2;
+            }
+            break;
+        }
         case 'u': unpinned = 1; break;
         default:
             fprintf(stderr, "usage: cpuloop [-t THREADS] [-s small|large] [-n ITERS] "
