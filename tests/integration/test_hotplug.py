@@ -3,7 +3,10 @@
 device_add gives the new vCPU pool ids (the VM reserves ids for its present
 vCPUs only); device_del (an ACPI eject the guest kernel carries out on its
 own) makes the scheduler forget the vCPU before QEMU frees it: it holds no
-slot, takes no queue place, and the VM goes on with every slot.
+slot, takes no queue place, and the VM goes on with every slot.  The
+guest onlines a hot-added CPU itself (vsched.online_hotplug=1: a uevent
+handler in the guest init), so the new vCPU runs guest code on a slot
+before it is unplugged.
 """
 import os
 import sys
@@ -52,11 +55,61 @@ def wait_until(what, cond, timeout):
         time.sleep(0.2)
 
 
+def vcpu(info, index):
+    """The scheduler's entry for vCPU index, None when it has none."""
+    return next((v for v in info["vcpus"] if v["cpu-index"] == index), None)
+
+
+def holders(info):
+    """cpu-index -> slot for this VM's vCPUs that hold a slot now."""
+    return {v["cpu-index"]: v["slot"] for v in info["vcpus"] if v["slot"] >= 0}
+
+
+def assert_nothing_held(vm):
+    """Stopped, the VM holds no slot and no queue place: its vCPUs give them
+    back when they pause.  A slot or a queue place left to an unplugged
+    vCPU (no thread, nothing gives it back) shows here.  query-vsched reads
+    vCPUs and pool apart, so the check needs a VM that stands still."""
+    vm.qmp.execute("stop")
+    info = vm.qmp.execute("query-vsched")
+    me, pool = own_member(info), info["pool"]
+    assert (me["slots-held"], me["queued"]) == (0, 0), pool
+    assert (pool["free-slots"], pool["queue-len"]) == (pool["slots"], 0), pool
+    assert holders(info) == {}, info["vcpus"]
+    vm.qmp.execute("cont")
+
+
+def poll_vsched(vm, what, cond, timeout):
+    """query-vsched until cond(info) holds; returns that info."""
+    found = []
+
+    def check():
+        info = vm.qmp.execute("query-vsched")
+        if cond(info):
+            found.append(info)
+        return bool(found)
+    wait_until(what, check, timeout)
+    return found[0]
+
+
+# cpuloop -u: three unpinned CPU-bound threads on a 2-vCPU guest, so the
+# guest kernel moves one onto a hot-added vCPU as soon as it is online, and
+# after the unplug both remaining vCPUs stay busy.  The size keeps the loop
+# running through the plug and unplug (about 8 s on an idle host; the
+# steps take about 2 s).
+BUSY = "-u -t 3 -n %d" % 800000000
+
+
 def test_vcpu_plug_and_unplug_on_a_shared_pool(qemu, image_dir, tmp_path):
+    """The hot-added vCPU is onlined by the guest (vsched.online_hotplug=1),
+    runs guest code on a slot, and device_del gives its slot and queue
+    place back: the scheduler no longer lists it, the stopped VM holds
+    nothing, and both slots are held by the two vCPUs left."""
     pool = "test-hotplug-%d" % os.getpid()
     accel = "tcg,thread=multi,vcpu-sched=on,pcpus=2,pool=%s,directed-yield=ipi" % pool
     vm = HotplugVM(qemu=qemu, image_dir=image_dir, workdir=str(tmp_path), smp=2,
-                   accel=accel, workload="ipistorm", args="-r 150")
+                   accel=accel, workload="cpuloop", args=BUSY,
+                   append="vsched.online_hotplug=1")
     try:
         with vm:
             vm.start()
@@ -71,9 +124,18 @@ def test_vcpu_plug_and_unplug_on_a_shared_pool(qemu, image_dir, tmp_path):
             assert counter(info, "vcpu_plugs") == 1
             grown = own_member(info)["vcpus"]
             assert grown >= 3, info["pool"]  # up to the new vCPU's index
+            new = grown - 1     # the run grows to the new cpu_index + 1
+
+            # The guest onlines it, the kernel gives it a thread: it runs
+            # guest code on one of the pool's slots.
+            wait_until("the guest never onlined the new vCPU",
+                       lambda: "vsched: online cpu" in vm.read_log(), 60)
+            info = poll_vsched(vm, "the new vCPU never held a slot",
+                               lambda i: new in holders(i), 30)
+            assert vcpu(info, new)["state"] == "running", info["vcpus"]
 
             vm.qmp.execute("device_del", id="hp")
-            # The guest kernel ejects the CPU (ACPI) by itself.
+            # The guest kernel offlines and ejects the CPU (ACPI) by itself.
             wait_until("the guest never ejected the vCPU",
                        lambda: not cpu_present(vm, "hp"), 60)
             # Unrealize drops the BQL while it joins the vCPU thread: the
@@ -81,14 +143,21 @@ def test_vcpu_plug_and_unplug_on_a_shared_pool(qemu, image_dir, tmp_path):
             wait_until("the unplug hook never ran",
                        lambda: counter(vm.qmp.execute("query-vsched"), "vcpu_unplugs") == 1, 30)
             info = vm.qmp.execute("query-vsched")
+            assert vcpu(info, new) is None, info["vcpus"]
             assert [v["cpu-index"] for v in info["vcpus"]] == [0, 1], info["vcpus"]
             assert info["pool"]["slots"] == 2
+            assert_nothing_held(vm)
+            # The VM goes on with every slot: both busy vCPUs hold one at
+            # once (a slot left to the unplugged vCPU would never be free).
+            info = poll_vsched(vm, "the two vCPUs left never held both slots",
+                               lambda i: sorted(holders(i).values()) == [0, 1], 30)
             # Its ids stay reserved for a later plug of the same slot.
             assert own_member(info)["vcpus"] == grown
             # Plugged again: the same number, the same ids.
             vm.qmp.execute("device_add", driver=kind, id="hp2", **props)
             assert counter(vm.qmp.execute("query-vsched"), "vcpu_plugs") == 2
-            # The VM goes on: the workload ends normally on both slots.
+            assert own_member(vm.qmp.execute("query-vsched"))["vcpus"] == grown
+            # The workload ends normally.
             r = vm.wait(timeout=300)
             assert r.ok, r.summary()
     finally:
@@ -108,8 +177,10 @@ def test_vcpu_plug_refused_when_the_pool_has_no_id_for_it(qemu, image_dir, tmp_p
         with vms[0], vms[1]:
             vms[0].start()
             vms[0].wait_for_workload(settle=0.1)
+            # A VM is in the pool once its QMP socket answers; waiting for
+            # its boot too would let the first VM's workload end first.
             vms[1].start()
-            vms[1].wait_for_workload(settle=0.1)
+            vms[1].qmp.execute("query-status")
             kind, props = free_cpu_slot(vms[0])
             try:
                 vms[0].qmp.execute("device_add", driver=kind, id="hp", **props)
