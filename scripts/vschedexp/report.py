@@ -13,6 +13,12 @@ from vschedexp.spec import vcpus_text
 from vschedexp.trials import LATENCY_KEYS, ROW_FIELDS
 
 
+def _vw(points, least=15):
+    """Width of a variant column: the longest label (variants may carry
+    properties, e.g. ipi-prio+ipi-lift=on)."""
+    return max([least] + [len(e["variant"]) for p in points for e in p["variants"]])
+
+
 def fmt_pct(x):
     return "%+.2f%%" % x if x is not None else "-"
 
@@ -48,7 +54,8 @@ def format_table(spec, points, meta, opts=None):
              "reduction = (ref - x) / ref of the medians, positive is faster"
              % (vcpus_text(spec), spec["pcpus"], spec["pool"], _reps_text(spec, meta),
                 "/".join(LATENCY_KEYS)), ""]
-    hdr = "%-22s %-15s %5s %9s %19s" % ("point", "variant", "ok", "median s", "min..max")
+    vw = _vw(points)
+    hdr = "%-22s %-*s %5s %9s %19s" % ("point", vw, "variant", "ok", "median s", "min..max")
     hdr += "".join(" %11s" % ("vs " + r)[:11] for r in refs)
     hdr += "".join(" %10s" % k.replace("yield_", "y_").replace("receiver_hit", "rhit")[:10]
                    for k in counters)
@@ -59,7 +66,7 @@ def format_table(spec, points, meta, opts=None):
             lines.append("%-22s %s" % (p["point"], p["refused"]))
             continue
         for e in p["variants"]:
-            lines.append(_table_line(p, e, refs, counters))
+            lines.append(_table_line(p, e, refs, counters, vw))
     lines += format_comparisons(spec, points, opts)
     lines += format_until_ci(meta)
     lines += format_winners(points)
@@ -112,8 +119,8 @@ def format_until_ci(meta):
     return lines
 
 
-def _table_line(p, e, refs, counters):
-    s = "%-22s %-15s %2d/%-2d" % (p["point"], e["variant"], e["ok"], e["runs"])
+def _table_line(p, e, refs, counters, vw=15):
+    s = "%-22s %-*s %2d/%-2d" % (p["point"], vw, e["variant"], e["ok"], e["runs"])
     if e["median"] is None:
         s += " %9s %19s" % ("FAILED" if e["runs"] else "not run", "")
     else:
@@ -143,8 +150,9 @@ def format_comparisons(spec, points, opts):
         lines.append("virtual time: with one seed a side the reduction is exact (the "
                      "model's value, no interval, verdict 'faster/slower (exact)'); "
                      "with 3 or more seeds the seeds are the samples")
-    hdr = "%-22s %-15s %-10s %7s %10s %18s %7s  %s" % (
-        "point", "variant", "vs", "n", "reduction", "95% interval", "p", "verdict")
+    vw = _vw(points)
+    hdr = "%-22s %-*s %-*s %7s %10s %18s %7s  %s" % (
+        "point", vw, "variant", vw, "vs", "n", "reduction", "95% interval", "p", "verdict")
     lines += [hdr, "-" * len(hdr)]
     for p in points:
         if p["refused"]:
@@ -152,8 +160,8 @@ def format_comparisons(spec, points, opts):
         for e in p["variants"]:
             for ref in (r for r in refs if r != e["variant"]):
                 c = e["stats"][ref]
-                lines.append("%-22s %-15s %-10s %3d/%-3d %10s %18s %7s  %s" % (
-                    p["point"], e["variant"], ref, c["n"], c["n_ref"], fmt_pct(c["reduction"]),
+                lines.append("%-22s %-*s %-*s %3d/%-3d %10s %18s %7s  %s" % (
+                    p["point"], vw, e["variant"], vw, ref, c["n"], c["n_ref"], fmt_pct(c["reduction"]),
                     fmt_ci(c), fmt_p(c["p"]), c["verdict"]))
     return lines
 
@@ -167,14 +175,15 @@ def format_winners(points):
     lines = ["", "winner per cell: the fastest variant (lowest median), named only when "
              "its comparison with the runner-up says faster (interval excludes 0 and "
              "p < 0.05, or exact); otherwise 'none' and the tie"]
-    hdr = "%-22s %-15s %-15s %10s %18s %7s  %s" % (
-        "point", "winner", "runner-up", "reduction", "95% interval", "p", "verdict")
+    vw = _vw(points)
+    hdr = "%-22s %-*s %-*s %10s %18s %7s  %s" % (
+        "point", vw, "winner", 2 * vw + 3, "runner-up", "reduction", "95% interval", "p", "verdict")
     lines += [hdr, "-" * len(hdr)]
     for p in cells:
         w, c = p["winner"], p["winner"]["comparison"]
         name = w["fastest"] if w["declared"] else "none"
-        lines.append("%-22s %-15s %-15s %10s %18s %7s  %s" % (
-            p["point"], name, w["runner_up"] if w["declared"] else
+        lines.append("%-22s %-*s %-*s %10s %18s %7s  %s" % (
+            p["point"], vw, name, 2 * vw + 3, w["runner_up"] if w["declared"] else
             "%s ~ %s" % (w["fastest"], w["runner_up"]), fmt_pct(c["reduction"]),
             fmt_ci(c), fmt_p(c["p"]), c["verdict"]))
     return lines
