@@ -26,6 +26,7 @@
 #include "policy.h"
 #include "scheduler.h"
 #include "shared_pool.h"
+#include "slot_backend.h"
 #include "spin_detector.h"
 
 namespace vsched {
@@ -216,10 +217,11 @@ public:
         Effects fx;
         try {
             Section g(*this, host_.now_ns(), &fx);
-            if (!pool_shared()) {
+            SharedPool *sp = backend().shared_pool();
+            if (!sp) {
                 return false;
             }
-            f(*shared_);
+            f(*sp);
         } catch (const PoolCorrupt &e) {
             leave_corrupt_pool(e.what());
             return false;
@@ -231,7 +233,7 @@ public:
      * section). */
     void detach_pool(const char *why) { leave_corrupt_pool(why); }
     /* The shared pool, or null (private, or left). */
-    SharedPool *shared_pool() { return pool_shared() ? shared_.get() : nullptr; }
+    SharedPool *shared_pool() { return backend().shared_pool(); }
 
     /* Pool + counter consistency (tests, fuzzing). */
     bool check_invariants(std::string *why);
@@ -242,11 +244,11 @@ private:
     Core(const Config &cfg, int nr_vcpus, HostInterface &host,
          std::unique_ptr<SharedPool> shared);
     bool valid(int v) const { return static_cast<unsigned>(v) < static_cast<unsigned>(nr_); }
+    /* The backend in use: the one made at creation, or the private one
+     * that replaced a corrupt shared pool (never switched back). */
+    SlotBackend &backend() const { return *backend_.load(std::memory_order_acquire); }
     /* On a shared pool, and not detached from it. */
-    bool pool_shared() const
-    {
-        return shared_ && !detached_.load(std::memory_order_relaxed);
-    }
+    bool pool_shared() const { return backend().shared(); }
     /* Run f in a lock section.  If the shared pool turns out corrupt, leave
      * it and run f again on private slots. */
     template <typename F>
@@ -258,7 +260,7 @@ private:
                 f();
                 return;
             } catch (const PoolCorrupt &e) {
-                if (attempt > 0 || !shared_) {
+                if (attempt > 0 || !attached_->shared()) {
                     throw; /* private pool: a bug */
                 }
                 /* (Another thread may have left the pool meanwhile: then
@@ -287,8 +289,6 @@ private:
         Core &c_;
     };
     void recover_locked();
-    std::vector<std::pair<int, int32_t>> find_stopped_holders(uint64_t now);
-    int reap_locked(const std::vector<int> &candidates);
     /* Run the local effects on the host, post the remote ones. */
     void run_effects(const Effects &fx);
     /* Remember (REQUIRES: the lock) until when v's gate passes and exits
@@ -318,9 +318,11 @@ private:
     SpinDetector spin_;
     IpiTracker ipi_;
     std::mutex mu_;
-    std::unique_ptr<SharedPool> shared_;
     std::unique_ptr<Scheduler> sched_ptr_;
     Scheduler &sched_;            /* guarded by the Section lock */
+    std::unique_ptr<SlotBackend> attached_; /* PrivateSlots or SharedSlots */
+    PrivateSlots detached_slots_{/*after_detach=*/true};
+    std::atomic<SlotBackend *> backend_;
     std::atomic<uint64_t> last_reap_ns_{0};
     unsigned polls_ = 0;          /* full pool checks every few polls */
     std::atomic<bool> detached_{false};

@@ -15,6 +15,7 @@ class CoreTest : public ::testing::Test {
 protected:
     void init(int n, int slots, PolicyId pol)
     {
+        core_.reset(); /* it uses the host up to its end */
         host_ = std::make_unique<SimHost>(n);
         Config c;
         c.pcpus = slots;
