@@ -260,16 +260,16 @@ void Core::mailbox_stop()
 
 bool Core::pool_info(PoolInfo *out)
 {
-    PoolInfo i;
+    PoolInfo i{};
     Effects fx;
     locked(host_.now_ns(), &fx, [&] {
         const PoolState &s = sched_.state();
         i = PoolInfo{};
         i.shared = pool_shared();
-        i.nr_slots = cfg_.pcpus;
+        i.slots = cfg_.pcpus;
         i.free_slots = shm_load(s.free_top);
         i.queue_len = shm_load(s.q_len);
-        i.nr_members = shm_load(s.nr_members);
+        i.members = shm_load(s.nr_members);
         i.self = sched_.member();
         i.slice_ns = sched_.slice();
         backend().describe_locked(&i);
@@ -284,7 +284,7 @@ bool Core::pool_member(int m, PoolMemberInfo *out)
     if (m < 0 || m >= kMaxMembers) {
         return false;
     }
-    PoolMemberInfo i;
+    PoolMemberInfo i{};
     Effects fx;
     bool ok = false;
     locked(host_.now_ns(), &fx, [&] {
@@ -596,15 +596,18 @@ bool Core::vcpu_info(int v, VcpuInfo *out)
         return false;
     }
     uint64_t now = host_.now_ns();
-    VcpuInfo i;
+    VcpuInfo i{};
     Effects fx;
     locked(now, &fx, [&] {
         const PoolState &s = sched_.state();
         SlotPool pool = sched_.pool();
         const int gv = sched_.base() + v;
-        i.state = pool.state(gv);
+        const VcpuState st = pool.state(gv);
+        i.state = state_name(st);
+        i.state_id = static_cast<int>(st);
         i.slot = pool.slot_of(gv);
-        i.slot_deadline_ns = i.slot != kNone ? s.slot_deadline_ns[i.slot] : 0;
+        i.holds_slot = i.slot != kNone;
+        i.slot_deadline_ns = i.holds_slot ? s.slot_deadline_ns[i.slot] : 0;
         uint8_t f = s.flags[gv];
         i.ready = f & vflag::kReady;
         i.preempted = f & vflag::kPreempted;
@@ -622,8 +625,8 @@ bool Core::vcpu_info(int v, VcpuInfo *out)
     i.series_pending_ipi = ipi_.series().pending(v);
     const uint64_t ipi_now = host_.pause_now_ns();
     i.nr_pending_ipis = ipi_.pending_entries(v, ipi_now, i.pending_from, i.pending_vector,
-                                             VcpuInfo::kMaxList);
-    i.nr_receivers = ipi_.receivers_of(v, ipi_now, i.receivers, VcpuInfo::kMaxList);
+                                             VSCHED_INFO_MAX_LIST);
+    i.nr_receivers = ipi_.receivers_of(v, ipi_now, i.receivers, VSCHED_INFO_MAX_LIST);
     *out = i;
     return true;
 }

@@ -28,65 +28,20 @@
 #include "shared_pool.h"
 #include "slot_backend.h"
 #include "spin_detector.h"
+#include "vsched-core.h"
 
 namespace vsched {
 
 /* The pool a core schedules on (private: one member, no name). */
-struct PoolInfo {
-    bool shared = false;
-    std::string name;
-    int nr_slots = 0;
-    int free_slots = 0;
-    int queue_len = 0;
-    int nr_members = 0;
-    int self = 0;           /* this VM's member index */
-    uint64_t slice_ns = 0;
-    ShmStats stats = {};    /* pool-wide (shared pools) */
-};
-
-struct PoolMemberInfo {
-    int index = -1;
-    int pid = 0;
-    int nr_vcpus = 0;
-    int base = 0;
-    int slots_held = 0;
-    int queued = 0;
-    uint64_t slot_time_ns = 0;  /* incl. grants still running */
-    uint64_t overrun_ns = 0;    /* part of it held past slot deadlines */
-    double share = 0;           /* of all current members' slot time */
-    uint64_t grants = 0;
-    uint64_t slot_waits = 0;
-    uint64_t slot_wait_ns = 0;
-    uint64_t slot_wait_max_ns = 0;
-    uint64_t joined_ns = 0;
-    bool self = false;
-};
-
-struct VcpuInfo {
-    VcpuState state = VcpuState::kStopped;
-    int slot = kNone;
-    uint64_t slot_deadline_ns = 0;
-    bool preempted = false;
-    bool ready = false;
-    bool preempted_in_kernel = false;
-    bool in_spin_loop = false;
-    bool dy_eligible = false;
-    bool spin_pending = false;
-    uint64_t spin_window_ns = 0;
-    uint64_t pause_events = 0;
-    uint64_t spins_detected = 0;
-    /* series view */
-    int last_ipi_sender = -1;
-    int last_ipi_receiver = -1;
-    bool series_pending_ipi = false;
-    /* our view */
-    static constexpr int kMaxList = 8;
-    int nr_pending_ipis = 0;
-    int pending_from[kMaxList] = {};
-    int pending_vector[kMaxList] = {};
-    int nr_receivers = 0;
-    int receivers[kMaxList] = {};
-};
+/* Introspection fills the C facade's structs directly (vsched-core.h):
+ * one definition each. */
+using PoolInfo = VschedPoolInfo;
+using PoolMemberInfo = VschedPoolMember;
+using VcpuInfo = VschedVcpuInfo;
+inline VcpuState state_of(const VcpuInfo &i)
+{
+    return static_cast<VcpuState>(i.state_id);
+}
 
 class Core {
 public:

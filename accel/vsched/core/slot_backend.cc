@@ -26,7 +26,7 @@ int PrivateSlots::mailbox_dispatch(int, uint64_t timeout_ns, const std::atomic<b
     return 0;
 }
 
-void PrivateSlots::describe_locked(PoolInfo *) {}
+void PrivateSlots::describe_locked(VschedPoolInfo *) {}
 
 int PrivateSlots::member_pid_locked(int)
 {
@@ -146,10 +146,16 @@ int SharedSlots::mailbox_dispatch(int nr_vcpus, uint64_t timeout_ns,
     return n;
 }
 
-void SharedSlots::describe_locked(PoolInfo *out)
+void SharedSlots::describe_locked(VschedPoolInfo *out)
 {
-    out->name = sp_->name();
-    out->stats = sp_->shm().stats;
+    std::snprintf(out->name, sizeof out->name, "%s", sp_->name().c_str());
+    const ShmStats &st = sp_->shm().stats;
+    out->members_joined = st.members_joined;
+    out->members_left = st.members_left;
+    out->members_reaped = st.members_reaped;
+    out->slots_reclaimed = st.slots_reclaimed;
+    out->owner_dead_recoveries = st.owner_dead_recoveries;
+    out->stale_recoveries = st.stale_recoveries;
 }
 
 } // namespace vsched

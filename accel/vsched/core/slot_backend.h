@@ -26,10 +26,9 @@
 #include "host.h"
 #include "scheduler.h"
 #include "shared_pool.h"
+#include "vsched-core.h"
 
 namespace vsched {
-
-struct PoolInfo;
 
 /* What a liveness check found without the lock (shared pools). */
 struct MemberSurvey {
@@ -84,7 +83,7 @@ public:
     virtual void interrupt_mailbox() = 0;
 
     /* Introspection (under the lock). */
-    virtual void describe_locked(PoolInfo *out) = 0;
+    virtual void describe_locked(VschedPoolInfo *out) = 0;
     virtual int member_pid_locked(int m) = 0;
     /* Every enqueue and dequeue of the pool is counted by this core (a
      * private pool that was never shared). */
@@ -114,7 +113,7 @@ public:
     int mailbox_dispatch(int nr_vcpus, uint64_t timeout_ns, const std::atomic<bool> &stop,
                          HostInterface &host, Counters &ctr) override;
     void interrupt_mailbox() override {}
-    void describe_locked(PoolInfo *out) override;
+    void describe_locked(VschedPoolInfo *out) override;
     int member_pid_locked(int m) override;
     bool counts_whole_queue() const override { return !after_detach_; }
 
@@ -144,7 +143,7 @@ public:
     int mailbox_dispatch(int nr_vcpus, uint64_t timeout_ns, const std::atomic<bool> &stop,
                          HostInterface &host, Counters &ctr) override;
     void interrupt_mailbox() override { sp_->interrupt_wait(); }
-    void describe_locked(PoolInfo *out) override;
+    void describe_locked(VschedPoolInfo *out) override;
     int member_pid_locked(int m) override { return sp_->shm().proc[m].pid; }
     bool counts_whole_queue() const override { return false; }
 

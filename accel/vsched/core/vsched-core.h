@@ -374,6 +374,7 @@ typedef struct VschedPoolMember {
     int pid;
     bool self;
     int nr_vcpus;
+    int base;               /* its first pool id (its vCPUs: base..+nr_vcpus) */
     int slots_held;         /* now */
     int queued;             /* vCPUs in the run queue now */
     uint64_t slot_time_ns;  /* since it joined, incl. grants running now */
@@ -385,6 +386,7 @@ typedef struct VschedPoolMember {
     uint64_t slot_waits;    /* waits in the queue that ended with a slot */
     uint64_t slot_wait_ns;
     uint64_t slot_wait_max_ns;
+    uint64_t joined_ns;     /* when it joined, in the pool's clock */
 } VschedPoolMember;
 
 /* False (and *out all zero) if there is no pool information. */

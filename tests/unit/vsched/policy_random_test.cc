@@ -144,7 +144,7 @@ TEST(RandomCore, HaltedAndSelfNeverChosen)
         EXPECT_EQ(k[Ctr::yield_attempts], 1u);
         VcpuInfo i3;
         ASSERT_TRUE(core->vcpu_info(3, &i3));
-        EXPECT_EQ(i3.state, VcpuState::kRunning);
+        EXPECT_EQ(state_of(i3), VcpuState::kRunning);
         std::string why;
         EXPECT_TRUE(core->check_invariants(&why)) << why;
     }

@@ -62,7 +62,7 @@ struct Vm {
     {
         PoolInfo i;
         core->pool_info(&i);
-        return i.nr_members;
+        return i.members;
     }
 };
 
@@ -479,9 +479,9 @@ TEST(PoolRobustness, TornJoinIsReaped)
         do {
             a.core->poll_members(true);
             a.core->pool_info(&pi);
-        } while (pi.nr_members != 1 && now_ns() < give_up);
-        std::printf("members %d\n", pi.nr_members);
-        return pi.nr_members == 1 && !a.core->detached() ? 0 : 3;
+        } while (pi.members != 1 && now_ns() < give_up);
+        std::printf("members %d\n", pi.members);
+        return pi.members == 1 && !a.core->detached() ? 0 : 3;
     }, 20'000'000'000ull, &err);
     EXPECT_EQ(rc, 0) << err;
 }

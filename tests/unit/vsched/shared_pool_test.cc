@@ -140,7 +140,7 @@ struct Vm {
     {
         PoolInfo i;
         core->pool_info(&i);
-        return i.nr_members;
+        return i.members;
     }
 };
 
@@ -331,7 +331,7 @@ TEST(SharedPool, RemoteWakeThroughMailboxAndYieldStaysInVm)
     ca.pool_info(&pi);
     EXPECT_EQ(pi.queue_len, 2);
     EXPECT_EQ(pi.free_slots, 0);
-    EXPECT_EQ(pi.nr_members, 2);
+    EXPECT_EQ(pi.members, 2);
 
     /* A spins: the directed yield skips B's vCPU (queue head) and hands
      * the slot to A's own vCPU 1. */
@@ -339,9 +339,9 @@ TEST(SharedPool, RemoteWakeThroughMailboxAndYieldStaysInVm)
     EXPECT_TRUE(ca.after_exec(0, 3));
     VcpuInfo vi;
     ca.vcpu_info(1, &vi);
-    EXPECT_EQ(vi.state, VcpuState::kRunning);
+    EXPECT_EQ(state_of(vi), VcpuState::kRunning);
     cb.vcpu_info(0, &vi);
-    EXPECT_EQ(vi.state, VcpuState::kQueued);
+    EXPECT_EQ(state_of(vi), VcpuState::kQueued);
     EXPECT_EQ(ca.counters()[Ctr::handoffs], 1u);
 
     /* A's vCPU 1 halts: the slot goes to B's vCPU 0 (queue head), whose
@@ -712,9 +712,9 @@ TEST(SharedPoolProcesses, SigkilledVmSlotsReusedWithinBound)
     EXPECT_EQ(wait_exit(victim), 128 + SIGKILL);
     surv.stop_threads();
     surv.core->pool_info(&pi);
-    EXPECT_EQ(pi.nr_members, 1);
-    EXPECT_EQ(pi.stats.members_reaped, 1u);
-    EXPECT_EQ(pi.stats.slots_reclaimed, 2u);
+    EXPECT_EQ(pi.members, 1);
+    EXPECT_EQ(pi.members_reaped, 1u);
+    EXPECT_EQ(pi.slots_reclaimed, 2u);
     auto ctr = surv.core->counters();
     EXPECT_EQ(ctr[Ctr::pool_members_reaped], 1u);
     EXPECT_EQ(ctr[Ctr::pool_slots_reclaimed], 2u);
@@ -972,11 +972,11 @@ TEST(SharedPoolProcesses, FiftyJoinKillCyclesNoLeakNoHang)
     std::printf("50 cycles: worst reap %.2f ms\n", static_cast<double>(worst) / 1e6);
     PoolInfo pi;
     lr.core->pool_info(&pi);
-    EXPECT_EQ(pi.nr_members, 1);
+    EXPECT_EQ(pi.members, 1);
     EXPECT_EQ(pi.queue_len, 0);
     EXPECT_EQ(pi.free_slots, 1);
-    EXPECT_EQ(pi.stats.members_reaped, 50u);
-    EXPECT_EQ(pi.stats.members_joined, 51u);
+    EXPECT_EQ(pi.members_reaped, 50u);
+    EXPECT_EQ(pi.members_joined, 51u);
     EXPECT_EQ(count_fds(), fds0);
     std::string why;
     EXPECT_TRUE(lr.core->check_invariants(&why)) << why;
@@ -1004,12 +1004,12 @@ TEST(SharedPoolProcesses, StalePoolRecoveredAtStart)
     EXPECT_EQ(vm.core->counters()[Ctr::pool_stale_recovered], 1u);
     PoolInfo pi;
     vm.core->pool_info(&pi);
-    EXPECT_EQ(pi.nr_members, 1);
+    EXPECT_EQ(pi.members, 1);
     EXPECT_EQ(pi.free_slots, 2);
     EXPECT_EQ(pi.queue_len, 0);
     /* The second child recovered the first one's pool, this VM the
      * second one's. */
-    EXPECT_EQ(pi.stats.stale_recoveries, 2u);
+    EXPECT_EQ(pi.stale_recoveries, 2u);
     EXPECT_TRUE(vm.core->acquire(0));
     EXPECT_TRUE(vm.core->acquire(1));
 }
