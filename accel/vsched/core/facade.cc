@@ -48,22 +48,7 @@ void copy_err(char *err, size_t errlen, const std::string &msg)
 vsched::Config to_cpp(const VschedConfig &c)
 {
     vsched::Config o;
-    o.pcpus = c.pcpus;
-    o.slice_ns = c.slice_ns;
-    o.policy = static_cast<vsched::PolicyId>(c.policy);
-    o.relaxed_boost = c.relaxed_boost;
-    o.ipi_tracking = c.ipi_tracking;
-    o.ipi_window_ns = c.ipi_window_ns;
-    o.ple_gap_ns = c.ple_gap_ns;
-    o.ple_window_ns = c.ple_window_ns;
-    o.ple_window_max_ns = c.ple_window_max_ns;
-    o.ple_window_grow = c.ple_window_grow;
-    o.yield_budget = c.yield_budget;
-    o.yielder_preempted = c.yielder_preempted;
-    o.halt_handoff = c.halt_handoff;
-    o.ipi_lift = c.ipi_lift;
-    o.callfn_first = c.callfn_first;
-    o.yield_lift = c.yield_lift;
+    static_cast<VschedConfig &>(o) = c; /* the same fields */
     return o;
 }
 
@@ -81,23 +66,7 @@ void vsched_config_defaults(VschedConfig *cfg)
     if (!cfg) {
         return;
     }
-    const vsched::Config d;
-    cfg->pcpus = d.pcpus;
-    cfg->slice_ns = d.slice_ns;
-    cfg->policy = static_cast<int>(d.policy);
-    cfg->relaxed_boost = d.relaxed_boost;
-    cfg->ipi_tracking = d.ipi_tracking;
-    cfg->ipi_window_ns = d.ipi_window_ns;
-    cfg->ple_gap_ns = d.ple_gap_ns;
-    cfg->ple_window_ns = d.ple_window_ns;
-    cfg->ple_window_max_ns = d.ple_window_max_ns;
-    cfg->ple_window_grow = d.ple_window_grow;
-    cfg->yield_budget = d.yield_budget;
-    cfg->yielder_preempted = d.yielder_preempted;
-    cfg->halt_handoff = d.halt_handoff;
-    cfg->ipi_lift = d.ipi_lift;
-    cfg->callfn_first = d.callfn_first;
-    cfg->yield_lift = d.yield_lift;
+    *cfg = vsched::Config(); /* the defaults live in Config */
 }
 
 int vsched_setting_count(void)

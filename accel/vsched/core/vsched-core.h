@@ -104,6 +104,7 @@ typedef struct VschedConfig {
     bool ipi_lift;
     bool callfn_first;
     bool yield_lift;
+    unsigned lift_bound;        /* times one queued vCPU may be passed; 2 */
 } VschedConfig;
 
 void vsched_config_defaults(VschedConfig *cfg);

@@ -20,7 +20,7 @@ protected:
         Config c;
         c.pcpus = slots;
         c.slice_ns = 1'000'000;
-        c.policy = pol;
+        c.set_policy(pol);
         c.ple_gap_ns = 10'000;
         c.ple_window_ns = 50'000;
         c.ple_window_max_ns = 200'000;

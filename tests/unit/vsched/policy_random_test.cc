@@ -118,7 +118,7 @@ TEST(RandomCore, HaltedAndSelfNeverChosen)
         Config c;
         c.pcpus = 1;
         c.slice_ns = 1'000'000;
-        c.policy = policy_id("random");
+        c.set_policy(policy_id("random"));
         c.ple_gap_ns = 10'000;
         c.ple_window_ns = 50'000;
         std::string err;

@@ -34,7 +34,7 @@ inline Config small_config(int pcpus)
     Config c;
     c.pcpus = pcpus;
     c.slice_ns = 2 * kNsPerMs;
-    c.policy = policy_id("ipi-prio");
+    c.set_policy(policy_id("ipi-prio"));
     c.ple_gap_ns = 50'000;
     c.ple_window_ns = 20'000;
     return c;

@@ -171,7 +171,7 @@ struct Machine {
         Config c;
         c.pcpus = p;
         c.slice_ns = 100'000;
-        c.policy = policy;
+        c.set_policy(policy);
         std::string err;
         core = Core::create(c, v, host, &err);
         EXPECT_TRUE(core) << err;
