@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/futex.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -18,6 +17,7 @@
 #include <thread>
 
 #include "scheduler.h"
+#include "shm_futex.h"
 #include "spin_detector.h"
 
 namespace vsched {
@@ -30,19 +30,6 @@ uint64_t realtime_ns()
     clock_gettime(CLOCK_REALTIME, &ts);
     return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull +
            static_cast<uint64_t>(ts.tv_nsec);
-}
-
-uint64_t mono_ns()
-{
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull +
-           static_cast<uint64_t>(ts.tv_nsec);
-}
-
-long futex(uint32_t *addr, int op, uint32_t val, const timespec *ts)
-{
-    return syscall(SYS_futex, addr, op, val, ts, nullptr, 0);
 }
 
 /* Put m into *err (if err); the caller's refusal value. */
@@ -724,8 +711,7 @@ bool SharedPool::lock()
             }
             cur |= kLockWaiters;
         }
-        timespec ts = {0, static_cast<long>(kCheckNs)};
-        futex(word, FUTEX_WAIT, cur, &ts);
+        futex_wait(word, cur, kCheckNs);
         const uint64_t now = mono_ns();
         if (now < next_check) {
             continue;
@@ -764,7 +750,7 @@ void SharedPool::unlock()
 {
     uint32_t old = __atomic_exchange_n(&p_->lock.word, 0, __ATOMIC_RELEASE);
     if (old & kLockWaiters) {
-        futex(&p_->lock.word, FUTEX_WAKE, 1, nullptr);
+        futex_wake(&p_->lock.word, 1);
     }
 }
 
@@ -878,7 +864,7 @@ int SharedPool::post(const Effects &fx, int *wakes, int *kicks)
     for (int m = 0; m < kMaxMembers; m++) {
         if (notify[m / 64] & (1ull << (m % 64))) {
             __atomic_fetch_add(&p_->proc[m].futex, 1, __ATOMIC_RELEASE);
-            futex(&p_->proc[m].futex, FUTEX_WAKE, INT_MAX, nullptr);
+            futex_wake(&p_->proc[m].futex);
         }
     }
     return n;
@@ -891,16 +877,13 @@ uint32_t SharedPool::mailbox_seq()
 
 void SharedPool::wait_mailbox(uint32_t seen_seq, uint64_t timeout_ns)
 {
-    timespec ts;
-    ts.tv_sec = static_cast<time_t>(timeout_ns / 1'000'000'000ull);
-    ts.tv_nsec = static_cast<long>(timeout_ns % 1'000'000'000ull);
-    futex(&p_->proc[member_].futex, FUTEX_WAIT, seen_seq, &ts);
+    futex_wait(&p_->proc[member_].futex, seen_seq, timeout_ns);
 }
 
 void SharedPool::interrupt_wait()
 {
     __atomic_fetch_add(&p_->proc[member_].futex, 1, __ATOMIC_RELEASE);
-    futex(&p_->proc[member_].futex, FUTEX_WAKE, INT_MAX, nullptr);
+    futex_wake(&p_->proc[member_].futex);
 }
 
 } // namespace vsched
