@@ -43,11 +43,6 @@ std::string unique_name(const char *tag)
     return unique_pool_name("c-", tag);
 }
 
-struct PoolFileGuard {
-    std::string name;
-    ~PoolFileGuard() { ::shm_unlink(pool_shm_path(name).c_str()); }
-};
-
 struct Vm {
     std::unique_ptr<RealHost> host;
     std::unique_ptr<Core> core;
@@ -189,17 +184,7 @@ int run_child(const std::function<int()> &fn, uint64_t timeout_ns, std::string *
 {
     char path[] = "/tmp/vsched-corrupt-XXXXXX";
     int efd = ::mkstemp(path);
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        ::dup2(efd, 2);
-        int rc = 1;
-        try {
-            rc = fn();
-        } catch (...) {
-            rc = 9;
-        }
-        ::_exit(rc);
-    }
+    pid_t pid = fork_child(fn, efd);
     ::close(efd);
     int st = 0, rc = -1;
     const uint64_t give_up = now_ns() + timeout_ns;

@@ -73,11 +73,6 @@ void write_file(const std::string &path, const std::string &bytes, mode_t mode)
 }
 
 /* Removes the pool file whatever happens. */
-struct PoolFileGuard {
-    std::string name;
-    ~PoolFileGuard() { ::shm_unlink(pool_shm_path(name).c_str()); }
-};
-
 int count_fds()
 {
     int n = 0;
@@ -525,30 +520,6 @@ int run_vm_workload(const std::string &name, int nr, int pcpus, int wait_members
         return 4;
     }
     return 0;
-}
-
-pid_t fork_child(const std::function<int()> &fn)
-{
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        int rc = 1;
-        try {
-            rc = fn();
-        } catch (...) {
-            rc = 9;
-        }
-        ::_exit(rc);
-    }
-    return pid;
-}
-
-int wait_exit(pid_t pid)
-{
-    int st = 0;
-    if (::waitpid(pid, &st, 0) != pid) {
-        return -1;
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 TEST(SharedPoolProcesses, ThreeVmsShareTwoSlotsFairly)
