@@ -492,29 +492,24 @@ TEST_P(VtimeBarrierCorrupt, ABadFieldDetachesTheMemberWithOneLine)
     a.barrier->pass(kVtimeNoDeadline, false);
     ShmVtime &vt = a.shm();
     testing::internal::CaptureStderr();
-    VtimeBarrier::Wait w = VtimeBarrier::Wait::kTurn;
     switch (GetParam()) {
     case 0:
         vt.turn = 1000;
-        w = a.wait(&t, kQuantum);
         break;
     case 1:
         vt.length = 0;
-        w = a.wait(&t, kQuantum);
         break;
     case 2:
         vt.start = ~0ull;
-        w = a.wait(&t, kQuantum);
         break;
     case 3:
         vt.start = 5; /* behind our clock */
-        w = a.wait(&t, kQuantum);
         break;
     case 4:
         vt.turn = -7;
-        w = a.wait(&t, kQuantum);
         break;
     }
+    const VtimeBarrier::Wait w = a.wait(&t, kQuantum);
     std::string err = testing::internal::GetCapturedStderr();
     EXPECT_EQ(w, VtimeBarrier::Wait::kDetached);
     EXPECT_TRUE(a.core->detached());
