@@ -33,6 +33,7 @@
 
 #include "effects.h"
 #include "slot_pool.h"
+#include "vsched-core.h"
 #include "vtime_barrier.h"
 
 namespace vsched {
@@ -70,14 +71,9 @@ struct ShmHeader {
     uint64_t quantum;       /* time=virtual: instructions per round */
 };
 
-struct ShmStats {
-    uint64_t members_joined;
-    uint64_t members_left;
-    uint64_t members_reaped;
-    uint64_t slots_reclaimed;
-    uint64_t owner_dead_recoveries;
-    uint64_t stale_recoveries;
-};
+/* The C facade's struct, as the file holds it (pool_info copies it). */
+using ShmStats = VschedPoolStats;
+static_assert(sizeof(ShmStats) == 6 * sizeof(uint64_t), "pool layout");
 
 struct ShmMember {
     int32_t pid;            /* 0: free entry */

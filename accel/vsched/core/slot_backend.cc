@@ -149,13 +149,7 @@ int SharedSlots::mailbox_dispatch(int nr_vcpus, uint64_t timeout_ns,
 void SharedSlots::describe_locked(VschedPoolInfo *out)
 {
     std::snprintf(out->name, sizeof out->name, "%s", sp_->name().c_str());
-    const ShmStats &st = sp_->shm().stats;
-    out->members_joined = st.members_joined;
-    out->members_left = st.members_left;
-    out->members_reaped = st.members_reaped;
-    out->slots_reclaimed = st.slots_reclaimed;
-    out->owner_dead_recoveries = st.owner_dead_recoveries;
-    out->stale_recoveries = st.stale_recoveries;
+    out->stats = sp_->shm().stats;
 }
 
 } // namespace vsched

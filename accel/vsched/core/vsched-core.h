@@ -352,6 +352,17 @@ int vsched_pool_mailbox_dispatch(VschedCore *core, uint64_t timeout_ns);
  * many were reaped.  (mailbox_run and vsched_tick do this every 20 ms.) */
 int vsched_pool_poll(VschedCore *core);
 
+/* Pool-wide counts since the pool was created; the pool's shared memory
+ * keeps them in this form (shared_pool.h). */
+typedef struct VschedPoolStats {
+    uint64_t members_joined;
+    uint64_t members_left;
+    uint64_t members_reaped;
+    uint64_t slots_reclaimed;
+    uint64_t owner_dead_recoveries;
+    uint64_t stale_recoveries;
+} VschedPoolStats;
+
 typedef struct VschedPoolInfo {
     bool shared;
     char name[VSCHED_POOL_NAME_MAX + 1]; /* "" for a private pool */
@@ -361,13 +372,7 @@ typedef struct VschedPoolInfo {
     int members;
     int self;               /* this VM's member index */
     uint64_t slice_ns;
-    /* pool-wide, since the pool was created */
-    uint64_t members_joined;
-    uint64_t members_left;
-    uint64_t members_reaped;
-    uint64_t slots_reclaimed;
-    uint64_t owner_dead_recoveries;
-    uint64_t stale_recoveries;
+    VschedPoolStats stats;  /* zero for a private pool */
 } VschedPoolInfo;
 
 typedef struct VschedPoolMember {

@@ -684,8 +684,8 @@ TEST(SharedPoolProcesses, SigkilledVmSlotsReusedWithinBound)
     surv.stop_threads();
     surv.core->pool_info(&pi);
     EXPECT_EQ(pi.members, 1);
-    EXPECT_EQ(pi.members_reaped, 1u);
-    EXPECT_EQ(pi.slots_reclaimed, 2u);
+    EXPECT_EQ(pi.stats.members_reaped, 1u);
+    EXPECT_EQ(pi.stats.slots_reclaimed, 2u);
     auto ctr = surv.core->counters();
     EXPECT_EQ(ctr[Ctr::pool_members_reaped], 1u);
     EXPECT_EQ(ctr[Ctr::pool_slots_reclaimed], 2u);
@@ -946,8 +946,8 @@ TEST(SharedPoolProcesses, FiftyJoinKillCyclesNoLeakNoHang)
     EXPECT_EQ(pi.members, 1);
     EXPECT_EQ(pi.queue_len, 0);
     EXPECT_EQ(pi.free_slots, 1);
-    EXPECT_EQ(pi.members_reaped, 50u);
-    EXPECT_EQ(pi.members_joined, 51u);
+    EXPECT_EQ(pi.stats.members_reaped, 50u);
+    EXPECT_EQ(pi.stats.members_joined, 51u);
     EXPECT_EQ(count_fds(), fds0);
     std::string why;
     EXPECT_TRUE(lr.core->check_invariants(&why)) << why;
@@ -980,7 +980,7 @@ TEST(SharedPoolProcesses, StalePoolRecoveredAtStart)
     EXPECT_EQ(pi.queue_len, 0);
     /* The second child recovered the first one's pool, this VM the
      * second one's. */
-    EXPECT_EQ(pi.stale_recoveries, 2u);
+    EXPECT_EQ(pi.stats.stale_recoveries, 2u);
     EXPECT_TRUE(vm.core->acquire(0));
     EXPECT_TRUE(vm.core->acquire(1));
 }
