@@ -109,8 +109,8 @@ static VschedPool *pool_to_qapi(void)
     out->free_slots = info.free_slots;
     out->queue_len = info.queue_len;
     out->members = pool_members_to_qapi();
-    out->members_reaped = info.members_reaped;
-    out->slots_reclaimed = info.slots_reclaimed;
+    out->members_reaped = info.stats.members_reaped;
+    out->slots_reclaimed = info.stats.slots_reclaimed;
     return out;
 }
 

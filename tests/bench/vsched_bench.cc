@@ -129,7 +129,7 @@ void bm_spin_path(benchmark::State &st, PolicyId k, int n)
     BenchHost host;
     Config c;
     c.pcpus = std::max(1, n / 4);
-    c.policy = k;
+    c.set_policy(k);
     c.slice_ns = 1'000'000;
     std::string err;
     auto core = Core::create(c, n, host, &err);

@@ -110,7 +110,7 @@ int run_member(const std::string &name, int idx, uint64_t run_ns, int ready_fd)
     Config cfg;
     cfg.pcpus = kSlots;
     cfg.slice_ns = 2 * kNsPerMs;
-    cfg.policy = policy_id("ipi-prio");
+    cfg.set_policy(policy_id("ipi-prio"));
     cfg.ple_gap_ns = 50'000;
     cfg.ple_window_ns = 20'000;
     std::string err;

@@ -79,6 +79,34 @@ bool parse_duration_ns(std::string_view text, uint64_t *out, std::string *err)
     return true;
 }
 
+Config::Config() : VschedConfig{}
+{
+    pcpus = 1;                          /* number of slots */
+    slice_ns = 5 * kNsPerMs;            /* time slice per grant */
+    set_policy(policy_id(kDefaultPolicy)); /* policy_registry.h */
+    relaxed_boost = true;               /* series: enable_relaxed_boost */
+    ipi_tracking = true;                /* series: ipi_tracking_enabled */
+    ipi_window_ns = 50 * kNsPerMs;      /* series: ipi_window_ns */
+    ple_gap_ns = 50 * kNsPerUs;         /* max PAUSE-to-PAUSE gap in a spin */
+    ple_window_ns = 100 * kNsPerUs;     /* base spin length that fires */
+    ple_window_max_ns = 3200 * kNsPerUs; /* growth clamp */
+    ple_window_grow = 2;                /* multiply on a fruitless spin */
+    yield_budget = 3;                   /* kvm_vcpu_on_spin(): try = 3 */
+    /* A directed-yield yielder waits in the queue marked preempted (and
+     * preempted_in_kernel from the spin's CPL), as KVM's kvm_sched_out()
+     * marks any still-runnable vCPU.  false: voluntary, not preempted. */
+    yielder_preempted = true;
+    /* Scheduler and policy mechanisms a policy may use (ipi-prio does);
+     * each can be switched on and off to measure it (Mechanism).  On by
+     * default only what won seed by seed in
+     * docs/design/where-time-goes.rst. */
+    halt_handoff = true;  /* a halting vCPU's slot to its IPI receiver */
+    ipi_lift = false;     /* an IPI-woken vCPU queues ahead */
+    callfn_first = false; /* call-function receivers before others */
+    yield_lift = false;   /* a directed-yield yielder requeues ahead */
+    lift_bound = 2;       /* times one queued vCPU may be passed */
+}
+
 bool validate_config(const Config &cfg, int nr_vcpus, std::string *err)
 {
     if (nr_vcpus <= 0) {
@@ -101,11 +129,11 @@ bool validate_config(const Config &cfg, int nr_vcpus, std::string *err)
         set_err(err, "vsched: the time slice must be positive");
         return false;
     }
-    if (!valid_policy(cfg.policy)) {
+    if (!valid_policy(cfg.policy_of())) {
         set_err(err, "vsched: unknown policy");
         return false;
     }
-    if (cfg.ple_window_ns == 0 && policy_pass_count(cfg.policy) > 0) {
+    if (cfg.ple_window_ns == 0 && policy_pass_count(cfg.policy_of()) > 0) {
         set_err(err, "vsched: the PLE window must be positive");
         return false;
     }

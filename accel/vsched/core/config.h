@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "policy_registry.h"
+#include "vsched-core.h"
 
 namespace vsched {
 
@@ -21,31 +22,15 @@ inline constexpr int kMaxSlots = 4096;
 inline constexpr uint64_t kNsPerUs = 1000;
 inline constexpr uint64_t kNsPerMs = 1000 * kNsPerUs;
 
-struct Config {
-    int pcpus = 1;                              /* number of slots */
-    uint64_t slice_ns = 5 * kNsPerMs;           /* time slice per grant */
-    PolicyId policy = policy_id(kDefaultPolicy); /* policy_registry.h */
-    bool relaxed_boost = true;                  /* series: enable_relaxed_boost */
-    bool ipi_tracking = true;                   /* series: ipi_tracking_enabled */
-    uint64_t ipi_window_ns = 50 * kNsPerMs;     /* series: ipi_window_ns */
-    uint64_t ple_gap_ns = 50 * kNsPerUs;        /* max PAUSE-to-PAUSE gap in a spin */
-    uint64_t ple_window_ns = 100 * kNsPerUs;    /* base spin length that fires */
-    uint64_t ple_window_max_ns = 3200 * kNsPerUs; /* growth clamp */
-    unsigned ple_window_grow = 2;               /* multiply on a fruitless spin */
-    int yield_budget = 3;                       /* kvm_vcpu_on_spin(): try = 3 */
-    /* A directed-yield yielder waits in the queue marked preempted (and
-     * preempted_in_kernel from the spin's CPL), as KVM's kvm_sched_out()
-     * marks any still-runnable vCPU.  false: voluntary, not preempted. */
-    bool yielder_preempted = true;
-    /* Scheduler and policy mechanisms a policy may use (ipi-prio does);
-     * each can be switched on and off to measure it (Mechanism below).
-     * On by default only what won seed by seed in
-     * docs/design/where-time-goes.rst. */
-    bool halt_handoff = true;  /* a halting vCPU's slot to its IPI receiver */
-    bool ipi_lift = false;     /* an IPI-woken vCPU queues ahead */
-    bool callfn_first = false; /* call-function receivers before others */
-    bool yield_lift = false;   /* a directed-yield yielder requeues ahead */
-    unsigned lift_bound = 2;   /* times one queued vCPU may be passed */
+/*
+ * The fields are the C facade's VschedConfig (vsched-core.h): one
+ * definition, which facade.cc passes through as it is.  Config adds the
+ * defaults (config.cc) and the typed policy id.
+ */
+struct Config : VschedConfig {
+    Config();
+    PolicyId policy_of() const { return static_cast<PolicyId>(policy); }
+    void set_policy(PolicyId p) { policy = static_cast<int>(p); }
 };
 
 /* The switchable mechanisms, as bits of Core::mechanisms(). */

@@ -54,6 +54,14 @@ std::unique_ptr<Scheduler> make_scheduler(const Config &cfg, int nr_vcpus, Share
     }
     return std::make_unique<Scheduler>(nr_vcpus, cfg.pcpus, cfg.slice_ns, ctr, spin);
 }
+
+std::unique_ptr<SlotBackend> make_backend(std::unique_ptr<SharedPool> sp)
+{
+    if (sp) {
+        return std::make_unique<SharedSlots>(std::move(sp));
+    }
+    return std::make_unique<PrivateSlots>(/*after_detach=*/false);
+}
 } // namespace
 
 Core::Core(const Config &cfg, int nr_vcpus, HostInterface &host,
@@ -61,9 +69,8 @@ Core::Core(const Config &cfg, int nr_vcpus, HostInterface &host,
     : cfg_(cfg), nr_(nr_vcpus), host_(host),
       spin_(nr_vcpus, cfg.ple_gap_ns, cfg.ple_window_ns, cfg.ple_window_max_ns,
             cfg.ple_window_grow),
-      ipi_(nr_vcpus, ctr_), shared_(std::move(shared)),
-      sched_ptr_(make_scheduler(cfg, nr_vcpus, shared_.get(), ctr_, spin_)),
-      sched_(*sched_ptr_),
+      ipi_(nr_vcpus, ctr_), sched_ptr_(make_scheduler(cfg, nr_vcpus, shared.get(), ctr_, spin_)),
+      sched_(*sched_ptr_), attached_(make_backend(std::move(shared))), backend_(attached_.get()),
       policy_(static_cast<int>(cfg.policy)), relaxed_boost_(cfg.relaxed_boost),
       mechs_(mechanism_bits(cfg)), hints_(new ExecHint[nr_vcpus])
 {
@@ -77,17 +84,19 @@ Core::Core(const Config &cfg, int nr_vcpus, HostInterface &host,
 
 Core::~Core()
 {
-    if (!pool_shared()) {
-        return; /* a private pool, or a corrupt one we already left */
+    SlotBackend &b = backend();
+    if (!b.shared()) {
+        /* Nothing to leave, and the host may be gone already: a private
+         * core must not touch it once its owner destroys it. */
+        return;
     }
     Effects fx;
     try {
         Section g(*this, host_.now_ns(), &fx);
-        sched_.evict_member(shared_->member());
-        shared_->leave_locked();
+        b.leave_locked(sched_);
     } catch (const PoolCorrupt &e) {
         std::fprintf(stderr, "vsched: pool '%s': not left cleanly, it is corrupt (%s)\n",
-                     shared_->name().c_str(), e.what());
+                     b.name().c_str(), e.what());
         return;
     }
     run_effects(fx);
@@ -101,13 +110,11 @@ Core::~Core()
 Core::Section::Section(Core &c, uint64_t now, Effects *fx) : c_(c)
 {
     c.mu_.lock();
-    if (!c.pool_shared()) {
-        c.sched_.begin(now, fx);
-        return;
-    }
+    /* (Read again under mu_: a detach switches the backend under it.) */
+    SlotBackend &b = c.backend();
     bool pool_locked = false;
     try {
-        bool owner_dead = c.shared_->lock();
+        bool owner_dead = b.lock();
         pool_locked = true;
         c.sched_.begin(now, fx);
         if (owner_dead) {
@@ -115,7 +122,7 @@ Core::Section::Section(Core &c, uint64_t now, Effects *fx) : c_(c)
         }
     } catch (...) {
         if (pool_locked) {
-            c.shared_->unlock();
+            b.unlock();
         }
         c.mu_.unlock();
         throw;
@@ -124,33 +131,21 @@ Core::Section::Section(Core &c, uint64_t now, Effects *fx) : c_(c)
 
 Core::Section::~Section()
 {
-    if (c_.pool_shared()) {
-        c_.shared_->unlock();
-    }
+    c_.backend().unlock(); /* the one locked: it only changes under mu_ */
     c_.mu_.unlock();
 }
 
 void Core::leave_corrupt_pool(const char *why)
 {
+    SlotBackend &left = backend();
     {
         std::lock_guard<std::mutex> l(mu_);
         if (!pool_shared()) {
             return; /* another thread left already */
         }
-        /* Best effort: give our slots and queue entries back, if the
-         * lock is free now; the pool's checks keep this memory-safe. */
-        if (shared_->try_lock()) {
-            try {
-                Effects fx;
-                sched_.begin(host_.now_ns(), &fx);
-                sched_.evict_member(shared_->member());
-                shared_->leave_locked();
-                shared_->post(fx, nullptr, nullptr);
-            } catch (const PoolCorrupt &) {
-            }
-            shared_->unlock();
-        }
+        left.abandon(sched_, host_.now_ns());
         sched_.use_private_pool(cfg_.pcpus);
+        backend_.store(&detached_slots_, std::memory_order_release);
         detached_.store(true);
         for (int v = 0; v < nr_; v++) {
             hints_[v].deadline_ns.store(0, std::memory_order_relaxed);
@@ -160,66 +155,33 @@ void Core::leave_corrupt_pool(const char *why)
     std::fprintf(stderr,
                  "vsched: pool '%s' is corrupt (%s): this VM left the pool and goes on with "
                  "%d private slots\n",
-                 shared_->name().c_str(), why, cfg_.pcpus);
+                 left.name().c_str(), why, cfg_.pcpus);
     /* Waiters in the gate try again on the private pool. */
     for (int v = 0; v < nr_; v++) {
         host_.wake(v);
     }
 }
 
-/* REQUIRES: the shared lock, whose last owner died holding it. */
+/* REQUIRES: the backend's lock, whose last owner died holding it. */
 void Core::recover_locked()
 {
-    ctr_.add(Ctr::pool_owner_dead);
-    shared_->shm().stats.owner_dead_recoveries++;
-    sched_.repair();
+    backend().recover_locked(sched_, ctr_);
     for (int v = 0; v < nr_; v++) {
         hints_[v].deadline_ns.store(0, std::memory_order_relaxed); /* repair may move slots */
     }
-    std::vector<int> all;
-    for (int m = 0; m < kMaxMembers; m++) {
-        if (m != shared_->member()) {
-            all.push_back(m);
-        }
-    }
-    reap_locked(all);
-}
-
-/* REQUIRES: the shared lock.  Evicts the candidates that are dead. */
-int Core::reap_locked(const std::vector<int> &candidates)
-{
-    int n = 0;
-    for (int m : candidates) {
-        if (m == shared_->member() || !shared_->dead_locked(m)) {
-            continue;
-        }
-        int held = sched_.evict_member(m);
-        shared_->free_proc_locked(m);
-        ShmStats &st = shared_->shm().stats;
-        st.members_reaped++;
-        st.slots_reclaimed += static_cast<uint64_t>(held);
-        ctr_.add(Ctr::pool_members_reaped);
-        ctr_.add(Ctr::pool_slots_reclaimed, static_cast<uint64_t>(held));
-        n++;
-    }
-    return n;
 }
 
 void Core::run_effects(const Effects &fx)
 {
     fx.run(host_);
-    if (pool_shared() && fx.has_remote()) {
-        int w = 0, k = 0;
-        shared_->post(fx, &w, &k);
-        ctr_.add(Ctr::pool_remote_wakes, static_cast<uint64_t>(w));
-        ctr_.add(Ctr::pool_remote_kicks, static_cast<uint64_t>(k));
-    }
+    backend().post(fx, ctr_);
 }
 
 int Core::poll_members(bool force)
 {
-    if (!pool_shared()) {
-        return 0;
+    SlotBackend &b = backend();
+    if (!b.shared()) {
+        return 0; /* nobody else to watch */
     }
     uint64_t now = host_.now_ns();
     uint64_t last = last_reap_ns_.load(std::memory_order_relaxed);
@@ -229,22 +191,13 @@ int Core::poll_members(bool force)
     if (!last_reap_ns_.compare_exchange_strong(last, now) && !force) {
         return 0; /* another thread is doing it */
     }
-    std::vector<int> stopped;
-    std::vector<int> dead = shared_->find_dead_members(&stopped);
-    std::vector<std::pair<int, int32_t>> stopped_threads = find_stopped_holders(now);
     /* Every few polls (and when forced) the whole pool is checked: a
      * corruption that no index check trips over (a lost slot, a vCPU
      * queued but not in the queue) would otherwise stall vCPUs for ever. */
     const bool full_check = force || polls_++ % 5 == 0;
-    if (full_check && shared_->check_file_lost()) {
-        ctr_.add(Ctr::pool_file_lost);
-        std::fprintf(stderr,
-                     "vsched: pool '%s': its file /dev/shm%s was removed or replaced from "
-                     "outside (rm, or systemd-logind RemoveIPC at logout); VMs started now "
-                     "make a new pool of that name and do not share slots with this one\n",
-                     shared_->name().c_str(), pool_shm_path(shared_->name()).c_str());
-    }
-    if (dead.empty() && stopped.empty() && stopped_threads.empty() && !full_check) {
+    MemberSurvey found;
+    b.survey(sched_, cfg_.pcpus, now, full_check, ctr_, &found);
+    if (found.empty() && !full_check) {
         return 0;
     }
     Effects fx;
@@ -254,10 +207,10 @@ int Core::poll_members(bool force)
         if (!pool_shared()) {
             return; /* left the pool meanwhile */
         }
-        n = reap_locked(dead);
+        n = backend().reap_locked(sched_, found.dead, ctr_);
         /* A stopped VM (SIGSTOP, a debugger) cannot answer kicks: take back
          * its slots once they are a reap interval past their deadline. */
-        for (int m : stopped) {
+        for (int m : found.stopped) {
             if (shm_load(sched_.state().member[m].active)) {
                 int r = sched_.revoke_stopped_member(m);
                 ctr_.add(Ctr::pool_slots_revoked, static_cast<uint64_t>(r));
@@ -265,7 +218,7 @@ int Core::poll_members(bool force)
         }
         /* One stopped vCPU thread (a per-thread tracer), if it still
          * holds a slot past its deadline with the same thread. */
-        for (auto [g, tid] : stopped_threads) {
+        for (auto [g, tid] : found.stopped_threads) {
             SlotPool pool = sched_.pool();
             if (shm_load(sched_.state().vcpu_tid[g]) == tid &&
                 pool.state(g) == VcpuState::kRunning) {
@@ -282,65 +235,16 @@ int Core::poll_members(bool force)
     return n;
 }
 
-/*
- * Without the lock: slot holders past their deadline whose thread is
- * stopped ((global id, thread id) pairs).  Reads at most one /proc file
- * per slot, and only for overdue holders.
- */
-std::vector<std::pair<int, int32_t>> Core::find_stopped_holders(uint64_t now)
-{
-    std::vector<std::pair<int, int32_t>> out;
-    const PoolState &s = sched_.state();
-    for (int sl = 0; sl < cfg_.pcpus && sl < kMaxSlots; sl++) {
-        int32_t g = shm_load(s.slot_owner[sl]);
-        if (g < 0 || g >= kMaxVcpus || shm_load(s.slot_deadline_ns[sl]) > now) {
-            continue;
-        }
-        int32_t tid = shm_load(s.vcpu_tid[g]);
-        if (tid > 0 && static_cast<uint32_t>(tid) != current_tid() && proc_stopped(tid)) {
-            out.emplace_back(g, tid);
-        }
-    }
-    return out;
-}
-
 int Core::mailbox_dispatch(uint64_t timeout_ns)
 {
-    if (!shared_) {
-        return 0;
-    }
-    if (detached()) {
-        /* Nothing arrives any more; do not spin in mailbox_run(). */
-        if (timeout_ns > 0 && !mailbox_stop_.load()) {
-            std::this_thread::sleep_for(
-                std::chrono::nanoseconds(std::min<uint64_t>(timeout_ns, kReapIntervalNs)));
-        }
-        return 0;
-    }
-    auto deliver = [&] {
-        return shared_->drain(nr_, [&](int kind, int v) {
-            if (kind == 0) {
-                ctr_.add(Ctr::pool_mailbox_wakes);
-                host_.wake(v);
-            } else {
-                ctr_.add(Ctr::pool_mailbox_kicks);
-                host_.kick(v);
-            }
-        });
-    };
-    uint32_t seq = shared_->mailbox_seq();
-    int n = deliver();
-    if (n == 0 && timeout_ns > 0 && !mailbox_stop_.load()) {
-        shared_->wait_mailbox(seq, std::min<uint64_t>(timeout_ns, kReapIntervalNs));
-        n = deliver();
-    }
+    int n = backend().mailbox_dispatch(nr_, timeout_ns, mailbox_stop_, host_, ctr_);
     poll_members();
     return n;
 }
 
 void Core::mailbox_run()
 {
-    if (!shared_) {
+    if (!backend().runs_mailbox()) {
         return;
     }
     while (!mailbox_stop_.load()) {
@@ -351,29 +255,24 @@ void Core::mailbox_run()
 void Core::mailbox_stop()
 {
     mailbox_stop_.store(true);
-    if (shared_ && !detached()) {
-        shared_->interrupt_wait();
-    }
+    backend().interrupt_mailbox();
 }
 
 bool Core::pool_info(PoolInfo *out)
 {
-    PoolInfo i;
+    PoolInfo i{};
     Effects fx;
     locked(host_.now_ns(), &fx, [&] {
         const PoolState &s = sched_.state();
         i = PoolInfo{};
         i.shared = pool_shared();
-        i.nr_slots = cfg_.pcpus;
+        i.slots = cfg_.pcpus;
         i.free_slots = shm_load(s.free_top);
         i.queue_len = shm_load(s.q_len);
-        i.nr_members = shm_load(s.nr_members);
+        i.members = shm_load(s.nr_members);
         i.self = sched_.member();
         i.slice_ns = sched_.slice();
-        if (pool_shared()) {
-            i.name = shared_->name();
-            i.stats = shared_->shm().stats;
-        }
+        backend().describe_locked(&i);
     });
     run_effects(fx);
     *out = i;
@@ -385,7 +284,7 @@ bool Core::pool_member(int m, PoolMemberInfo *out)
     if (m < 0 || m >= kMaxMembers) {
         return false;
     }
-    PoolMemberInfo i;
+    PoolMemberInfo i{};
     Effects fx;
     bool ok = false;
     locked(host_.now_ns(), &fx, [&] {
@@ -395,7 +294,7 @@ bool Core::pool_member(int m, PoolMemberInfo *out)
         if (ok) {
             i = PoolMemberInfo{};
             i.index = m;
-            i.pid = pool_shared() ? shared_->shm().proc[m].pid : static_cast<int>(::getpid());
+            i.pid = backend().member_pid_locked(m);
             i.nr_vcpus = shm_load(ms.nr_vcpus);
             i.base = shm_load(ms.base);
             if (i.base < 0 || i.nr_vcpus < 0 || i.nr_vcpus > kMaxVcpus - i.base) {
@@ -504,7 +403,7 @@ bool Core::plug_vcpu(int v, std::string *err)
     locked(host_.now_ns(), &fx, [&] { ok = sched_.grow(v + 1, &why); });
     run_effects(fx);
     if (!ok) {
-        *err = "vsched: pool '" + (shared_ ? shared_->name() : std::string()) +
+        *err = "vsched: pool '" + backend().name() +
                "' has no id for vCPU " + std::to_string(v) + ": " + why;
     }
     return ok;
@@ -697,15 +596,18 @@ bool Core::vcpu_info(int v, VcpuInfo *out)
         return false;
     }
     uint64_t now = host_.now_ns();
-    VcpuInfo i;
+    VcpuInfo i{};
     Effects fx;
     locked(now, &fx, [&] {
         const PoolState &s = sched_.state();
         SlotPool pool = sched_.pool();
         const int gv = sched_.base() + v;
-        i.state = pool.state(gv);
+        const VcpuState st = pool.state(gv);
+        i.state = state_name(st);
+        i.state_id = static_cast<int>(st);
         i.slot = pool.slot_of(gv);
-        i.slot_deadline_ns = i.slot != kNone ? s.slot_deadline_ns[i.slot] : 0;
+        i.holds_slot = i.slot != kNone;
+        i.slot_deadline_ns = i.holds_slot ? s.slot_deadline_ns[i.slot] : 0;
         uint8_t f = s.flags[gv];
         i.ready = f & vflag::kReady;
         i.preempted = f & vflag::kPreempted;
@@ -723,8 +625,8 @@ bool Core::vcpu_info(int v, VcpuInfo *out)
     i.series_pending_ipi = ipi_.series().pending(v);
     const uint64_t ipi_now = host_.pause_now_ns();
     i.nr_pending_ipis = ipi_.pending_entries(v, ipi_now, i.pending_from, i.pending_vector,
-                                             VcpuInfo::kMaxList);
-    i.nr_receivers = ipi_.receivers_of(v, ipi_now, i.receivers, VcpuInfo::kMaxList);
+                                             VSCHED_INFO_MAX_LIST);
+    i.nr_receivers = ipi_.receivers_of(v, ipi_now, i.receivers, VSCHED_INFO_MAX_LIST);
     *out = i;
     return true;
 }
@@ -820,7 +722,7 @@ bool Core::check_invariants(std::string *why)
                    c[Ctr::halt_handoffs];
     /* In a shared pool other processes enqueue and grant too (and a VM
      * that left one started its private queue afresh). */
-    if (!shared_ && enq - deq != q_len) {
+    if (backend().counts_whole_queue() && enq - deq != q_len) {
         return fail("queue length != enqueues - dequeues");
     }
     if (c[Ctr::slot_waits] !=

@@ -26,66 +26,22 @@
 #include "policy.h"
 #include "scheduler.h"
 #include "shared_pool.h"
+#include "slot_backend.h"
 #include "spin_detector.h"
+#include "vsched-core.h"
 
 namespace vsched {
 
 /* The pool a core schedules on (private: one member, no name). */
-struct PoolInfo {
-    bool shared = false;
-    std::string name;
-    int nr_slots = 0;
-    int free_slots = 0;
-    int queue_len = 0;
-    int nr_members = 0;
-    int self = 0;           /* this VM's member index */
-    uint64_t slice_ns = 0;
-    ShmStats stats = {};    /* pool-wide (shared pools) */
-};
-
-struct PoolMemberInfo {
-    int index = -1;
-    int pid = 0;
-    int nr_vcpus = 0;
-    int base = 0;
-    int slots_held = 0;
-    int queued = 0;
-    uint64_t slot_time_ns = 0;  /* incl. grants still running */
-    uint64_t overrun_ns = 0;    /* part of it held past slot deadlines */
-    double share = 0;           /* of all current members' slot time */
-    uint64_t grants = 0;
-    uint64_t slot_waits = 0;
-    uint64_t slot_wait_ns = 0;
-    uint64_t slot_wait_max_ns = 0;
-    uint64_t joined_ns = 0;
-    bool self = false;
-};
-
-struct VcpuInfo {
-    VcpuState state = VcpuState::kStopped;
-    int slot = kNone;
-    uint64_t slot_deadline_ns = 0;
-    bool preempted = false;
-    bool ready = false;
-    bool preempted_in_kernel = false;
-    bool in_spin_loop = false;
-    bool dy_eligible = false;
-    bool spin_pending = false;
-    uint64_t spin_window_ns = 0;
-    uint64_t pause_events = 0;
-    uint64_t spins_detected = 0;
-    /* series view */
-    int last_ipi_sender = -1;
-    int last_ipi_receiver = -1;
-    bool series_pending_ipi = false;
-    /* our view */
-    static constexpr int kMaxList = 8;
-    int nr_pending_ipis = 0;
-    int pending_from[kMaxList] = {};
-    int pending_vector[kMaxList] = {};
-    int nr_receivers = 0;
-    int receivers[kMaxList] = {};
-};
+/* Introspection fills the C facade's structs directly (vsched-core.h):
+ * one definition each. */
+using PoolInfo = VschedPoolInfo;
+using PoolMemberInfo = VschedPoolMember;
+using VcpuInfo = VschedVcpuInfo;
+inline VcpuState state_of(const VcpuInfo &i)
+{
+    return static_cast<VcpuState>(i.state_id);
+}
 
 class Core {
 public:
@@ -216,10 +172,11 @@ public:
         Effects fx;
         try {
             Section g(*this, host_.now_ns(), &fx);
-            if (!pool_shared()) {
+            SharedPool *sp = backend().shared_pool();
+            if (!sp) {
                 return false;
             }
-            f(*shared_);
+            f(*sp);
         } catch (const PoolCorrupt &e) {
             leave_corrupt_pool(e.what());
             return false;
@@ -231,7 +188,7 @@ public:
      * section). */
     void detach_pool(const char *why) { leave_corrupt_pool(why); }
     /* The shared pool, or null (private, or left). */
-    SharedPool *shared_pool() { return pool_shared() ? shared_.get() : nullptr; }
+    SharedPool *shared_pool() { return backend().shared_pool(); }
 
     /* Pool + counter consistency (tests, fuzzing). */
     bool check_invariants(std::string *why);
@@ -242,11 +199,11 @@ private:
     Core(const Config &cfg, int nr_vcpus, HostInterface &host,
          std::unique_ptr<SharedPool> shared);
     bool valid(int v) const { return static_cast<unsigned>(v) < static_cast<unsigned>(nr_); }
+    /* The backend in use: the one made at creation, or the private one
+     * that replaced a corrupt shared pool (never switched back). */
+    SlotBackend &backend() const { return *backend_.load(std::memory_order_acquire); }
     /* On a shared pool, and not detached from it. */
-    bool pool_shared() const
-    {
-        return shared_ && !detached_.load(std::memory_order_relaxed);
-    }
+    bool pool_shared() const { return backend().shared(); }
     /* Run f in a lock section.  If the shared pool turns out corrupt, leave
      * it and run f again on private slots. */
     template <typename F>
@@ -258,7 +215,7 @@ private:
                 f();
                 return;
             } catch (const PoolCorrupt &e) {
-                if (attempt > 0 || !shared_) {
+                if (attempt > 0 || !attached_->shared()) {
                     throw; /* private pool: a bug */
                 }
                 /* (Another thread may have left the pool meanwhile: then
@@ -287,8 +244,6 @@ private:
         Core &c_;
     };
     void recover_locked();
-    std::vector<std::pair<int, int32_t>> find_stopped_holders(uint64_t now);
-    int reap_locked(const std::vector<int> &candidates);
     /* Run the local effects on the host, post the remote ones. */
     void run_effects(const Effects &fx);
     /* Remember (REQUIRES: the lock) until when v's gate passes and exits
@@ -318,9 +273,11 @@ private:
     SpinDetector spin_;
     IpiTracker ipi_;
     std::mutex mu_;
-    std::unique_ptr<SharedPool> shared_;
     std::unique_ptr<Scheduler> sched_ptr_;
     Scheduler &sched_;            /* guarded by the Section lock */
+    std::unique_ptr<SlotBackend> attached_; /* PrivateSlots or SharedSlots */
+    PrivateSlots detached_slots_{/*after_detach=*/true};
+    std::atomic<SlotBackend *> backend_;
     std::atomic<uint64_t> last_reap_ns_{0};
     unsigned polls_ = 0;          /* full pool checks every few polls */
     std::atomic<bool> detached_{false};

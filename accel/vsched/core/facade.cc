@@ -48,22 +48,7 @@ void copy_err(char *err, size_t errlen, const std::string &msg)
 vsched::Config to_cpp(const VschedConfig &c)
 {
     vsched::Config o;
-    o.pcpus = c.pcpus;
-    o.slice_ns = c.slice_ns;
-    o.policy = static_cast<vsched::PolicyId>(c.policy);
-    o.relaxed_boost = c.relaxed_boost;
-    o.ipi_tracking = c.ipi_tracking;
-    o.ipi_window_ns = c.ipi_window_ns;
-    o.ple_gap_ns = c.ple_gap_ns;
-    o.ple_window_ns = c.ple_window_ns;
-    o.ple_window_max_ns = c.ple_window_max_ns;
-    o.ple_window_grow = c.ple_window_grow;
-    o.yield_budget = c.yield_budget;
-    o.yielder_preempted = c.yielder_preempted;
-    o.halt_handoff = c.halt_handoff;
-    o.ipi_lift = c.ipi_lift;
-    o.callfn_first = c.callfn_first;
-    o.yield_lift = c.yield_lift;
+    static_cast<VschedConfig &>(o) = c; /* the same fields */
     return o;
 }
 
@@ -81,23 +66,7 @@ void vsched_config_defaults(VschedConfig *cfg)
     if (!cfg) {
         return;
     }
-    const vsched::Config d;
-    cfg->pcpus = d.pcpus;
-    cfg->slice_ns = d.slice_ns;
-    cfg->policy = static_cast<int>(d.policy);
-    cfg->relaxed_boost = d.relaxed_boost;
-    cfg->ipi_tracking = d.ipi_tracking;
-    cfg->ipi_window_ns = d.ipi_window_ns;
-    cfg->ple_gap_ns = d.ple_gap_ns;
-    cfg->ple_window_ns = d.ple_window_ns;
-    cfg->ple_window_max_ns = d.ple_window_max_ns;
-    cfg->ple_window_grow = d.ple_window_grow;
-    cfg->yield_budget = d.yield_budget;
-    cfg->yielder_preempted = d.yielder_preempted;
-    cfg->halt_handoff = d.halt_handoff;
-    cfg->ipi_lift = d.ipi_lift;
-    cfg->callfn_first = d.callfn_first;
-    cfg->yield_lift = d.yield_lift;
+    *cfg = vsched::Config(); /* the defaults live in Config */
 }
 
 int vsched_setting_count(void)
@@ -367,50 +336,14 @@ bool vsched_pool_info(VschedCore *core, VschedPoolInfo *out)
         std::memset(out, 0, sizeof(*out)); /* also when there is nothing to say */
     }
     return guarded(false, [&] {
-        vsched::PoolInfo i;
-        if (!out || !core || !core->core->pool_info(&i)) {
-            return false;
-        }
-        out->shared = i.shared;
-        std::snprintf(out->name, sizeof out->name, "%s", i.name.c_str());
-        out->slots = i.nr_slots;
-        out->free_slots = i.free_slots;
-        out->queue_len = i.queue_len;
-        out->members = i.nr_members;
-        out->self = i.self;
-        out->slice_ns = i.slice_ns;
-        out->members_joined = i.stats.members_joined;
-        out->members_left = i.stats.members_left;
-        out->members_reaped = i.stats.members_reaped;
-        out->slots_reclaimed = i.stats.slots_reclaimed;
-        out->owner_dead_recoveries = i.stats.owner_dead_recoveries;
-        out->stale_recoveries = i.stats.stale_recoveries;
-        return true;
+        return out && core && core->core->pool_info(out);
     });
 }
 
 bool vsched_pool_member(VschedCore *core, int i, VschedPoolMember *out)
 {
     return guarded(false, [&] {
-        vsched::PoolMemberInfo m;
-        if (!out || !core->core->pool_member(i, &m)) {
-            return false;
-        }
-        std::memset(out, 0, sizeof(*out));
-        out->index = m.index;
-        out->pid = m.pid;
-        out->self = m.self;
-        out->nr_vcpus = m.nr_vcpus;
-        out->slots_held = m.slots_held;
-        out->queued = m.queued;
-        out->slot_time_ns = m.slot_time_ns;
-        out->overrun_ns = m.overrun_ns;
-        out->share = m.share;
-        out->grants = m.grants;
-        out->slot_waits = m.slot_waits;
-        out->slot_wait_ns = m.slot_wait_ns;
-        out->slot_wait_max_ns = m.slot_wait_max_ns;
-        return true;
+        return out && core->core->pool_member(i, out);
     });
 }
 
@@ -605,37 +538,7 @@ uint64_t vsched_get_ple_window_ns(VschedCore *core)
 bool vsched_vcpu_info(VschedCore *core, int vcpu, VschedVcpuInfo *out)
 {
     return guarded(false, [&] {
-        vsched::VcpuInfo i;
-        if (!out || !core->core->vcpu_info(vcpu, &i)) {
-            return false;
-        }
-        std::memset(out, 0, sizeof(*out));
-        out->state = vsched::state_name(i.state);
-        out->state_id = static_cast<int>(i.state);
-        out->holds_slot = i.slot != vsched::kNone;
-        out->slot = i.slot;
-        out->slot_deadline_ns = i.slot_deadline_ns;
-        out->preempted = i.preempted;
-        out->ready = i.ready;
-        out->preempted_in_kernel = i.preempted_in_kernel;
-        out->in_spin_loop = i.in_spin_loop;
-        out->dy_eligible = i.dy_eligible;
-        out->spin_pending = i.spin_pending;
-        out->spin_window_ns = i.spin_window_ns;
-        out->pause_events = i.pause_events;
-        out->spins_detected = i.spins_detected;
-        out->last_ipi_sender = i.last_ipi_sender;
-        out->last_ipi_receiver = i.last_ipi_receiver;
-        out->series_pending_ipi = i.series_pending_ipi;
-        out->nr_pending_ipis = i.nr_pending_ipis;
-        out->nr_receivers = i.nr_receivers;
-        static_assert(vsched::VcpuInfo::kMaxList == VSCHED_INFO_MAX_LIST);
-        for (int k = 0; k < VSCHED_INFO_MAX_LIST; k++) {
-            out->pending_from[k] = i.pending_from[k];
-            out->pending_vector[k] = i.pending_vector[k];
-            out->receivers[k] = i.receivers[k];
-        }
-        return true;
+        return out && core->core->vcpu_info(vcpu, out);
     });
 }
 

@@ -9,7 +9,8 @@ namespace vsched {
 Scheduler::Scheduler(int nr_vcpus, int nr_slots, uint64_t slice_ns, Counters &ctr,
                      SpinDetector &spin)
     : owned_(new PoolState), state_(owned_.get()), pool_(*state_), n_(nr_vcpus),
-      cap_(nr_vcpus), nslots_(nr_slots), id_space_(nr_vcpus), slice_ns_(slice_ns), ctr_(ctr), spin_(spin),
+      cap_(nr_vcpus), nslots_(nr_slots), id_space_(nr_vcpus), slice_ns_(slice_ns), ctr_(ctr),
+      spin_(&spin),
       wake_hint_(new std::atomic<uint8_t>[nr_vcpus])
 {
     init_mechanisms();
@@ -21,6 +22,17 @@ Scheduler::Scheduler(int nr_vcpus, int nr_slots, uint64_t slice_ns, Counters &ct
 
 Scheduler::Scheduler(PoolState *shared, int member, int nr_slots, uint64_t slice_ns,
                      Counters &ctr, SpinDetector &spin, int capacity)
+    : Scheduler(shared, member, nr_slots, slice_ns, ctr, &spin, capacity)
+{
+}
+
+Scheduler::Scheduler(PoolState *shared, int nr_slots, uint64_t slice_ns, Counters &ctr)
+    : Scheduler(shared, kNone, nr_slots, slice_ns, ctr, nullptr, 0)
+{
+}
+
+Scheduler::Scheduler(PoolState *shared, int member, int nr_slots, uint64_t slice_ns,
+                     Counters &ctr, SpinDetector *spin, int capacity)
     : state_(shared), pool_(*shared), shared_(true), member_(member),
       base_(member >= 0 ? shm_load(shared->member[member].base) : 0),
       n_(member >= 0 ? shm_load(shared->member[member].nr_vcpus) : 0),
@@ -49,27 +61,16 @@ int Scheduler::remote_index(int m, int g) const
     return static_cast<int>(local);
 }
 
-void Scheduler::fx_kick(int g)
+/* A kick or wake for g: local, or into its member's mailbox. */
+void Scheduler::fx_signal(int g, void (Effects::*local)(int), void (Effects::*remote)(int, int))
 {
     if (own(g)) {
-        fx_->kick(g - base_);
+        (fx_->*local)(g - base_);
         return;
     }
     int m = pool_.member_of(g);
     if (m >= 0) {
-        fx_->kick_remote(m, remote_index(m, g));
-    }
-}
-
-void Scheduler::fx_wake(int g)
-{
-    if (own(g)) {
-        fx_->wake(g - base_);
-        return;
-    }
-    int m = pool_.member_of(g);
-    if (m >= 0) {
-        fx_->wake_remote(m, remote_index(m, g));
+        (fx_->*remote)(m, remote_index(m, g));
     }
 }
 
@@ -177,7 +178,7 @@ void Scheduler::pass_slot_on(int slot)
 
 void Scheduler::sched_out(int g)
 {
-    if (own(g) && spin_.reset_window(g - base_)) {
+    if (own(g) && spin_->reset_window(g - base_)) {
         ctr_.add(Ctr::ple_window_reset);
     }
 }
@@ -265,7 +266,7 @@ void Scheduler::release(int v, ReleaseReason why, int successor)
         return;
     }
     const VcpuState to = why == ReleaseReason::kHalt ? VcpuState::kHalted : VcpuState::kStopped;
-    if (spin_.take_pending(v, &cpl)) {
+    if (spin_->take_pending(v, &cpl)) {
         ctr_.add(Ctr::spins_dropped);
     }
     if (s == VcpuState::kRunning) {

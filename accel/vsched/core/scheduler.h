@@ -48,11 +48,13 @@ public:
               SpinDetector &spin);
     /* Member `member` of a shared pool whose state lives elsewhere (the
      * member must already be joined: its base and size are read here).
-     * member == kNone: an outsider (attach-time repair), owning no vCPU.
      * capacity: the most local vCPUs the VM can have (its member range may
      * grow up to it, see grow()); 0: the member's current size. */
     Scheduler(PoolState *shared, int member, int nr_slots, uint64_t slice_ns, Counters &ctr,
               SpinDetector &spin, int capacity = 0);
+    /* An outsider of a shared pool, owning no vCPU (a VM joining repairs
+     * and reaps before it is a member): no spin detector to reach. */
+    Scheduler(PoolState *shared, int nr_slots, uint64_t slice_ns, Counters &ctr);
 
     void begin(uint64_t now, Effects *fx)
     {
@@ -195,10 +197,14 @@ private:
         }
         return slot;
     }
+    /* Both shared-pool constructors; spin is null for an outsider. */
+    Scheduler(PoolState *shared, int member, int nr_slots, uint64_t slice_ns, Counters &ctr,
+              SpinDetector *spin, int capacity);
     bool own(int g) const { return static_cast<unsigned>(g - base_) < static_cast<unsigned>(n_); }
     int remote_index(int m, int g) const;
-    void fx_kick(int g);
-    void fx_wake(int g);
+    void fx_signal(int g, void (Effects::*local)(int), void (Effects::*remote)(int, int));
+    void fx_kick(int g) { fx_signal(g, &Effects::kick, &Effects::kick_remote); }
+    void fx_wake(int g) { fx_signal(g, &Effects::wake, &Effects::wake_remote); }
     void clear_hint(int g)
     {
         if (own(g)) {
@@ -218,7 +224,7 @@ private:
     int id_space_ = 0;
     uint64_t slice_ns_;
     Counters &ctr_;
-    SpinDetector &spin_;
+    SpinDetector *spin_; /* null for an outsider (no vCPUs of its own) */
     std::unique_ptr<std::atomic<uint8_t>[]> wake_hint_;
     uint64_t now_ = 0;
     bool yielder_preempted_ = false;

@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/futex.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -18,6 +17,7 @@
 #include <thread>
 
 #include "scheduler.h"
+#include "shm_futex.h"
 #include "spin_detector.h"
 
 namespace vsched {
@@ -32,17 +32,13 @@ uint64_t realtime_ns()
            static_cast<uint64_t>(ts.tv_nsec);
 }
 
-uint64_t mono_ns()
+/* Put m into *err (if err); the caller's refusal value. */
+SharedPool::OpenStep refuse(std::string *err, const std::string &m)
 {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull +
-           static_cast<uint64_t>(ts.tv_nsec);
-}
-
-long futex(uint32_t *addr, int op, uint32_t val, const timespec *ts)
-{
-    return syscall(SYS_futex, addr, op, val, ts, nullptr, 0);
+    if (err) {
+        *err = m;
+    }
+    return SharedPool::OpenStep::kFailed;
 }
 
 std::string quoted(std::string_view name)
@@ -268,15 +264,162 @@ bool proc_stopped(int pid)
     return p && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
 }
 
+/* Create the pool file (O_EXCL) and initialise it; kExists if another
+ * process has one at the path. */
+SharedPool::OpenStep SharedPool::create(std::string_view name, int nr_slots, uint64_t slice_ns,
+                                        uid_t uid, const PoolTimeBase &tb, std::string *err)
+{
+    const std::string &path = path_;
+    int fd = ::shm_open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST) {
+        return OpenStep::kExists;
+    }
+    if (fd < 0) {
+        return refuse(err, "vsched: cannot create pool " + quoted(name) + " (/dev/shm" + path +
+                      "): " + std::strerror(errno));
+    }
+    /* Allocate every page now: a sparse file (ftruncate) on a full
+     * /dev/shm kills whoever touches a missing page with SIGBUS. */
+    int alloc_err =
+        ::fchmod(fd, 0600) != 0 ? errno : ::posix_fallocate(fd, 0, sizeof(ShmPool));
+    if (alloc_err != 0) {
+        ::close(fd);
+        ::shm_unlink(path.c_str()); /* leave no half-made pool */
+        return refuse(err, "vsched: cannot create pool " + quoted(name) + " (/dev/shm" + path +
+                      ", " + std::to_string(sizeof(ShmPool)) + " bytes): " +
+                      std::strerror(alloc_err) +
+                      (alloc_err == ENOSPC ? " (/dev/shm is full)" : ""));
+    }
+    void *m = ::mmap(nullptr, sizeof(ShmPool), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) {
+        int e = errno;
+        ::close(fd);
+        ::shm_unlink(path.c_str());
+        return refuse(err, "vsched: cannot map pool " + quoted(name) + ": " + std::strerror(e));
+    }
+    ShmPool *p = static_cast<ShmPool *>(m);
+    /* The file is zero-filled (the lock is free); the magic goes
+     * in last. */
+    SlotPool(p->pool).init_empty(nr_slots);
+    ShmHeader &h = p->hdr;
+    h.version = kPoolLayoutVersion;
+    h.header_size = sizeof(ShmHeader);
+    h.total_size = sizeof(ShmPool);
+    h.owner_uid = uid;
+    h.nr_slots = nr_slots;
+    h.slice_ns = slice_ns;
+    h.created_realtime_ns = realtime_ns();
+    h.creator_pid = ::getpid();
+    h.pid_ns = pid_namespace();
+    h.time_virtual = tb.virtual_time ? 1 : 0;
+    h.icount_shift = tb.virtual_time ? tb.icount_shift : 0;
+    h.quantum = tb.virtual_time ? tb.quantum : 0;
+    std::snprintf(h.name, sizeof h.name, "%.*s", static_cast<int>(name.size()),
+                  name.data());
+    __atomic_store_n(&h.magic, kPoolMagic, __ATOMIC_RELEASE);
+    p_ = p;
+    fd_ = fd;
+    return OpenStep::kMapped;
+}
+
+/* Open an existing pool file: validate it read-only (a refused pool is
+ * never written), then map it read-write.  kRetry: it is being created,
+ * or was removed or replaced meanwhile. */
+SharedPool::OpenStep SharedPool::open(std::string_view name, int nr_slots, uid_t uid,
+                                      const PoolTimeBase &tb, uint64_t give_up,
+                                      std::string *err)
+{
+    const std::string &path = path_;
+    int rfd = ::shm_open(path.c_str(), O_RDONLY | O_CLOEXEC, 0);
+    if (rfd < 0) {
+        if (errno == ENOENT) {
+            return OpenStep::kRetry; /* removed meanwhile: create it */
+        }
+        return refuse(err, "vsched: cannot open pool " + quoted(name) + " (/dev/shm" + path +
+                      "): " + std::strerror(errno));
+    }
+    struct stat st;
+    if (::fstat(rfd, &st) != 0) {
+        int e = errno;
+        ::close(rfd);
+        return refuse(err, "vsched: cannot stat pool " + quoted(name) + ": " +
+                      std::strerror(e));
+    }
+    size_t size = static_cast<size_t>(st.st_size);
+    ShmHeader h{};
+    bool have_header = false;
+    if (size >= sizeof(ShmHeader)) {
+        void *m = ::mmap(nullptr, sizeof(ShmHeader), PROT_READ, MAP_SHARED, rfd, 0);
+        if (m != MAP_FAILED) {
+            h.magic = __atomic_load_n(&static_cast<ShmHeader *>(m)->magic,
+                                      __ATOMIC_ACQUIRE);
+            std::memcpy(&h, m, sizeof h);
+            ::munmap(m, sizeof(ShmHeader));
+            have_header = true;
+        }
+    }
+    /* Being created by another process: zero size or zero magic. */
+    bool initialising = st.st_uid == uid && (st.st_mode & 07777) == 0600 &&
+                        (size == 0 || (size == sizeof(ShmPool) && have_header &&
+                                       h.magic == 0));
+    if (initialising) {
+        ::close(rfd);
+        if (mono_ns() > give_up) {
+            return refuse(err, "vsched: pool " + quoted(name) + " (/dev/shm" + path +
+                          ") is still not initialised; its creator may have died "
+                          "while creating it: remove that file");
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        return OpenStep::kRetry;
+    }
+    std::string msg;
+    if (!validate_pool_header(&h, size, st.st_uid, st.st_mode, uid, nr_slots, name,
+                              &msg)) {
+        ::close(rfd);
+        return refuse(err, msg);
+    }
+    if (!validate_pool_time_base(h, tb, name, &msg)) {
+        ::close(rfd);
+        return refuse(err, msg);
+    }
+    /* Liveness checks compare pids: they only mean something in
+     * the pool's pid namespace (a member elsewhere would reap the
+     * live members it cannot see). */
+    if (h.pid_ns != pid_namespace()) {
+        ::close(rfd);
+        return refuse(err, "vsched: pool " + quoted(name) + " (/dev/shm" + path +
+                      ") was made in another pid namespace (a container?); VMs of "
+                      "one pool must see each other's pids: use another pool name");
+    }
+    int wfd = ::shm_open(path.c_str(), O_RDWR | O_CLOEXEC, 0);
+    struct stat st2;
+    if (wfd < 0 || ::fstat(wfd, &st2) != 0 || st2.st_ino != st.st_ino ||
+        st2.st_dev != st.st_dev) {
+        if (wfd >= 0) {
+            ::close(wfd);
+        }
+        ::close(rfd);
+        return OpenStep::kRetry; /* replaced meanwhile: start over */
+    }
+    ::close(rfd);
+    void *m = ::mmap(nullptr, sizeof(ShmPool), PROT_READ | PROT_WRITE, MAP_SHARED, wfd, 0);
+    if (m == MAP_FAILED) {
+        int e = errno;
+        ::close(wfd);
+        return refuse(err, "vsched: cannot map pool " + quoted(name) + ": " + std::strerror(e));
+    }
+    p_ = static_cast<ShmPool *>(m);
+    fd_ = wfd;
+    return OpenStep::kMapped;
+}
+
 std::unique_ptr<SharedPool> SharedPool::attach(std::string_view name, int nr_slots,
                                                uint64_t slice_ns, int nr_vcpus, uint64_t now,
                                                std::string *err,
                                                const SharedPoolOptions &opt)
 {
     auto fail = [&](const std::string &m) -> std::unique_ptr<SharedPool> {
-        if (err) {
-            *err = m;
-        }
+        refuse(err, m);
         return nullptr;
     };
     if (!validate_pool_name(name, err)) {
@@ -297,137 +440,16 @@ std::unique_ptr<SharedPool> SharedPool::attach(std::string_view name, int nr_slo
         std::unique_ptr<SharedPool> sp(new SharedPool);
         sp->name_ = std::string(name);
         sp->path_ = path;
-        bool created = false;
-        int fd = ::shm_open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            created = true;
-            /* Allocate every page now: a sparse file (ftruncate) on a full
-             * /dev/shm kills whoever touches a missing page with SIGBUS. */
-            int alloc_err =
-                ::fchmod(fd, 0600) != 0 ? errno : ::posix_fallocate(fd, 0, sizeof(ShmPool));
-            if (alloc_err != 0) {
-                ::close(fd);
-                ::shm_unlink(path.c_str()); /* leave no half-made pool */
-                return fail("vsched: cannot create pool " + quoted(name) + " (/dev/shm" + path +
-                            ", " + std::to_string(sizeof(ShmPool)) + " bytes): " +
-                            std::strerror(alloc_err) +
-                            (alloc_err == ENOSPC ? " (/dev/shm is full)" : ""));
-            }
-            void *m = ::mmap(nullptr, sizeof(ShmPool), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-            if (m == MAP_FAILED) {
-                int e = errno;
-                ::close(fd);
-                ::shm_unlink(path.c_str());
-                return fail("vsched: cannot map pool " + quoted(name) + ": " + std::strerror(e));
-            }
-            ShmPool *p = static_cast<ShmPool *>(m);
-            /* The file is zero-filled (the lock is free); the magic goes
-             * in last. */
-            SlotPool(p->pool).init_empty(nr_slots);
-            ShmHeader &h = p->hdr;
-            h.version = kPoolLayoutVersion;
-            h.header_size = sizeof(ShmHeader);
-            h.total_size = sizeof(ShmPool);
-            h.owner_uid = uid;
-            h.nr_slots = nr_slots;
-            h.slice_ns = slice_ns;
-            h.created_realtime_ns = realtime_ns();
-            h.creator_pid = ::getpid();
-            h.pid_ns = pid_namespace();
-            h.time_virtual = opt.time_base.virtual_time ? 1 : 0;
-            h.icount_shift = opt.time_base.virtual_time ? opt.time_base.icount_shift : 0;
-            h.quantum = opt.time_base.virtual_time ? opt.time_base.quantum : 0;
-            std::snprintf(h.name, sizeof h.name, "%.*s", static_cast<int>(name.size()),
-                          name.data());
-            __atomic_store_n(&h.magic, kPoolMagic, __ATOMIC_RELEASE);
-            sp->p_ = p;
-            sp->fd_ = fd;
-        } else if (errno != EEXIST) {
-            return fail("vsched: cannot create pool " + quoted(name) + " (/dev/shm" + path +
-                        "): " + std::strerror(errno));
-        } else {
-            /* Validate through a read-only descriptor and mapping: a
-             * refused pool is never written. */
-            int rfd = ::shm_open(path.c_str(), O_RDONLY | O_CLOEXEC, 0);
-            if (rfd < 0) {
-                if (errno == ENOENT) {
-                    continue; /* removed meanwhile: create it */
-                }
-                return fail("vsched: cannot open pool " + quoted(name) + " (/dev/shm" + path +
-                            "): " + std::strerror(errno));
-            }
-            struct stat st;
-            if (::fstat(rfd, &st) != 0) {
-                int e = errno;
-                ::close(rfd);
-                return fail("vsched: cannot stat pool " + quoted(name) + ": " +
-                            std::strerror(e));
-            }
-            size_t size = static_cast<size_t>(st.st_size);
-            ShmHeader h{};
-            bool have_header = false;
-            if (size >= sizeof(ShmHeader)) {
-                void *m = ::mmap(nullptr, sizeof(ShmHeader), PROT_READ, MAP_SHARED, rfd, 0);
-                if (m != MAP_FAILED) {
-                    h.magic = __atomic_load_n(&static_cast<ShmHeader *>(m)->magic,
-                                              __ATOMIC_ACQUIRE);
-                    std::memcpy(&h, m, sizeof h);
-                    ::munmap(m, sizeof(ShmHeader));
-                    have_header = true;
-                }
-            }
-            /* Being created by another process: zero size or zero magic. */
-            bool initialising = st.st_uid == uid && (st.st_mode & 07777) == 0600 &&
-                                (size == 0 || (size == sizeof(ShmPool) && have_header &&
-                                               h.magic == 0));
-            if (initialising) {
-                ::close(rfd);
-                if (mono_ns() > give_up) {
-                    return fail("vsched: pool " + quoted(name) + " (/dev/shm" + path +
-                                ") is still not initialised; its creator may have died "
-                                "while creating it: remove that file");
-                }
-                std::this_thread::sleep_for(std::chrono::milliseconds(1));
-                continue;
-            }
-            std::string msg;
-            if (!validate_pool_header(&h, size, st.st_uid, st.st_mode, uid, nr_slots, name,
-                                      &msg)) {
-                ::close(rfd);
-                return fail(msg);
-            }
-            if (!validate_pool_time_base(h, opt.time_base, name, &msg)) {
-                ::close(rfd);
-                return fail(msg);
-            }
-            /* Liveness checks compare pids: they only mean something in
-             * the pool's pid namespace (a member elsewhere would reap the
-             * live members it cannot see). */
-            if (h.pid_ns != pid_namespace()) {
-                ::close(rfd);
-                return fail("vsched: pool " + quoted(name) + " (/dev/shm" + path +
-                            ") was made in another pid namespace (a container?); VMs of "
-                            "one pool must see each other's pids: use another pool name");
-            }
-            int wfd = ::shm_open(path.c_str(), O_RDWR | O_CLOEXEC, 0);
-            struct stat st2;
-            if (wfd < 0 || ::fstat(wfd, &st2) != 0 || st2.st_ino != st.st_ino ||
-                st2.st_dev != st.st_dev) {
-                if (wfd >= 0) {
-                    ::close(wfd);
-                }
-                ::close(rfd);
-                continue; /* replaced meanwhile: start over */
-            }
-            ::close(rfd);
-            void *m = ::mmap(nullptr, sizeof(ShmPool), PROT_READ | PROT_WRITE, MAP_SHARED, wfd, 0);
-            if (m == MAP_FAILED) {
-                int e = errno;
-                ::close(wfd);
-                return fail("vsched: cannot map pool " + quoted(name) + ": " + std::strerror(e));
-            }
-            sp->p_ = static_cast<ShmPool *>(m);
-            sp->fd_ = wfd;
+        OpenStep step = sp->create(name, nr_slots, slice_ns, uid, opt.time_base, err);
+        const bool created = step == OpenStep::kMapped;
+        if (step == OpenStep::kExists) {
+            step = sp->open(name, nr_slots, uid, opt.time_base, give_up, err);
+        }
+        if (step == OpenStep::kRetry) {
+            continue;
+        }
+        if (step == OpenStep::kFailed) {
+            return nullptr;
         }
 
         /* Join under the lock. */
@@ -474,49 +496,77 @@ int SharedPool::join_locked(bool created, int nr_vcpus, uint64_t now, std::strin
              * between): nobody is in it; take it over in place. */
             p_->hdr.removed = 0;
         }
-        Counters ctr;
-        SpinDetector spin(1, 1, 1, 1, 2);
-        Scheduler tmp(&p_->pool, kNone, nr_slots_, slice_ns_, ctr, spin);
-        tmp.begin(now, &fx);
-        if (owner_dead) {
-            tmp.repair();
-            p_->stats.owner_dead_recoveries++;
+        /* Not a member yet: repair and reap as an outsider (the same
+         * paths members use); what it counts is reported by
+         * reaped_at_attach() and recovered_stale(). */
+        Counters scratch;
+        Scheduler outsider(&p_->pool, nr_slots_, slice_ns_, scratch);
+        outsider.begin(now, &fx);
+        int reaped = owner_dead ? recover_locked(outsider, nullptr) : 0;
+        const int had = shm_load(p_->pool.nr_members) + reaped; /* after repair */
+        std::vector<int> all;
+        for (int m = 0; m < kMaxMembers; m++) {
+            all.push_back(m);
         }
-        reap_and_refresh_locked(tmp, created);
+        reaped += reap_locked(outsider, all, nullptr);
+        refresh_if_stale_locked(created, had, reaped);
         result = add_member_locked(nr_vcpus, now, err);
     }
     post(fx, nullptr, nullptr);
     return result;
 }
 
-/* Under the lock, at join: evict dead members; a pool nobody is left in
- * starts afresh in place (so two starters cannot both recreate it). */
-void SharedPool::reap_and_refresh_locked(Scheduler &tmp, bool created)
+/* Under the lock, at join: a pool nobody is left in starts afresh in place
+ * (so two starters cannot both recreate it). */
+void SharedPool::refresh_if_stale_locked(bool created, int had, int reaped)
 {
     ShmPool &p = *p_;
-    int had = shm_load(p.pool.nr_members);
-    int dead = 0;
-    for (int m = 0; m < kMaxMembers; m++) {
-        if (p.pool.member[m].active && !member_alive(p.proc[m].pid, p.proc[m].start_time)) {
-            int held = tmp.evict_member(m);
-            free_proc_locked(m);
-            p.stats.members_reaped++;
-            p.stats.slots_reclaimed += static_cast<uint64_t>(held);
-            dead++;
-        }
-    }
     if (!created && shm_load(p.pool.nr_members) == 0) {
         SlotPool(p.pool).init_empty(nr_slots_);
         for (int m = 0; m < kMaxMembers; m++) {
             std::memset(&p.proc[m], 0, sizeof p.proc[m]);
         }
         std::memset(&p.vtime, 0, sizeof p.vtime);
-        if (had > 0 || dead > 0) {
+        if (had > 0 || reaped > 0) {
             p.stats.stale_recoveries++;
             recovered_stale_ = true;
         }
     }
-    reaped_at_attach_ = dead;
+    reaped_at_attach_ = reaped;
+}
+
+int SharedPool::reap_locked(Scheduler &sched, const std::vector<int> &candidates,
+                            Counters *ctr)
+{
+    int n = 0;
+    for (int m : candidates) {
+        if (m == member_ || !dead_locked(m)) {
+            continue;
+        }
+        int held = sched.evict_member(m);
+        free_proc_locked(m);
+        p_->stats.members_reaped++;
+        p_->stats.slots_reclaimed += static_cast<uint64_t>(held);
+        if (ctr) {
+            ctr->add(Ctr::pool_members_reaped);
+            ctr->add(Ctr::pool_slots_reclaimed, static_cast<uint64_t>(held));
+        }
+        n++;
+    }
+    return n;
+}
+
+int SharedPool::recover_locked(Scheduler &sched, Counters *ctr)
+{
+    p_->stats.owner_dead_recoveries++;
+    sched.repair();
+    std::vector<int> others;
+    for (int m = 0; m < kMaxMembers; m++) {
+        if (m != member_) {
+            others.push_back(m);
+        }
+    }
+    return reap_locked(sched, others, ctr);
 }
 
 /* Our mapping is (still) the file at the pool's path. */
@@ -661,8 +711,7 @@ bool SharedPool::lock()
             }
             cur |= kLockWaiters;
         }
-        timespec ts = {0, static_cast<long>(kCheckNs)};
-        futex(word, FUTEX_WAIT, cur, &ts);
+        futex_wait(word, cur, kCheckNs);
         const uint64_t now = mono_ns();
         if (now < next_check) {
             continue;
@@ -701,7 +750,7 @@ void SharedPool::unlock()
 {
     uint32_t old = __atomic_exchange_n(&p_->lock.word, 0, __ATOMIC_RELEASE);
     if (old & kLockWaiters) {
-        futex(&p_->lock.word, FUTEX_WAKE, 1, nullptr);
+        futex_wake(&p_->lock.word, 1);
     }
 }
 
@@ -815,7 +864,7 @@ int SharedPool::post(const Effects &fx, int *wakes, int *kicks)
     for (int m = 0; m < kMaxMembers; m++) {
         if (notify[m / 64] & (1ull << (m % 64))) {
             __atomic_fetch_add(&p_->proc[m].futex, 1, __ATOMIC_RELEASE);
-            futex(&p_->proc[m].futex, FUTEX_WAKE, INT_MAX, nullptr);
+            futex_wake(&p_->proc[m].futex);
         }
     }
     return n;
@@ -828,16 +877,13 @@ uint32_t SharedPool::mailbox_seq()
 
 void SharedPool::wait_mailbox(uint32_t seen_seq, uint64_t timeout_ns)
 {
-    timespec ts;
-    ts.tv_sec = static_cast<time_t>(timeout_ns / 1'000'000'000ull);
-    ts.tv_nsec = static_cast<long>(timeout_ns % 1'000'000'000ull);
-    futex(&p_->proc[member_].futex, FUTEX_WAIT, seen_seq, &ts);
+    futex_wait(&p_->proc[member_].futex, seen_seq, timeout_ns);
 }
 
 void SharedPool::interrupt_wait()
 {
     __atomic_fetch_add(&p_->proc[member_].futex, 1, __ATOMIC_RELEASE);
-    futex(&p_->proc[member_].futex, FUTEX_WAKE, INT_MAX, nullptr);
+    futex_wake(&p_->proc[member_].futex);
 }
 
 } // namespace vsched

@@ -33,10 +33,12 @@
 
 #include "effects.h"
 #include "slot_pool.h"
+#include "vsched-core.h"
 #include "vtime_barrier.h"
 
 namespace vsched {
 
+class Counters;
 class Scheduler;
 
 inline constexpr uint64_t kPoolMagic = 0x4c4f4f5048435356ull; /* "VSCHPOOL" (LE) */
@@ -69,14 +71,9 @@ struct ShmHeader {
     uint64_t quantum;       /* time=virtual: instructions per round */
 };
 
-struct ShmStats {
-    uint64_t members_joined;
-    uint64_t members_left;
-    uint64_t members_reaped;
-    uint64_t slots_reclaimed;
-    uint64_t owner_dead_recoveries;
-    uint64_t stale_recoveries;
-};
+/* The C facade's struct, as the file holds it (pool_info copies it). */
+using ShmStats = VschedPoolStats;
+static_assert(sizeof(ShmStats) == 6 * sizeof(uint64_t), "pool layout");
 
 struct ShmMember {
     int32_t pid;            /* 0: free entry */
@@ -214,6 +211,13 @@ public:
      * when it is, so the caller must evict its scheduling state first. */
     bool dead_locked(int m);
     void free_proc_locked(int m);
+    /* The one reap path (join, polls, recovery): evict the candidates
+     * that are (still) dead through sched, free their entries, count them
+     * in the pool's stats and (if ctr) in ctr.  Returns how many. */
+    int reap_locked(Scheduler &sched, const std::vector<int> &candidates, Counters *ctr);
+    /* The one recovery path, after lock() reported a dead holder: repair
+     * the state, then reap every dead member.  Returns how many. */
+    int recover_locked(Scheduler &sched, Counters *ctr);
 
     /* Mailboxes: post the remote effects of fx (after the lock is
      * dropped); returns the number of posts. */
@@ -246,10 +250,19 @@ public:
         return n;
     }
 
+    /* One attempt at the pool file (attach): mapped, already there (open
+     * it), to be tried again, or refused (*err). */
+    enum class OpenStep { kMapped, kExists, kRetry, kFailed };
+
 private:
     SharedPool() = default;
+    /* attach = create or open, then join (each its own step). */
+    OpenStep create(std::string_view name, int nr_slots, uint64_t slice_ns, uid_t uid,
+                    const PoolTimeBase &tb, std::string *err);
+    OpenStep open(std::string_view name, int nr_slots, uid_t uid, const PoolTimeBase &tb,
+                  uint64_t give_up, std::string *err);
     int join_locked(bool created, int nr_vcpus, uint64_t now, std::string *err);
-    void reap_and_refresh_locked(Scheduler &tmp, bool created);
+    void refresh_if_stale_locked(bool created, int had, int reaped);
     int add_member_locked(int nr_vcpus, uint64_t now, std::string *err);
     bool still_at_path() const;
 

@@ -104,6 +104,7 @@ typedef struct VschedConfig {
     bool ipi_lift;
     bool callfn_first;
     bool yield_lift;
+    unsigned lift_bound;        /* times one queued vCPU may be passed; 2 */
 } VschedConfig;
 
 void vsched_config_defaults(VschedConfig *cfg);
@@ -351,6 +352,17 @@ int vsched_pool_mailbox_dispatch(VschedCore *core, uint64_t timeout_ns);
  * many were reaped.  (mailbox_run and vsched_tick do this every 20 ms.) */
 int vsched_pool_poll(VschedCore *core);
 
+/* Pool-wide counts since the pool was created; the pool's shared memory
+ * keeps them in this form (shared_pool.h). */
+typedef struct VschedPoolStats {
+    uint64_t members_joined;
+    uint64_t members_left;
+    uint64_t members_reaped;
+    uint64_t slots_reclaimed;
+    uint64_t owner_dead_recoveries;
+    uint64_t stale_recoveries;
+} VschedPoolStats;
+
 typedef struct VschedPoolInfo {
     bool shared;
     char name[VSCHED_POOL_NAME_MAX + 1]; /* "" for a private pool */
@@ -360,13 +372,7 @@ typedef struct VschedPoolInfo {
     int members;
     int self;               /* this VM's member index */
     uint64_t slice_ns;
-    /* pool-wide, since the pool was created */
-    uint64_t members_joined;
-    uint64_t members_left;
-    uint64_t members_reaped;
-    uint64_t slots_reclaimed;
-    uint64_t owner_dead_recoveries;
-    uint64_t stale_recoveries;
+    VschedPoolStats stats;  /* zero for a private pool */
 } VschedPoolInfo;
 
 typedef struct VschedPoolMember {
@@ -374,6 +380,7 @@ typedef struct VschedPoolMember {
     int pid;
     bool self;
     int nr_vcpus;
+    int base;               /* its first pool id (its vCPUs: base..+nr_vcpus) */
     int slots_held;         /* now */
     int queued;             /* vCPUs in the run queue now */
     uint64_t slot_time_ns;  /* since it joined, incl. grants running now */
@@ -385,6 +392,7 @@ typedef struct VschedPoolMember {
     uint64_t slot_waits;    /* waits in the queue that ended with a slot */
     uint64_t slot_wait_ns;
     uint64_t slot_wait_max_ns;
+    uint64_t joined_ns;     /* when it joined, in the pool's clock */
 } VschedPoolMember;
 
 /* False (and *out all zero) if there is no pool information. */

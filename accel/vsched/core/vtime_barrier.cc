@@ -1,43 +1,18 @@
 /* vsched core: the round barrier of virtual time (see vtime_barrier.h). */
 #include "vtime_barrier.h"
 
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <climits>
 
 #include "core.h"
 #include "shared_pool.h"
+#include "shm_futex.h"
 #include "vtime.h"
 
 namespace vsched {
 
 namespace {
-
-uint64_t mono_ns()
-{
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull +
-           static_cast<uint64_t>(ts.tv_nsec);
-}
-
-/* A shared futex (not FUTEX_PRIVATE: the word is in another process's
- * mapping too). */
-void futex_wait(uint32_t *word, uint32_t seen, uint64_t timeout_ns)
-{
-    timespec ts = {static_cast<time_t>(timeout_ns / 1'000'000'000ull),
-                   static_cast<long>(timeout_ns % 1'000'000'000ull)};
-    syscall(SYS_futex, word, FUTEX_WAIT, seen, &ts, nullptr, 0);
-}
-
-void futex_wake_all(uint32_t *word)
-{
-    syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
-}
 
 enum { kOutDead, kOutStopped, kOutSlow };
 
@@ -81,7 +56,7 @@ int VtimeBarrier::next_in_rounds(const ShmPool &p, int after) const
 
 void VtimeBarrier::wake_all()
 {
-    futex_wake_all(&pool_.shm().vtime.seq);
+    futex_wake(&pool_.shm().vtime.seq);
 }
 
 /* REQUIRES: the pool lock.  The turn goes from `from` to the next member

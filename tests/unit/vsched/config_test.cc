@@ -76,7 +76,7 @@ TEST(Config, RejectsNonsense)
     c.ple_window_max_ns = c.ple_window_ns - 1;
     EXPECT_FALSE(validate_config(c, 4, &err));
     c = Config();
-    c.policy = static_cast<PolicyId>(9);
+    c.policy = 9;
     EXPECT_FALSE(validate_config(c, 4, &err));
     c = Config();
     c.yield_budget = 0;

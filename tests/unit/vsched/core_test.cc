@@ -15,11 +15,12 @@ class CoreTest : public ::testing::Test {
 protected:
     void init(int n, int slots, PolicyId pol)
     {
+        core_.reset(); /* it uses the host up to its end */
         host_ = std::make_unique<SimHost>(n);
         Config c;
         c.pcpus = slots;
         c.slice_ns = 1'000'000;
-        c.policy = pol;
+        c.set_policy(pol);
         c.ple_gap_ns = 10'000;
         c.ple_window_ns = 50'000;
         c.ple_window_max_ns = 200'000;
@@ -104,7 +105,7 @@ TEST_F(CoreTest, SpinHandsSlotToIpiReceiver)
     EXPECT_TRUE(core_->acquire(1));
     EXPECT_FALSE(core_->acquire(0));
     VcpuInfo i0 = info(0);
-    EXPECT_EQ(i0.state, VcpuState::kQueued);
+    EXPECT_EQ(state_of(i0), VcpuState::kQueued);
     EXPECT_TRUE(i0.ready);
     EXPECT_TRUE(i0.preempted);           /* kvm_sched_out(): still runnable */
     EXPECT_TRUE(i0.preempted_in_kernel); /* spun at CPL 0 */
@@ -206,7 +207,7 @@ TEST_F(CorePolicyTest, HaltedAndSelfNeverChosen)
         auto c = core_->counters();
         EXPECT_EQ(c[Ctr::yield_attempts], 1u) << policy_name(k);
         EXPECT_TRUE(traced(TraceEvent::kHandoff, 0, 3)) << policy_name(k);
-        EXPECT_EQ(info(1).state, VcpuState::kHalted);
+        EXPECT_EQ(state_of(info(1)), VcpuState::kHalted);
         ok();
 
         init(4, 1, k);
@@ -352,7 +353,7 @@ TEST_F(CoreTest, HaltedIpiTargetZeroThenQueued)
     auto c = core_->counters();
     EXPECT_EQ(c[Ctr::yield_zero], 1u);   /* 1: halted, woken, pending */
     EXPECT_EQ(c.yields("scan"), 1u);   /* then 2 */
-    EXPECT_EQ(info(2).state, VcpuState::kRunning);
+    EXPECT_EQ(state_of(info(2)), VcpuState::kRunning);
     ok();
 }
 
@@ -460,7 +461,7 @@ TEST_F(CoreTest, HaltHandoffIsThePolicysChoiceAndThePropertysSwitch)
         int dst = 2;
         core_->on_ipi(0, &dst, 1, 0xfd, kApicDmFixed, kApicShNone);
         core_->release(0, ReleaseReason::kHalt);
-        EXPECT_EQ(info(k.expect).state, VcpuState::kRunning) << k.policy << " " << k.on;
+        EXPECT_EQ(state_of(info(k.expect)), VcpuState::kRunning) << k.policy << " " << k.on;
         EXPECT_EQ(core_->counters()[Ctr::halt_handoffs], k.expect == 2 ? 1u : 0u);
         EXPECT_EQ(traced(TraceEvent::kHaltHandoff, 0, 2), k.expect == 2);
         ok();

@@ -9,29 +9,13 @@
 #include <vector>
 
 #include "scheduler.h"
+#include "scheduler_fixture.h"
 
 namespace vsched::test {
 namespace {
 
-class MechanismTest : public ::testing::Test {
+class MechanismTest : public SchedulerFixture {
 protected:
-    static constexpr uint64_t kSlice = 1'000'000;
-
-    void init(int n, int slots, unsigned bound = 2)
-    {
-        spin_ = std::make_unique<SpinDetector>(n, 10'000, 50'000, 400'000, 2);
-        s_ = std::make_unique<Scheduler>(n, slots, kSlice, ctr_, *spin_);
-        s_->set_lift_bound(bound);
-        at(1'000'000);
-    }
-    void at(uint64_t t)
-    {
-        now_ = t;
-        fx_ = Effects();
-        fx_.set_tracing(true);
-        s_->begin(now_, &fx_);
-    }
-    VcpuState st(int v) { return s_->pool().state(v); }
     /* The run queue, head first. */
     std::vector<int> queue()
     {
@@ -56,17 +40,6 @@ protected:
         }
         return c;
     }
-    void ok()
-    {
-        std::string why;
-        ASSERT_TRUE(s_->check_invariants(&why)) << why;
-    }
-
-    Counters ctr_;
-    std::unique_ptr<SpinDetector> spin_;
-    std::unique_ptr<Scheduler> s_;
-    Effects fx_;
-    uint64_t now_ = 0;
 };
 
 using V = std::vector<int>;

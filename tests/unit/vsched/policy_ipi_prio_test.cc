@@ -170,18 +170,28 @@ TEST_F(IpiPrioTest, EoiMatchedByVector)
     EXPECT_EQ(d.pass, "relaxed"); /* no receiver left for me */
 }
 
-/* callfn-first: the receiver of a call-function IPI (5) beats an earlier
- * receiver of a reschedule IPI (2); off, scan order decides. */
-TEST_F(IpiPrioTest, CallFunctionReceiverFirst)
-{
-    for (bool on : {true, false}) {
+/* 8 vCPUs; 0 spins; 2 and 5 were woken by its IPIs: 2 by a reschedule
+ * IPI, 5 by `vector5`. */
+class IpiPrioCallfnTest : public IpiPrioTest {
+protected:
+    void two_receivers(bool callfn_first, int vector5)
+    {
         init(8, 0);
-        callfn_first_ = on;
+        callfn_first_ = callfn_first;
         set_last_boosted(0);
         woken(2);
         woken(5);
         ipi(0, 2, kNow, 0xfd);
-        ipi(0, 5, kNow, kCallFunctionVector);
+        ipi(0, 5, kNow, vector5);
+    }
+};
+
+/* callfn-first: the receiver of a call-function IPI (5) beats an earlier
+ * receiver of a reschedule IPI (2); off, scan order decides. */
+TEST_F(IpiPrioCallfnTest, CallFunctionReceiverFirst)
+{
+    for (bool on : {true, false}) {
+        two_receivers(on, kCallFunctionVector);
         Decision d = decide(p_, true);
         EXPECT_EQ(d.target, on ? 5 : 2);
         EXPECT_EQ(d.pass, on ? "callfn" : "receiver");
@@ -192,15 +202,9 @@ TEST_F(IpiPrioTest, CallFunctionReceiverFirst)
 
 /* With no call-function receiver ready the other receivers follow, each
  * looked at once. */
-TEST_F(IpiPrioTest, CallFunctionPassFallsThroughToReceivers)
+TEST_F(IpiPrioCallfnTest, CallFunctionPassFallsThroughToReceivers)
 {
-    init(8, 0);
-    callfn_first_ = true;
-    set_last_boosted(0);
-    woken(2);
-    woken(5);
-    ipi(0, 2, kNow, 0xfd);
-    ipi(0, 5, kNow, kCallFunctionSingleVector);
+    two_receivers(true, kCallFunctionSingleVector);
     mech_.results[5] = 0;
     Decision d = decide(p_, true);
     EXPECT_THAT(mech_.attempts, ElementsAre(5, 2));

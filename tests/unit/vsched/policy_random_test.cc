@@ -118,7 +118,7 @@ TEST(RandomCore, HaltedAndSelfNeverChosen)
         Config c;
         c.pcpus = 1;
         c.slice_ns = 1'000'000;
-        c.policy = policy_id("random");
+        c.set_policy(policy_id("random"));
         c.ple_gap_ns = 10'000;
         c.ple_window_ns = 50'000;
         std::string err;
@@ -144,7 +144,7 @@ TEST(RandomCore, HaltedAndSelfNeverChosen)
         EXPECT_EQ(k[Ctr::yield_attempts], 1u);
         VcpuInfo i3;
         ASSERT_TRUE(core->vcpu_info(3, &i3));
-        EXPECT_EQ(i3.state, VcpuState::kRunning);
+        EXPECT_EQ(state_of(i3), VcpuState::kRunning);
         std::string why;
         EXPECT_TRUE(core->check_invariants(&why)) << why;
     }

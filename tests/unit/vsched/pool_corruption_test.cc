@@ -43,11 +43,6 @@ std::string unique_name(const char *tag)
     return unique_pool_name("c-", tag);
 }
 
-struct PoolFileGuard {
-    std::string name;
-    ~PoolFileGuard() { ::shm_unlink(pool_shm_path(name).c_str()); }
-};
-
 struct Vm {
     std::unique_ptr<RealHost> host;
     std::unique_ptr<Core> core;
@@ -62,7 +57,7 @@ struct Vm {
     {
         PoolInfo i;
         core->pool_info(&i);
-        return i.nr_members;
+        return i.members;
     }
 };
 
@@ -189,17 +184,7 @@ int run_child(const std::function<int()> &fn, uint64_t timeout_ns, std::string *
 {
     char path[] = "/tmp/vsched-corrupt-XXXXXX";
     int efd = ::mkstemp(path);
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        ::dup2(efd, 2);
-        int rc = 1;
-        try {
-            rc = fn();
-        } catch (...) {
-            rc = 9;
-        }
-        ::_exit(rc);
-    }
+    pid_t pid = fork_child(fn, efd);
     ::close(efd);
     int st = 0, rc = -1;
     const uint64_t give_up = now_ns() + timeout_ns;
@@ -479,9 +464,9 @@ TEST(PoolRobustness, TornJoinIsReaped)
         do {
             a.core->poll_members(true);
             a.core->pool_info(&pi);
-        } while (pi.nr_members != 1 && now_ns() < give_up);
-        std::printf("members %d\n", pi.nr_members);
-        return pi.nr_members == 1 && !a.core->detached() ? 0 : 3;
+        } while (pi.members != 1 && now_ns() < give_up);
+        std::printf("members %d\n", pi.members);
+        return pi.members == 1 && !a.core->detached() ? 0 : 3;
     }, 20'000'000'000ull, &err);
     EXPECT_EQ(rc, 0) << err;
 }

@@ -236,9 +236,9 @@ TEST(VcpuUnplug, SlotAndQueuePlaceGoAndNoKickFollows)
         c.unplug_vcpu(1); /* the holder: its slot goes to vCPU 0 */
         VcpuInfo vi;
         ASSERT_TRUE(c.vcpu_info(1, &vi));
-        EXPECT_EQ(vi.state, VcpuState::kStopped);
+        EXPECT_EQ(state_of(vi), VcpuState::kStopped);
         ASSERT_TRUE(c.vcpu_info(0, &vi));
-        EXPECT_EQ(vi.state, VcpuState::kRunning);
+        EXPECT_EQ(state_of(vi), VcpuState::kRunning);
         ASSERT_TRUE(c.pool_info(&pi));
         EXPECT_EQ(pi.queue_len, 0);
         /* Slices expire with a waiter: only the holder (0) is ever kicked. */

@@ -4,29 +4,13 @@
 #include <memory>
 
 #include "scheduler.h"
+#include "scheduler_fixture.h"
 
 namespace vsched::test {
 namespace {
 
-class SchedulerTest : public ::testing::Test {
+class SchedulerTest : public SchedulerFixture {
 protected:
-    static constexpr uint64_t kSlice = 1'000'000;
-
-    void init(int n, int slots)
-    {
-        spin_ = std::make_unique<SpinDetector>(n, 10'000, 50'000, 400'000, 2);
-        s_ = std::make_unique<Scheduler>(n, slots, kSlice, ctr_, *spin_);
-        at(1'000'000);
-    }
-    /* Every call starts a fresh "locked section" at time t. */
-    void at(uint64_t t)
-    {
-        now_ = t;
-        fx_ = Effects();
-        fx_.set_tracing(true);
-        s_->begin(now_, &fx_);
-    }
-    VcpuState st(int v) { return s_->pool().state(v); }
     bool flag(int v, uint8_t f) { return s_->pool().has_flag(v, f); }
     int slot(int v) { return s_->state().slot_of[v]; }
     uint64_t deadline(int v) { return s_->state().slot_deadline_ns[slot(v)]; }
@@ -38,17 +22,6 @@ protected:
         }
         return c;
     }
-    void ok()
-    {
-        std::string why;
-        ASSERT_TRUE(s_->check_invariants(&why)) << why;
-    }
-
-    Counters ctr_;
-    std::unique_ptr<SpinDetector> spin_;
-    std::unique_ptr<Scheduler> s_;
-    Effects fx_;
-    uint64_t now_ = 0;
 };
 
 TEST_F(SchedulerTest, FreeSlotsAreGrantedImmediately)

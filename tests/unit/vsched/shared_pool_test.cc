@@ -73,11 +73,6 @@ void write_file(const std::string &path, const std::string &bytes, mode_t mode)
 }
 
 /* Removes the pool file whatever happens. */
-struct PoolFileGuard {
-    std::string name;
-    ~PoolFileGuard() { ::shm_unlink(pool_shm_path(name).c_str()); }
-};
-
 int count_fds()
 {
     int n = 0;
@@ -140,7 +135,7 @@ struct Vm {
     {
         PoolInfo i;
         core->pool_info(&i);
-        return i.nr_members;
+        return i.members;
     }
 };
 
@@ -331,7 +326,7 @@ TEST(SharedPool, RemoteWakeThroughMailboxAndYieldStaysInVm)
     ca.pool_info(&pi);
     EXPECT_EQ(pi.queue_len, 2);
     EXPECT_EQ(pi.free_slots, 0);
-    EXPECT_EQ(pi.nr_members, 2);
+    EXPECT_EQ(pi.members, 2);
 
     /* A spins: the directed yield skips B's vCPU (queue head) and hands
      * the slot to A's own vCPU 1. */
@@ -339,9 +334,9 @@ TEST(SharedPool, RemoteWakeThroughMailboxAndYieldStaysInVm)
     EXPECT_TRUE(ca.after_exec(0, 3));
     VcpuInfo vi;
     ca.vcpu_info(1, &vi);
-    EXPECT_EQ(vi.state, VcpuState::kRunning);
+    EXPECT_EQ(state_of(vi), VcpuState::kRunning);
     cb.vcpu_info(0, &vi);
-    EXPECT_EQ(vi.state, VcpuState::kQueued);
+    EXPECT_EQ(state_of(vi), VcpuState::kQueued);
     EXPECT_EQ(ca.counters()[Ctr::handoffs], 1u);
 
     /* A's vCPU 1 halts: the slot goes to B's vCPU 0 (queue head), whose
@@ -527,30 +522,6 @@ int run_vm_workload(const std::string &name, int nr, int pcpus, int wait_members
     return 0;
 }
 
-pid_t fork_child(const std::function<int()> &fn)
-{
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        int rc = 1;
-        try {
-            rc = fn();
-        } catch (...) {
-            rc = 9;
-        }
-        ::_exit(rc);
-    }
-    return pid;
-}
-
-int wait_exit(pid_t pid)
-{
-    int st = 0;
-    if (::waitpid(pid, &st, 0) != pid) {
-        return -1;
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 TEST(SharedPoolProcesses, ThreeVmsShareTwoSlotsFairly)
 {
     std::string name = unique_name("fair");
@@ -712,7 +683,7 @@ TEST(SharedPoolProcesses, SigkilledVmSlotsReusedWithinBound)
     EXPECT_EQ(wait_exit(victim), 128 + SIGKILL);
     surv.stop_threads();
     surv.core->pool_info(&pi);
-    EXPECT_EQ(pi.nr_members, 1);
+    EXPECT_EQ(pi.members, 1);
     EXPECT_EQ(pi.stats.members_reaped, 1u);
     EXPECT_EQ(pi.stats.slots_reclaimed, 2u);
     auto ctr = surv.core->counters();
@@ -972,7 +943,7 @@ TEST(SharedPoolProcesses, FiftyJoinKillCyclesNoLeakNoHang)
     std::printf("50 cycles: worst reap %.2f ms\n", static_cast<double>(worst) / 1e6);
     PoolInfo pi;
     lr.core->pool_info(&pi);
-    EXPECT_EQ(pi.nr_members, 1);
+    EXPECT_EQ(pi.members, 1);
     EXPECT_EQ(pi.queue_len, 0);
     EXPECT_EQ(pi.free_slots, 1);
     EXPECT_EQ(pi.stats.members_reaped, 50u);
@@ -1004,7 +975,7 @@ TEST(SharedPoolProcesses, StalePoolRecoveredAtStart)
     EXPECT_EQ(vm.core->counters()[Ctr::pool_stale_recovered], 1u);
     PoolInfo pi;
     vm.core->pool_info(&pi);
-    EXPECT_EQ(pi.nr_members, 1);
+    EXPECT_EQ(pi.members, 1);
     EXPECT_EQ(pi.free_slots, 2);
     EXPECT_EQ(pi.queue_len, 0);
     /* The second child recovered the first one's pool, this VM the

@@ -40,7 +40,7 @@ public:
         Config c;
         c.pcpus = p.pcpus;
         c.slice_ns = p.slice_ns;
-        c.policy = p.policy;
+        c.set_policy(p.policy);
         c.ple_gap_ns = 20'000;
         c.ple_window_ns = 60'000;
         c.ple_window_max_ns = 480'000;

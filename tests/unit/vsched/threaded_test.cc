@@ -37,7 +37,7 @@ TEST(Threaded, GateBoundsConcurrencyAndEveryoneRuns)
     Config c;
     c.pcpus = kSlots;
     c.slice_ns = 200'000;
-    c.policy = policy_id("ipi-prio");
+    c.set_policy(policy_id("ipi-prio"));
     c.ple_gap_ns = 50'000;
     c.ple_window_ns = 20'000;
     std::string err;

@@ -47,11 +47,6 @@ PoolTimeBase virtual_base(uint64_t quantum = kQuantum, int shift = 0)
     return tb;
 }
 
-struct PoolFileGuard {
-    std::string name;
-    ~PoolFileGuard() { ::shm_unlink(pool_shm_path(name).c_str()); }
-};
-
 /* A member: a core on the pool and its barrier. */
 struct Member {
     std::unique_ptr<RealHost> host;
@@ -359,21 +354,6 @@ TEST(VtimeBarrierModel, TwoVmsOfFourCpuBoundVcpusOnTwoSlotsTakeFourTimesAsLong)
 
 /* ---------------------------------------------------------- processes */
 
-pid_t fork_child(const std::function<int()> &fn)
-{
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        int rc = 1;
-        try {
-            rc = fn();
-        } catch (...) {
-            rc = 9;
-        }
-        ::_exit(rc);
-    }
-    return pid;
-}
-
 /* A member process taking turns for ever, counting them in *turns. */
 int turn_taker(const std::string &name, std::atomic<uint64_t> *turns)
 {
@@ -417,61 +397,84 @@ int take_turns(Member &m, uint64_t *local, const std::function<bool()> &pred, in
     return n;
 }
 
-TEST(VtimeBarrierProcesses, AKilledMemberLeavesTheLockstepWithin100ms)
-{
-    const std::string name = unique_pool_name("vb-", "kill");
-    PoolFileGuard g{name};
+/* Member A here and a forked member taking turns with it, until the
+ * child has taken 20; the child is killed at the end. */
+struct TwoMembers {
+    PoolFileGuard guard;
     std::atomic<uint64_t> *kid_turns = shared_counter();
     Member a;
-    ASSERT_TRUE(a.join(name, 2));
-    pid_t kid = fork_child([&] { return turn_taker(name, kid_turns); });
+    pid_t kid = -1;
     uint64_t local = 0;
-    take_turns(a, &local, [&] { return kid_turns->load() >= 20; }, 10000);
-    ASSERT_GE(kid_turns->load(), 20u);
-    ::kill(kid, SIGKILL);
-    int st;
-    ::waitpid(kid, &st, 0);
+
+    bool start(const char *tag)
+    {
+        guard.name = unique_pool_name("vb-", tag);
+        if (!a.join(guard.name, 2)) {
+            return false;
+        }
+        const std::string name = guard.name;
+        kid = fork_child([&] { return turn_taker(name, kid_turns); });
+        take_turns(a, &local, [&] { return kid_turns->load() >= 20; }, 10000);
+        return kid_turns->load() >= 20;
+    }
+    /* A takes turns until it has n more (at most timeout_ms). */
+    uint64_t a_turns() { return a.barrier->counters().turns; }
+    void a_takes(uint64_t n, int timeout_ms)
+    {
+        const uint64_t goal = a_turns() + n;
+        take_turns(a, &local, [&] { return a_turns() >= goal; }, timeout_ms);
+    }
+    void kill_kid()
+    {
+        ::kill(kid, SIGKILL);
+        wait_exit(kid);
+        kid = -1;
+    }
+    ~TwoMembers()
+    {
+        if (kid > 0) {
+            kill_kid();
+        }
+    }
+};
+
+TEST(VtimeBarrierProcesses, AKilledMemberLeavesTheLockstepWithin100ms)
+{
+    TwoMembers p;
+    ASSERT_TRUE(p.start("kill"));
+    p.kill_kid();
     /* A turn after the kill shows the lockstep moves on without it. */
     auto t0 = std::chrono::steady_clock::now();
-    const uint64_t before = a.barrier->counters().turns;
-    take_turns(a, &local, [&] { return a.barrier->counters().turns >= before + 3; }, 5000);
+    const uint64_t before = p.a_turns();
+    p.a_takes(3, 5000);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                   std::chrono::steady_clock::now() - t0).count();
-    EXPECT_GE(a.barrier->counters().turns, before + 3);
+    EXPECT_GE(p.a_turns(), before + 3);
     EXPECT_LE(ms, 100) << "the killed member held the others for " << ms << " ms";
-    EXPECT_LE(a.barrier->counters().skipped_dead, 1u);
-    EXPECT_EQ(a.shm().member[1].present, 0u);
+    EXPECT_LE(p.a.barrier->counters().skipped_dead, 1u);
+    EXPECT_EQ(p.a.shm().member[1].present, 0u);
     std::printf("killed member out of the rounds after %lld ms\n", static_cast<long long>(ms));
 }
 
 TEST(VtimeBarrierProcesses, AStoppedMemberIsSkippedAndRejoinsOnContinue)
 {
-    const std::string name = unique_pool_name("vb-", "stop");
-    PoolFileGuard g{name};
-    std::atomic<uint64_t> *kid_turns = shared_counter();
-    Member a;
-    ASSERT_TRUE(a.join(name, 2));
-    pid_t kid = fork_child([&] { return turn_taker(name, kid_turns); });
-    uint64_t local = 0;
-    take_turns(a, &local, [&] { return kid_turns->load() >= 20; }, 10000);
-    ::kill(kid, SIGSTOP);
+    TwoMembers p;
+    ASSERT_TRUE(p.start("stop"));
+    ::kill(p.kid, SIGSTOP);
     /* Wait until it is stopped (state T). */
-    for (int i = 0; i < 200 && !proc_stopped(kid); i++) {
+    for (int i = 0; i < 200 && !proc_stopped(p.kid); i++) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    ASSERT_TRUE(proc_stopped(kid));
-    const uint64_t frozen = kid_turns->load();
-    const uint64_t before = a.barrier->counters().turns;
-    take_turns(a, &local, [&] { return a.barrier->counters().turns >= before + 20; }, 5000);
-    EXPECT_GE(a.barrier->counters().turns, before + 20) << "A waited for the stopped member";
-    EXPECT_EQ(a.barrier->counters().skipped_stopped, 1u);
-    EXPECT_EQ(kid_turns->load(), frozen);
-    ::kill(kid, SIGCONT);
-    take_turns(a, &local, [&] { return kid_turns->load() >= frozen + 10; }, 5000);
-    EXPECT_GE(kid_turns->load(), frozen + 10) << "the member did not rejoin";
-    ::kill(kid, SIGKILL);
-    int st;
-    ::waitpid(kid, &st, 0);
+    ASSERT_TRUE(proc_stopped(p.kid));
+    const uint64_t frozen = p.kid_turns->load();
+    const uint64_t before = p.a_turns();
+    p.a_takes(20, 5000);
+    EXPECT_GE(p.a_turns(), before + 20) << "A waited for the stopped member";
+    EXPECT_EQ(p.a.barrier->counters().skipped_stopped, 1u);
+    EXPECT_EQ(p.kid_turns->load(), frozen);
+    ::kill(p.kid, SIGCONT);
+    take_turns(p.a, &p.local, [&] { return p.kid_turns->load() >= frozen + 10; }, 5000);
+    EXPECT_GE(p.kid_turns->load(), frozen + 10) << "the member did not rejoin";
 }
 
 /* ---------------------------------------------------------- corruption */
@@ -489,29 +492,24 @@ TEST_P(VtimeBarrierCorrupt, ABadFieldDetachesTheMemberWithOneLine)
     a.barrier->pass(kVtimeNoDeadline, false);
     ShmVtime &vt = a.shm();
     testing::internal::CaptureStderr();
-    VtimeBarrier::Wait w = VtimeBarrier::Wait::kTurn;
     switch (GetParam()) {
     case 0:
         vt.turn = 1000;
-        w = a.wait(&t, kQuantum);
         break;
     case 1:
         vt.length = 0;
-        w = a.wait(&t, kQuantum);
         break;
     case 2:
         vt.start = ~0ull;
-        w = a.wait(&t, kQuantum);
         break;
     case 3:
         vt.start = 5; /* behind our clock */
-        w = a.wait(&t, kQuantum);
         break;
     case 4:
         vt.turn = -7;
-        w = a.wait(&t, kQuantum);
         break;
     }
+    const VtimeBarrier::Wait w = a.wait(&t, kQuantum);
     std::string err = testing::internal::GetCapturedStderr();
     EXPECT_EQ(w, VtimeBarrier::Wait::kDetached);
     EXPECT_TRUE(a.core->detached());

@@ -171,7 +171,7 @@ struct Machine {
         Config c;
         c.pcpus = p;
         c.slice_ns = 100'000;
-        c.policy = policy;
+        c.set_policy(policy);
         std::string err;
         core = Core::create(c, v, host, &err);
         EXPECT_TRUE(core) << err;
@@ -272,8 +272,8 @@ TEST(VtimeDriver, TheLockFreeLooksMatchTheCoresRecord)
         for (int v = 0; v < 5; v++) {
             VcpuInfo i;
             ASSERT_TRUE(m.core->vcpu_info(v, &i));
-            EXPECT_EQ(m.core->vcpu_state(v), i.state) << "vCPU " << v;
-            if (i.state == VcpuState::kRunning) {
+            EXPECT_EQ(m.core->vcpu_state(v), state_of(i)) << "vCPU " << v;
+            if (state_of(i) == VcpuState::kRunning) {
                 want[i.slot] = v;
             }
         }

@@ -56,7 +56,7 @@ public:
     {
         Config c;
         c.pcpus = p.pcpus;
-        c.policy = p.policy;
+        c.set_policy(p.policy);
         c.yielder_preempted = p.yielder_preempted;
         std::string err;
         core_ = Core::create(c, n_, host_, &err);
