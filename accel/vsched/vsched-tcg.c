@@ -45,7 +45,11 @@ void vsched_tcg_pause(CPUState *cs, int cpl)
         return;
     }
     vsched_vtime_note_exit(VSCHED_VTIME_PAUSE);
-    vsched_on_pause(vsched_core, cs->cpu_index, cpl);
+    if (!vsched_on_pause(vsched_core, cs->cpu_index, cpl) &&
+        vsched_vtime_pause_continues(cs)) {
+        /* Virtual time, nothing to decide: leave the TB, not the run. */
+        cpu_loop_exit_noexc(cs);
+    }
 }
 
 /* Why a vCPU without a slot must go back to QEMU's loop instead of waiting. */

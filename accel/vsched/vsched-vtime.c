@@ -254,6 +254,33 @@ static uint64_t vtime_clock_ns(void *opaque)
     return icount_to_ns(insns);
 }
 
+/*
+ * helper_pause, on the running vCPU's thread: go on past a PAUSE that
+ * would end the run for nothing (vsched_vtime_pause_inline).  The cost is
+ * taken off the run's budget as the round would have after the exit;
+ * icount_get_executed() is unchanged.  True: the caller leaves the TB
+ * without ending the run (cpu_loop_exit_noexc).
+ */
+bool vsched_vtime_pause_continues(CPUState *cpu)
+{
+    uint64_t cost = vsched_vtime_pause_cost();
+    uint64_t left = cpu->neg.icount_decr.u16.low + cpu->icount_extra;
+    uint64_t from_extra;
+
+    if (!qatomic_read(&vsched_vtime_active) || cpu->stop || cpu->unplug ||
+        cpu->singlestep_enabled ||
+        !vsched_vtime_pause_inline(vtime, cpu->cpu_index, left,
+                                   vtime_clock_ns(NULL) + icount_to_ns(cost))) {
+        return false;
+    }
+    from_extra = MIN(cost, cpu->icount_extra);
+    cpu->icount_extra -= from_extra;
+    cpu->neg.icount_decr.u16.low -= cost - from_extra;
+    cpu->icount_budget -= cost;
+    vsched_vtime_exit_kind = VSCHED_VTIME_RAN;
+    return true;
+}
+
 static bool vtime_runnable(void *opaque, int vcpu)
 {
     CPUState *cpu = qemu_get_cpu(vcpu);
@@ -519,6 +546,8 @@ void vsched_vtime_append_stats(GString *json)
         c.rounds, c.short_rounds, c.executed, c.idle, c.charged, c.warps,
         c.warped, c.runs, c.holder_changes, c.stalls, c.catch_ups,
         vsched_vtime_now(vtime));
+    g_string_append_printf(json, ",\"vtime_inline_pauses\":%" PRIu64,
+                           c.inline_pauses);
     if (vsched_settings.pool) {
         VschedVtimeBarrierCounters b;
 

@@ -56,6 +56,9 @@ static inline void vsched_vtime_note_exit(int kind)
     vsched_vtime_exit_kind = kind;
 }
 
+/* helper_pause in virtual time: the PAUSE is charged, the run goes on. */
+bool vsched_vtime_pause_continues(CPUState *cpu);
+
 /* stats-file: the rounds' counters (",\"vtime_...\":N..."), if running. */
 void vsched_vtime_append_stats(GString *json);
 

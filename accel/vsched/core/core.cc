@@ -649,6 +649,12 @@ VcpuState Core::vcpu_state(int v) const
     return static_cast<VcpuState>(shm_load(sched_.state().state[sched_.base() + v]));
 }
 
+bool Core::exit_is_noop(int v, uint64_t next_ns) const
+{
+    return valid(v) && !spin_.pending(v) &&
+           next_ns < hints_[v].deadline_ns.load(std::memory_order_relaxed);
+}
+
 CounterSnapshot Core::counters()
 {
     CounterSnapshot s;

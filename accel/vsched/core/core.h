@@ -160,6 +160,12 @@ public:
      * (local id) holding slot s, or -1; v's state (kStopped if invalid). */
     int slot_holder(int s) const;
     VcpuState vcpu_state(int v) const;
+    /* Lock-free, on v's own thread: would an exit of v now and its next
+     * gate pass at pause-clock time next_ns (>= now) both pass without the
+     * lock and change nothing?  True when no spin fired and next_ns is
+     * before v's hint deadline (ExecHint).  Virtual time then lets a PAUSE
+     * go on inside the run instead of ending it. */
+    bool exit_is_noop(int v, uint64_t next_ns) const;
     CounterSnapshot counters();
     std::string counters_json() { return vsched::counters_json(counters()); }
     /* Virtual time in a shared pool (vtime_barrier.h): run f(SharedPool &)

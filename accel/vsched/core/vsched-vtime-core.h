@@ -49,6 +49,7 @@ typedef struct VschedVtimeOps {
 typedef struct VschedVtimeCounters {
     uint64_t rounds, short_rounds, executed, idle, charged, warps, warped;
     uint64_t runs, holder_changes, stalls, catch_ups;
+    uint64_t inline_pauses;     /* PAUSEs charged without ending the run */
 } VschedVtimeCounters;
 
 /* Rounds of `quantum` instructions over core's slots, from time `start`.
@@ -107,6 +108,18 @@ void vsched_vtime_pool_pass(VschedVtime *vt, uint64_t deadline, bool idle);
 void vsched_vtime_pool_leave(VschedVtime *vt);
 void vsched_vtime_barrier_counters(VschedVtime *vt, VschedVtimeBarrierCounters *out);
 void vsched_vtime_counters(VschedVtime *vt, VschedVtimeCounters *out);
+
+/*
+ * A PAUSE of the running vCPU (its thread, inside the run): charge its
+ * cost now and let the run go on, when ending the run there would change
+ * nothing (docs/design/virtual-time.rst, Speed).  run_left: instructions
+ * left in the run's budget; next_ns: the core's clock once the cost is
+ * charged (its next gate pass).  True: charged, the caller takes the cost
+ * off the run's budget and goes on; false: end the run as before (the
+ * round charges the cost after it).
+ */
+bool vsched_vtime_pause_inline(VschedVtime *vt, int vcpu, uint64_t run_left,
+                               uint64_t next_ns);
 
 /* Instructions a guest PAUSE, HLT and MWAIT cost in virtual time. */
 uint64_t vsched_vtime_pause_cost(void);

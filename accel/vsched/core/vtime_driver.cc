@@ -40,10 +40,24 @@ void VtimeDriver::enqueue_runnable()
     }
 }
 
+/*
+ * A slot without a holder asks every vCPU again, unless nothing ran since
+ * the last such look found nobody: within a round only guest code (on
+ * this thread) makes a vCPU runnable, so the answer would be the same.
+ * With many slots and few runnable vCPUs this saves a look at every vCPU
+ * per idle slot per round.
+ */
 int VtimeDriver::fill(int s)
 {
+    if (empty_look_runs_ == counters_.runs) {
+        return -1;
+    }
     enqueue_runnable();
-    return holder(s);
+    int v = holder(s);
+    if (v < 0) {
+        empty_look_runs_ = counters_.runs;
+    }
+    return v;
 }
 
 /* Runs slot s to the end of the round; false: a run needs the thread. */
@@ -106,6 +120,8 @@ bool VtimeDriver::run_slot(int s)
 
 VtimeStep VtimeDriver::run_round(uint64_t to_deadline)
 {
+    /* Timers, mail and the main loop may have woken vCPUs meanwhile. */
+    empty_look_runs_ = kNoLook;
     if (!rounds_.open()) {
         if (!any_runnable()) {
             return VtimeStep::kAllIdle;

@@ -104,6 +104,10 @@ private:
     VirtualRounds &rounds_;
     VtimeVcpus &vcpus_;
     int next_slot_ = 0;
+    /* counters_.runs when fill() last found nobody (kNoLook: not since
+     * this call of run_round). */
+    static constexpr uint64_t kNoLook = ~uint64_t{0};
+    uint64_t empty_look_runs_ = kNoLook;
     std::vector<int> last_holder_;
     /* Per vCPU: the virtual time it has run up to (its clock never goes
      * back when it moves to another slot). */

@@ -89,6 +89,7 @@ struct VschedVtime {
     std::unique_ptr<vsched::VtimeBarrier> barrier;
     std::unique_ptr<BarrierShare> share;
     vsched::VtimeBarrierCounters barrier_ctr;   /* of a barrier since dropped */
+    uint64_t inline_pauses = 0;
 
     void drop_barrier()
     {
@@ -228,7 +229,7 @@ void vsched_vtime_counters(VschedVtime *vt, VschedVtimeCounters *out)
     const vsched::VtimeDriverCounters &d = vt->driver.counters();
     *out = VschedVtimeCounters{r.rounds, r.short_rounds, r.executed, r.idle, r.charged,
                                r.warps, r.warped, d.runs, d.holder_changes, d.stalls,
-                               d.catch_ups};
+                               d.catch_ups, vt->inline_pauses};
 }
 
 void vsched_vtime_barrier_counters(VschedVtime *vt, VschedVtimeBarrierCounters *out)
@@ -237,6 +238,27 @@ void vsched_vtime_barrier_counters(VschedVtime *vt, VschedVtimeBarrierCounters *
         vt->barrier ? vt->barrier->counters() : vt->barrier_ctr;
     *out = VschedVtimeBarrierCounters{b.turns, b.lost_turns, b.skipped_dead,
                                       b.skipped_stopped, b.skipped_slow, b.rejoins};
+}
+
+/*
+ * The same as ending the run at the PAUSE: after such an exit the round
+ * charges min(cost, left) and, when more than the cost was left, runs the
+ * same vCPU on (its exit and next gate pass take no lock, the slot keeps
+ * its holder).  So only the run count differs, never the schedule.
+ */
+bool vsched_vtime_pause_inline(VschedVtime *vt, int vcpu, uint64_t run_left,
+                               uint64_t next_ns)
+{
+    const uint64_t cost = vsched::kVtimePauseCost;
+    const int s = vt->rounds.current();
+
+    if (s < 0 || !vt->rounds.open() || run_left <= cost ||
+        vt->driver.holder(s) != vcpu || !vt->core.exit_is_noop(vcpu, next_ns)) {
+        return false;
+    }
+    vt->rounds.charge(s, cost);
+    vt->inline_pauses++;
+    return true;
 }
 
 uint64_t vsched_vtime_pause_cost(void)
