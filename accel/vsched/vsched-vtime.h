@@ -56,7 +56,24 @@ static inline void vsched_vtime_note_exit(int kind)
     vsched_vtime_exit_kind = kind;
 }
 
-/* stats-file: the rounds' counters (",\"vtime_...\":N..."), if running. */
+/*
+ * The rounds' counters (vtime_rounds, ...), after the core's and the
+ * glue's in every list of counters; none in real time.  Read under the
+ * BQL: the round-robin thread changes them.
+ */
+int vsched_vtime_counter_count(void);
+const char *vsched_vtime_counter_name(int i);
+uint64_t vsched_vtime_counter_value(int i);
+
+/* query-vsched: the time base; false in real time. */
+typedef struct VschedVtimeQuery {
+    uint64_t quantum;       /* instructions per slot per round */
+    int shift;              /* -icount shift: 2^shift ns per instruction */
+    uint64_t now_ns;        /* the virtual clock (the running slot's) */
+} VschedVtimeQuery;
+bool vsched_vtime_query(VschedVtimeQuery *out);
+
+/* stats-file: ",\"vtime_now\":N" (the clock, in instructions), if running. */
 void vsched_vtime_append_stats(GString *json);
 
 #endif
