@@ -1,6 +1,6 @@
 /*
- * vsched: virtual time (-accel tcg,time=virtual): the properties and the
- * start-up checks.
+ * vsched: virtual time (-accel tcg,time=virtual): the start-up checks and
+ * the rounds (its properties are in vsched-props.c).
  *
  * Virtual time runs the slot scheduler on instruction counts: it needs
  * QEMU's icount with a fixed shift, no sleeping (idle time is skipped, not
@@ -19,7 +19,6 @@
 #include "qemu/main-loop.h"
 #include "qemu/seqlock.h"
 #include "qapi/error.h"
-#include "qapi/visitor.h"
 #include "qemu/config-file.h"
 #include "qemu/error-report.h"
 #include "qemu/option.h"
@@ -45,108 +44,6 @@ VschedVtimeSettings vsched_vtime = {
     .quantum = VSCHED_VTIME_QUANTUM_DEFAULT,
     .pool_members = 1,
 };
-
-static char *get_time(Object *obj, Error **errp)
-{
-    return g_strdup(vsched_vtime.virtual_time ? "virtual" : "real");
-}
-
-static void set_time(Object *obj, const char *value, Error **errp)
-{
-    if (vsched_core) {
-        error_setg(errp, "vsched: 'time' cannot change while the VM runs");
-        return;
-    }
-    if (!strcmp(value, "real")) {
-        vsched_vtime.virtual_time = false;
-    } else if (!strcmp(value, "virtual")) {
-        vsched_vtime.virtual_time = true;
-    } else {
-        error_setg(errp, "Parameter 'time' expects real or virtual "
-                   "(got '%s')", value);
-        return;
-    }
-    trace_vsched_set("time", value);
-}
-
-static void get_quantum(Object *obj, Visitor *v, const char *name,
-                        void *opaque, Error **errp)
-{
-    uint64_t value = vsched_vtime.quantum;
-
-    visit_type_uint64(v, name, &value, errp);
-}
-
-static void set_quantum(Object *obj, Visitor *v, const char *name,
-                        void *opaque, Error **errp)
-{
-    uint64_t value;
-
-    if (vsched_core) {
-        error_setg(errp, "vsched: 'quantum' cannot change while the VM runs");
-        return;
-    }
-    if (!visit_type_uint64(v, name, &value, errp)) {
-        return;
-    }
-    if (value < VSCHED_VTIME_QUANTUM_MIN || value > VSCHED_VTIME_QUANTUM_MAX) {
-        error_setg(errp, "Parameter 'quantum' must be between %llu and %llu "
-                   "instructions", VSCHED_VTIME_QUANTUM_MIN,
-                   VSCHED_VTIME_QUANTUM_MAX);
-        return;
-    }
-    vsched_vtime.quantum = value;
-    vsched_vtime.quantum_set = true;
-}
-
-static void get_pool_members(Object *obj, Visitor *v, const char *name,
-                             void *opaque, Error **errp)
-{
-    uint64_t value = vsched_vtime.pool_members;
-
-    visit_type_uint64(v, name, &value, errp);
-}
-
-static void set_pool_members(Object *obj, Visitor *v, const char *name,
-                             void *opaque, Error **errp)
-{
-    uint64_t value;
-
-    if (vsched_core) {
-        error_setg(errp, "vsched: 'pool-members' cannot change while the VM "
-                   "runs");
-        return;
-    }
-    if (!visit_type_uint64(v, name, &value, errp)) {
-        return;
-    }
-    if (value < 1 || value > VSCHED_POOL_MAX_MEMBERS) {
-        error_setg(errp, "Parameter 'pool-members' must be between 1 and %d",
-                   VSCHED_POOL_MAX_MEMBERS);
-        return;
-    }
-    vsched_vtime.pool_members = value;
-    vsched_vtime.pool_members_set = true;
-}
-
-void vsched_vtime_class_init(ObjectClass *oc)
-{
-    object_class_property_add_str(oc, "time", get_time, set_time);
-    object_class_property_set_description(oc, "time",
-        "vsched: time base of guest and scheduler: real (host clock) or "
-        "virtual (instruction counts; needs -icount shift=N,sleep=off) "
-        "(fixed at start)");
-    object_class_property_add(oc, "quantum", "uint64", get_quantum,
-                              set_quantum, NULL, NULL);
-    object_class_property_set_description(oc, "quantum",
-        "vsched: time=virtual: instructions per slot per round "
-        "(1000-10000000, default 10000; fixed at start)");
-    object_class_property_add(oc, "pool-members", "uint64", get_pool_members,
-                              set_pool_members, NULL, NULL);
-    object_class_property_set_description(oc, "pool-members",
-        "vsched: time=virtual with pool=: the first round waits until this "
-        "many VMs are in the pool (1-64, default 1; fixed at start)");
-}
 
 static G_NORETURN void refuse(const char *why, const char *fix)
 {

@@ -10,12 +10,10 @@
 
 #include "core/vsched-vtime-core.h"
 
-/* Instructions per round: the documented range of the 'quantum' property. */
-#define VSCHED_VTIME_QUANTUM_MIN     1000ULL
-#define VSCHED_VTIME_QUANTUM_MAX     10000000ULL
-#define VSCHED_VTIME_QUANTUM_DEFAULT 10000ULL
-
-/* What -accel tcg,time=...,quantum=... asked for. */
+/*
+ * What -accel tcg,time=...,quantum=...,pool-members=... asked for (the
+ * properties: vsched-props.c, their rows in the core's settings table).
+ */
 typedef struct VschedVtimeSettings {
     bool virtual_time;      /* time=virtual */
     bool quantum_set;       /* quantum given on the command line */
@@ -25,9 +23,6 @@ typedef struct VschedVtimeSettings {
 } VschedVtimeSettings;
 
 extern VschedVtimeSettings vsched_vtime;
-
-/* vsched_tcg_accel_class_init: add 'time' and 'quantum'. */
-void vsched_vtime_class_init(ObjectClass *oc);
 
 /*
  * At machine-init-done, before anything else of vsched starts: refuse
