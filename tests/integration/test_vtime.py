@@ -383,7 +383,9 @@ def test_two_vms_on_a_pool_run_twice_identically(qemu, image_dir, tmp_path, vtim
         diff = counter_diff(s1, s2)
         print("VM %d: counters that differ:" % i, diff)
         for k, (a, b) in diff.items():
-            assert abs(a - b) <= max(1, POOL_SPREAD * max(a, b)), (i, diff)
+            bound = POOL_SPREAD * max(a, b)     # a count may be off by one
+            assert abs(a - b) <= (max(1, bound) if isinstance(a, int) else bound), \
+                (i, diff)
         assert s1["vtime_turns"] > 0 and s1["handoffs"] + s1["no_target"] > 0
 
 
