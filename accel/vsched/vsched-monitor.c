@@ -11,6 +11,7 @@
 #include "monitor/monitor.h"
 #include "accel/vsched.h"
 #include "vsched-internal.h"
+#include "vsched-vtime.h"
 
 static VschedVcpu *vcpu_to_qapi(int index, const VschedVcpuInfo *in)
 {
@@ -114,6 +115,21 @@ static VschedPool *pool_to_qapi(void)
     return out;
 }
 
+static VschedVirtualTime *vtime_to_qapi(void)
+{
+    VschedVtimeQuery q;
+    VschedVirtualTime *out;
+
+    if (!vsched_vtime_query(&q)) {
+        return NULL;
+    }
+    out = g_new0(VschedVirtualTime, 1);
+    out->quantum = q.quantum;
+    out->shift = q.shift;
+    out->now_ns = q.now_ns;
+    return out;
+}
+
 VschedInfo *qmp_query_vsched(Error **errp)
 {
     VschedInfo *info = g_new0(VschedInfo, 1);
@@ -138,6 +154,8 @@ VschedInfo *qmp_query_vsched(Error **errp)
     info->ple_gap_ns = vsched_get_ple_gap_ns(vsched_core);
     info->has_ple_window_ns = true;
     info->ple_window_ns = vsched_get_ple_window_ns(vsched_core);
+    info->vtime = vtime_to_qapi();
+    info->time = g_strdup(info->vtime ? "virtual" : "real");
     info->pool = pool_to_qapi();
     info->vcpus = vcpus_to_qapi();
     info->has_vcpus = true;
@@ -201,6 +219,14 @@ static void hmp_info_vsched(Monitor *mon, const QDict *qdict)
                    info->relaxed_boost ? "on" : "off",
                    info->ipi_tracking ? "on" : "off", info->ipi_window_ns,
                    info->ple_gap_ns, info->ple_window_ns);
+    if (info->vtime) {
+        monitor_printf(mon, "time: virtual, quantum %" PRIu64 " instructions, "
+                       "shift %" PRId64 ", clock %" PRIu64 " ns\n",
+                       info->vtime->quantum, info->vtime->shift,
+                       info->vtime->now_ns);
+    } else {
+        monitor_printf(mon, "time: real\n");
+    }
     hmp_print_pool(mon, info->pool);
     monitor_printf(mon, "vcpu state            slot  flags     pauses      spins"
                    " sender   recv pend  receivers\n");

@@ -304,6 +304,65 @@ static void set_pool(Object *obj, const char *value, Error **errp)
     vsched_settings.pool = g_strdup(value);
 }
 
+/* Virtual time's settings (vsched-vtime.c reads them at start-up). */
+static char *get_time(Object *obj, Error **errp)
+{
+    return g_strdup(vsched_vtime.virtual_time ? "virtual" : "real");
+}
+
+static void set_time(Object *obj, const char *value, Error **errp)
+{
+    if (!fixed_once_running("time", errp)) {
+        return;
+    }
+    if (!strcmp(value, "real")) {
+        vsched_vtime.virtual_time = false;
+    } else if (!strcmp(value, "virtual")) {
+        vsched_vtime.virtual_time = true;
+    } else {
+        error_setg(errp, "Parameter 'time' expects real or virtual "
+                   "(got '%s')", value);
+        return;
+    }
+    trace_vsched_set("time", value);
+}
+
+/* quantum and pool-members: the value, and whether it was given. */
+static uint64_t *vtime_count_field(const char *name, bool **given)
+{
+    if (!strcmp(name, "quantum")) {
+        *given = &vsched_vtime.quantum_set;
+        return &vsched_vtime.quantum;
+    }
+    *given = &vsched_vtime.pool_members_set;
+    return &vsched_vtime.pool_members;
+}
+
+static void get_vtime_count(Object *obj, Visitor *v, const char *name,
+                            void *opaque, Error **errp)
+{
+    bool *given;
+    uint64_t value = *vtime_count_field(name, &given);
+
+    visit_type_uint64(v, name, &value, errp);
+}
+
+static void set_vtime_count(Object *obj, Visitor *v, const char *name,
+                            void *opaque, Error **errp)
+{
+    bool *given;
+    uint64_t *field = vtime_count_field(name, &given);
+    uint64_t value;
+
+    if (!fixed_once_running(name, errp) ||
+        !visit_type_uint64(v, name, &value, errp) ||
+        !in_range(name, value, errp)) {
+        return;
+    }
+    *field = value;
+    *given = true;
+}
+
 static void add_duration(ObjectClass *oc, const char *name)
 {
     object_class_property_add(oc, name, "str", get_duration, set_duration,
@@ -352,8 +411,12 @@ void vsched_tcg_accel_class_init(ObjectClass *oc)
     object_class_property_add_str(oc, "pool", get_pool, set_pool);
     object_class_property_add_str(oc, "stats-file", get_stats_file,
                                   set_stats_file);
+    object_class_property_add_str(oc, "time", get_time, set_time);
+    object_class_property_add(oc, "quantum", "uint64", get_vtime_count,
+                              set_vtime_count, NULL, NULL);
+    object_class_property_add(oc, "pool-members", "uint64", get_vtime_count,
+                              set_vtime_count, NULL, NULL);
     describe_settings(oc);
-    vsched_vtime_class_init(oc);
 }
 
 /* KVM keeps the APIC in the kernel and QEMU 10.0 gets no PAUSE exit. */
@@ -378,7 +441,4 @@ void vsched_kvm_accel_class_init(ObjectClass *oc)
     for (int i = 0; i < vsched_setting_count(); i++) {
         add_refused_on_kvm(oc, vsched_setting(i)->name);
     }
-    /* Virtual time's own properties (vsched-vtime.c). */
-    add_refused_on_kvm(oc, "time");
-    add_refused_on_kvm(oc, "quantum");
 }

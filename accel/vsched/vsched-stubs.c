@@ -74,6 +74,11 @@ void vsched_apic_reset(CPUState *cs)
     g_assert_not_reached();
 }
 
+void vsched_shutdown_request(void)
+{
+    g_assert_not_reached();
+}
+
 int64_t vsched_vtime_icount_update(CPUState *cpu, int64_t icount,
                                    int64_t executed)
 {

@@ -1,6 +1,6 @@
 /*
- * vsched: virtual time (-accel tcg,time=virtual): the properties and the
- * start-up checks.
+ * vsched: virtual time (-accel tcg,time=virtual): the start-up checks and
+ * the rounds (its properties are in vsched-props.c).
  *
  * Virtual time runs the slot scheduler on instruction counts: it needs
  * QEMU's icount with a fixed shift, no sleeping (idle time is skipped, not
@@ -19,7 +19,6 @@
 #include "qemu/main-loop.h"
 #include "qemu/seqlock.h"
 #include "qapi/error.h"
-#include "qapi/visitor.h"
 #include "qemu/config-file.h"
 #include "qemu/error-report.h"
 #include "qemu/option.h"
@@ -45,108 +44,6 @@ VschedVtimeSettings vsched_vtime = {
     .quantum = VSCHED_VTIME_QUANTUM_DEFAULT,
     .pool_members = 1,
 };
-
-static char *get_time(Object *obj, Error **errp)
-{
-    return g_strdup(vsched_vtime.virtual_time ? "virtual" : "real");
-}
-
-static void set_time(Object *obj, const char *value, Error **errp)
-{
-    if (vsched_core) {
-        error_setg(errp, "vsched: 'time' cannot change while the VM runs");
-        return;
-    }
-    if (!strcmp(value, "real")) {
-        vsched_vtime.virtual_time = false;
-    } else if (!strcmp(value, "virtual")) {
-        vsched_vtime.virtual_time = true;
-    } else {
-        error_setg(errp, "Parameter 'time' expects real or virtual "
-                   "(got '%s')", value);
-        return;
-    }
-    trace_vsched_set("time", value);
-}
-
-static void get_quantum(Object *obj, Visitor *v, const char *name,
-                        void *opaque, Error **errp)
-{
-    uint64_t value = vsched_vtime.quantum;
-
-    visit_type_uint64(v, name, &value, errp);
-}
-
-static void set_quantum(Object *obj, Visitor *v, const char *name,
-                        void *opaque, Error **errp)
-{
-    uint64_t value;
-
-    if (vsched_core) {
-        error_setg(errp, "vsched: 'quantum' cannot change while the VM runs");
-        return;
-    }
-    if (!visit_type_uint64(v, name, &value, errp)) {
-        return;
-    }
-    if (value < VSCHED_VTIME_QUANTUM_MIN || value > VSCHED_VTIME_QUANTUM_MAX) {
-        error_setg(errp, "Parameter 'quantum' must be between %llu and %llu "
-                   "instructions", VSCHED_VTIME_QUANTUM_MIN,
-                   VSCHED_VTIME_QUANTUM_MAX);
-        return;
-    }
-    vsched_vtime.quantum = value;
-    vsched_vtime.quantum_set = true;
-}
-
-static void get_pool_members(Object *obj, Visitor *v, const char *name,
-                             void *opaque, Error **errp)
-{
-    uint64_t value = vsched_vtime.pool_members;
-
-    visit_type_uint64(v, name, &value, errp);
-}
-
-static void set_pool_members(Object *obj, Visitor *v, const char *name,
-                             void *opaque, Error **errp)
-{
-    uint64_t value;
-
-    if (vsched_core) {
-        error_setg(errp, "vsched: 'pool-members' cannot change while the VM "
-                   "runs");
-        return;
-    }
-    if (!visit_type_uint64(v, name, &value, errp)) {
-        return;
-    }
-    if (value < 1 || value > VSCHED_POOL_MAX_MEMBERS) {
-        error_setg(errp, "Parameter 'pool-members' must be between 1 and %d",
-                   VSCHED_POOL_MAX_MEMBERS);
-        return;
-    }
-    vsched_vtime.pool_members = value;
-    vsched_vtime.pool_members_set = true;
-}
-
-void vsched_vtime_class_init(ObjectClass *oc)
-{
-    object_class_property_add_str(oc, "time", get_time, set_time);
-    object_class_property_set_description(oc, "time",
-        "vsched: time base of guest and scheduler: real (host clock) or "
-        "virtual (instruction counts; needs -icount shift=N,sleep=off) "
-        "(fixed at start)");
-    object_class_property_add(oc, "quantum", "uint64", get_quantum,
-                              set_quantum, NULL, NULL);
-    object_class_property_set_description(oc, "quantum",
-        "vsched: time=virtual: instructions per slot per round "
-        "(1000-10000000, default 10000; fixed at start)");
-    object_class_property_add(oc, "pool-members", "uint64", get_pool_members,
-                              set_pool_members, NULL, NULL);
-    object_class_property_set_description(oc, "pool-members",
-        "vsched: time=virtual with pool=: the first round waits until this "
-        "many VMs are in the pool (1-64, default 1; fixed at start)");
-}
 
 static G_NORETURN void refuse(const char *why, const char *fix)
 {
@@ -216,6 +113,12 @@ bool vsched_vtime_active;
 static VschedVtime *vtime;
 /* Set by the PAUSE/MWAIT hooks during a run (one thread runs them all). */
 int vsched_vtime_exit_kind;
+/*
+ * The guest asked for shutdown: no guest code runs until the VM has
+ * stopped and runs again (-action shutdown=pause, then cont).  Only the
+ * vCPU thread sets it; cleared on the next start.
+ */
+static bool vtime_shut_down;
 
 /* QEMU's clock (timers_state.qemu_icount) follows the running slot. */
 static void set_icount(uint64_t insns)
@@ -331,7 +234,7 @@ static int vtime_run(void *opaque, int vcpu, uint64_t budget)
     case EXCP_HALTED:
         return VSCHED_VTIME_HALTED;
     }
-    if (cpu->stop) {
+    if (cpu->stop || vtime_shut_down) {
         return VSCHED_VTIME_BREAK;
     }
     return vsched_vtime_exit_kind;
@@ -442,7 +345,11 @@ static bool pool_round(void)
         current_cpu = first_cpu;
         set_icount(vsched_vtime_now(vtime));
         if (step == VSCHED_VTIME_ROUND_BREAK) {
-            if (vtime_stopping(NULL)) {
+            /*
+             * After a shutdown request we keep the turn: the others go on
+             * when we exit, and our slots are free then (one step).
+             */
+            if (vtime_stopping(NULL) && !vtime_shut_down) {
                 vsched_vtime_pool_leave(vtime); /* others go on meanwhile */
             }
             return true;
@@ -463,8 +370,52 @@ static bool pool_round(void)
     }
 }
 
+/*
+ * A guest's shutdown request, on the vCPU thread in the middle of a run:
+ * the run ends at the next block boundary and no round runs after it.
+ * The main loop acts on the request at a host-timed moment; until then
+ * the vCPUs used to run on (the CPUs being stopped spin), so the counters
+ * of identical runs differed in that tail.  Requests from other threads
+ * (QMP quit, signals) change nothing here: guest code does not make them.
+ */
+void vsched_shutdown_request(void)
+{
+    CPUState *cpu = current_cpu;
+
+    if (!qatomic_read(&vsched_vtime_active) || !cpu || !qemu_cpu_is_self(cpu)) {
+        return;
+    }
+    vtime_shut_down = true;
+    trace_vsched_vtime_shutdown(cpu->cpu_index, vsched_vtime_now(vtime));
+    cpu_exit(cpu);
+}
+
+static void vtime_vm_state_change(void *opaque, bool running, RunState state)
+{
+    if (running) {
+        vtime_shut_down = false;
+    }
+}
+
+/* No guest code after a shutdown request: wait for QEMU to stop the VM. */
+static void wait_for_the_stop(void)
+{
+    CPUState *cpu;
+
+    CPU_FOREACH(cpu) {
+        if (cpu->stop || !cpu_work_list_empty(cpu)) {
+            return;     /* upstream's loop handles both */
+        }
+    }
+    qemu_cond_timedwait_bql(first_cpu->halt_cond, 100);
+}
+
 bool vsched_vtime_rr_round(void)
 {
+    if (vtime_shut_down) {
+        wait_for_the_stop();
+        return true;
+    }
     if (vsched_vtime_pooled(vtime)) {
         return pool_round();
     }
@@ -513,6 +464,7 @@ void vsched_vtime_start(void)
                      "pool's rounds", vsched_settings.pool);
         exit(1);
     }
+    qemu_add_vm_change_state_handler(vtime_vm_state_change, NULL);
     qatomic_set(&vsched_vtime_active, true);
 }
 
@@ -528,36 +480,86 @@ void vsched_vtime_stop(void)
     qatomic_set(&vsched_vtime_active, false);
 }
 
+/*
+ * The rounds' counters by name (stats-file, query-vsched, info vsched):
+ * the rounds' and the driver's, then, on a shared pool, the barrier's.
+ */
+typedef struct VtimeAllCounters {
+    VschedVtimeCounters rounds;
+    VschedVtimeBarrierCounters barrier;
+} VtimeAllCounters;
+
+static const struct {
+    const char *name;
+    size_t offset;
+} vtime_counters[] = {
+#define VTIME_COUNTER(f) \
+    { "vtime_" #f, offsetof(VtimeAllCounters, rounds.f) }
+#define VTIME_BARRIER_COUNTER(f) \
+    { "vtime_" #f, offsetof(VtimeAllCounters, barrier.f) }
+    VTIME_COUNTER(rounds),
+    VTIME_COUNTER(short_rounds),
+    VTIME_COUNTER(executed),
+    VTIME_COUNTER(idle),
+    VTIME_COUNTER(charged),
+    VTIME_COUNTER(warps),
+    VTIME_COUNTER(warped),
+    VTIME_COUNTER(runs),
+    VTIME_COUNTER(holder_changes),
+    VTIME_COUNTER(stalls),
+    VTIME_COUNTER(catch_ups),
+    VTIME_COUNTER(inline_pauses),
+    VTIME_BARRIER_COUNTER(turns),
+    VTIME_BARRIER_COUNTER(lost_turns),
+    VTIME_BARRIER_COUNTER(skipped_dead),
+    VTIME_BARRIER_COUNTER(skipped_stopped),
+    VTIME_BARRIER_COUNTER(skipped_slow),
+    VTIME_BARRIER_COUNTER(rejoins),
+#undef VTIME_COUNTER
+#undef VTIME_BARRIER_COUNTER
+};
+
+int vsched_vtime_counter_count(void)
+{
+    /* Every field is listed, the rounds' first. */
+    QEMU_BUILD_BUG_ON(ARRAY_SIZE(vtime_counters) * sizeof(uint64_t) !=
+                      sizeof(VtimeAllCounters));
+    if (!vtime) {
+        return 0;
+    }
+    return vsched_settings.pool ? ARRAY_SIZE(vtime_counters)
+                                : sizeof(VschedVtimeCounters) / sizeof(uint64_t);
+}
+
+const char *vsched_vtime_counter_name(int i)
+{
+    return vtime_counters[i].name;
+}
+
+uint64_t vsched_vtime_counter_value(int i)
+{
+    VtimeAllCounters c;
+
+    vsched_vtime_counters(vtime, &c.rounds);
+    vsched_vtime_barrier_counters(vtime, &c.barrier);
+    return *(uint64_t *)((char *)&c + vtime_counters[i].offset);
+}
+
+bool vsched_vtime_query(VschedVtimeQuery *out)
+{
+    if (!vtime) {
+        return false;
+    }
+    out->quantum = vsched_vtime.quantum;
+    out->shift = timers_state.icount_time_shift;
+    out->now_ns = icount_to_ns(vsched_vtime_now(vtime));
+    return true;
+}
+
 void vsched_vtime_append_stats(GString *json)
 {
-    VschedVtimeCounters c;
-
-    if (!vtime) {
-        return;
-    }
-    vsched_vtime_counters(vtime, &c);
-    g_string_append_printf(json,
-        ",\"vtime_rounds\":%" PRIu64 ",\"vtime_short_rounds\":%" PRIu64
-        ",\"vtime_executed\":%" PRIu64 ",\"vtime_idle\":%" PRIu64
-        ",\"vtime_charged\":%" PRIu64 ",\"vtime_warps\":%" PRIu64
-        ",\"vtime_warped\":%" PRIu64 ",\"vtime_runs\":%" PRIu64
-        ",\"vtime_holder_changes\":%" PRIu64 ",\"vtime_stalls\":%" PRIu64
-        ",\"vtime_catch_ups\":%" PRIu64 ",\"vtime_now\":%" PRIu64,
-        c.rounds, c.short_rounds, c.executed, c.idle, c.charged, c.warps,
-        c.warped, c.runs, c.holder_changes, c.stalls, c.catch_ups,
-        vsched_vtime_now(vtime));
-    g_string_append_printf(json, ",\"vtime_inline_pauses\":%" PRIu64,
-                           c.inline_pauses);
-    if (vsched_settings.pool) {
-        VschedVtimeBarrierCounters b;
-
-        vsched_vtime_barrier_counters(vtime, &b);
-        g_string_append_printf(json,
-            ",\"vtime_turns\":%" PRIu64 ",\"vtime_lost_turns\":%" PRIu64
-            ",\"vtime_skipped_dead\":%" PRIu64
-            ",\"vtime_skipped_stopped\":%" PRIu64
-            ",\"vtime_skipped_slow\":%" PRIu64 ",\"vtime_rejoins\":%" PRIu64,
-            b.turns, b.lost_turns, b.skipped_dead, b.skipped_stopped,
-            b.skipped_slow, b.rejoins);
+    if (vtime) {
+        g_string_append_printf(json, ",\"vtime_now\":%" PRIu64,
+                               vsched_vtime_now(vtime));
     }
 }

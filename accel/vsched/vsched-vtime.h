@@ -10,12 +10,10 @@
 
 #include "core/vsched-vtime-core.h"
 
-/* Instructions per round: the documented range of the 'quantum' property. */
-#define VSCHED_VTIME_QUANTUM_MIN     1000ULL
-#define VSCHED_VTIME_QUANTUM_MAX     10000000ULL
-#define VSCHED_VTIME_QUANTUM_DEFAULT 10000ULL
-
-/* What -accel tcg,time=...,quantum=... asked for. */
+/*
+ * What -accel tcg,time=...,quantum=...,pool-members=... asked for (the
+ * properties: vsched-props.c, their rows in the core's settings table).
+ */
 typedef struct VschedVtimeSettings {
     bool virtual_time;      /* time=virtual */
     bool quantum_set;       /* quantum given on the command line */
@@ -25,9 +23,6 @@ typedef struct VschedVtimeSettings {
 } VschedVtimeSettings;
 
 extern VschedVtimeSettings vsched_vtime;
-
-/* vsched_tcg_accel_class_init: add 'time' and 'quantum'. */
-void vsched_vtime_class_init(ObjectClass *oc);
 
 /*
  * At machine-init-done, before anything else of vsched starts: refuse
@@ -59,7 +54,24 @@ static inline void vsched_vtime_note_exit(int kind)
 /* helper_pause in virtual time: the PAUSE is charged, the run goes on. */
 bool vsched_vtime_pause_continues(CPUState *cpu);
 
-/* stats-file: the rounds' counters (",\"vtime_...\":N..."), if running. */
+/*
+ * The rounds' counters (vtime_rounds, ...), after the core's and the
+ * glue's in every list of counters; none in real time.  Read under the
+ * BQL: the round-robin thread changes them.
+ */
+int vsched_vtime_counter_count(void);
+const char *vsched_vtime_counter_name(int i);
+uint64_t vsched_vtime_counter_value(int i);
+
+/* query-vsched: the time base; false in real time. */
+typedef struct VschedVtimeQuery {
+    uint64_t quantum;       /* instructions per slot per round */
+    int shift;              /* -icount shift: 2^shift ns per instruction */
+    uint64_t now_ns;        /* the virtual clock (the running slot's) */
+} VschedVtimeQuery;
+bool vsched_vtime_query(VschedVtimeQuery *out);
+
+/* stats-file: ",\"vtime_now\":N" (the clock, in instructions), if running. */
 void vsched_vtime_append_stats(GString *json);
 
 #endif

@@ -42,24 +42,28 @@ const char *const vsched_glue_counter_names[VSCHED_GLUE__MAX] = {
     [VSCHED_GLUE_VCPU_UNPLUGS] = "vcpu_unplugs",
 };
 
+/* The core's counters, then the glue's, then virtual time's rounds'. */
 int vsched_all_counter_count(void)
 {
-    return vsched_counter_count() + VSCHED_GLUE__MAX;
+    return vsched_counter_count() + VSCHED_GLUE__MAX + vsched_vtime_counter_count();
 }
 
 const char *vsched_all_counter_name(int i)
 {
-    int core = vsched_counter_count();
+    int core = vsched_counter_count(), glue = core + VSCHED_GLUE__MAX;
 
-    return i < core ? vsched_counter_name(i) : vsched_glue_counter_names[i - core];
+    return i < core ? vsched_counter_name(i) :
+           i < glue ? vsched_glue_counter_names[i - core] :
+                      vsched_vtime_counter_name(i - glue);
 }
 
 uint64_t vsched_all_counter_value(int i)
 {
-    int core = vsched_counter_count();
+    int core = vsched_counter_count(), glue = core + VSCHED_GLUE__MAX;
 
-    return i < core ? vsched_counter_value(vsched_core, i)
-                    : qatomic_read(&vsched_glue_counters[i - core]);
+    return i < core ? vsched_counter_value(vsched_core, i) :
+           i < glue ? qatomic_read(&vsched_glue_counters[i - core]) :
+                      vsched_vtime_counter_value(i - glue);
 }
 
 /* cpu_index -> CPUState, filled as each vCPU first reaches the gate. */

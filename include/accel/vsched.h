@@ -30,6 +30,7 @@ void vsched_apic_ipi(CPUState *src, const uint32_t *deliver_bitmask,
 void vsched_apic_accept(CPUState *cs, int vector);
 void vsched_apic_eoi(CPUState *cs, int vector);
 void vsched_apic_reset(CPUState *cs);
+void vsched_shutdown_request(void);
 
 /*
  * helper_pause: a PAUSE executed at privilege level @cpl.  Runs inside
@@ -120,6 +121,18 @@ static inline void vsched_hook_apic_reset(CPUState *cs)
 {
     if (unlikely(vsched_active)) {
         vsched_apic_reset(cs);
+    }
+}
+
+/*
+ * qemu_system_shutdown_request: in virtual time a request made by guest
+ * code ends guest execution right there (accel/vsched/vsched-vtime.c), so
+ * what runs until the main loop acts on it is not host-timed.
+ */
+static inline void vsched_hook_shutdown_request(void)
+{
+    if (unlikely(vsched_active)) {
+        vsched_shutdown_request();
     }
 }
 

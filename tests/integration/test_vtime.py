@@ -128,6 +128,44 @@ def test_help_lists_time_and_quantum(qemu):
     assert "time=<string>" in r.stdout and "quantum=<uint64>" in r.stdout, r.stdout
 
 
+VTIME_COUNTERS = ["vtime_rounds", "vtime_short_rounds", "vtime_executed",
+                  "vtime_idle", "vtime_charged", "vtime_warps", "vtime_warped",
+                  "vtime_runs", "vtime_holder_changes", "vtime_stalls",
+                  "vtime_catch_ups", "vtime_inline_pauses"]
+
+
+def test_monitor_shows_the_time_base_quantum_and_rounds(qemu):
+    cmds = [{"execute": "query-vsched"},
+            {"execute": "human-monitor-command",
+             "arguments": {"command-line": "info vsched"}}]
+    r, replies = qmp(qemu, ["-icount", "shift=2,sleep=off", "-accel",
+                            VTIME + ",quantum=20000"], cmds)
+    query, hmp = replies[:2]
+    assert r.returncode == 0, r.stderr
+    info = query["return"]
+    assert info["time"] == "virtual"
+    assert info["vtime"]["quantum"] == 20000 and info["vtime"]["shift"] == 2
+    assert info["vtime"]["now-ns"] >= 0
+    names = [c["name"] for c in info["counters"]]
+    assert names[-len(VTIME_COUNTERS):] == VTIME_COUNTERS, names
+    text = hmp["return"]
+    assert "time: virtual, quantum 20000 instructions, shift 2, clock" in text, text
+    assert "  vtime_rounds " in text and "  vtime_catch_ups " in text, text
+
+
+def test_monitor_shows_real_time_without_rounds(qemu):
+    cmds = [{"execute": "query-vsched"},
+            {"execute": "human-monitor-command",
+             "arguments": {"command-line": "info vsched"}}]
+    r, replies = qmp(qemu, ["-accel", "tcg,vcpu-sched=on"], cmds)
+    query, hmp = replies[:2]
+    assert r.returncode == 0, r.stderr
+    info = query["return"]
+    assert info["time"] == "real" and "vtime" not in info
+    assert not any(c["name"].startswith("vtime_") for c in info["counters"])
+    assert "time: real" in hmp["return"].splitlines(), hmp["return"]
+
+
 # ------------------------------------------------------------ x2APIC under icount
 
 def test_x2apic_guest_runs_under_icount(qemu, image_dir, tmp_path):
@@ -195,34 +233,51 @@ def test_physics_v_vcpus_on_p_slots(qemu, image_dir, tmp_path, one_vcpu_loop, v,
     assert stats["vtime_rounds"] > 0
 
 
+def cpu_hogs(n=2):
+    """n busy processes (stress-ng --cpu n): the host is loaded, not idle."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(n)]
+
+
+def stop(procs):
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def counter_diff(s1, s2):
+    return {k: (s1.get(k), s2.get(k)) for k in set(s1) | set(s2)
+            if s1.get(k) != s2.get(k)}
+
+
 def test_same_run_twice_is_identical(qemu, image_dir, tmp_path):
-    runs = [vtime_run(qemu, image_dir, tmp_path, 4, 2, workload="ipistorm",
-                      extra_accel=",directed-yield=ipi", name="run%d" % i)
-            for i in range(2)]
-    (r1, s1), (r2, s2) = runs
+    """Guest result and every counter (core, glue, vtime_*) identical, the
+    second run beside two CPU hogs.  Guest code ends at the guest's
+    power-off request (patch 0011), so no host-timed tail is left."""
+    quiet = vtime_run(qemu, image_dir, tmp_path, 4, 2, workload="ipistorm",
+                      extra_accel=",directed-yield=ipi", name="quiet")
+    hogs = cpu_hogs()
+    try:
+        loaded = vtime_run(qemu, image_dir, tmp_path, 4, 2, workload="ipistorm",
+                           extra_accel=",directed-yield=ipi", name="loaded")
+    finally:
+        stop(hogs)
+    (r1, s1), (r2, s2) = quiet, loaded
     assert r1 == r2
-    # QEMU stops the vCPUs at a host-timed moment after the guest's
-    # power-off request: the guest is past its result by then, but the runs
-    # of that tail (PAUSE loops of the CPUs being stopped, the last exits)
-    # differ a little.  Everything up to the result is identical; the issue
-    # allows a spread of 0.5 % for named residual sources.
-    assert set(s1) == set(s2)
-    for k in s1:
-        assert abs(s1[k] - s2[k]) <= max(2, 0.005 * max(s1[k], s2[k])), \
-            (k, s1[k], s2[k])
+    assert s1 == s2, counter_diff(s1, s2)
     assert s1["vtime_rounds"] > 0 and s1["handoffs"] + s1["no_target"] > 0
 
 
 def test_guest_time_does_not_depend_on_host_load(qemu, image_dir, tmp_path):
-    idle, _ = vtime_run(qemu, image_dir, tmp_path, 1, 1, name="idle")
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    idle, s_idle = vtime_run(qemu, image_dir, tmp_path, 1, 1, name="idle")
+    hogs = cpu_hogs()
     try:
-        busy, _ = vtime_run(qemu, image_dir, tmp_path, 1, 1, name="busy")
+        busy, s_busy = vtime_run(qemu, image_dir, tmp_path, 1, 1, name="busy")
     finally:
-        hog.kill()
-        hog.wait()
+        stop(hogs)
     assert busy["loop_ns"] == idle["loop_ns"], (busy, idle)
     assert busy["seconds"] == idle["seconds"]
+    assert s_busy == s_idle
 
 
 # ------------------------------------------------------------ several VMs, one pool
@@ -328,27 +383,38 @@ def test_a_loop_start_instant_that_has_passed_fails(qemu, image_dir, tmp_path):
         assert message in vm.read_log()
 
 
+# What two identical pool runs may differ in (docs/design/virtual-time.rst,
+# Determinism): in some pairs a counter or two by one event or by less
+# than a quantum of instructions (measured: 1e-6 at most); guest results
+# never.  The issue's bound for named residuals is 0.5 %.
+POOL_SPREAD = 1e-5
+
+
 def test_two_vms_on_a_pool_run_twice_identically(qemu, image_dir, tmp_path, vtime_pool):
-    """2 VMs x 8 vCPUs on 2 slots with ipi: the same guest results in both
-    runs, and the same counters up to the power-off tail, as for one VM.
-    The VM that finishes first has, besides its own tail, nothing
-    host-timed; the other one also sees the first one's exit (a host-timed
-    moment) free its slots: its counters agree within 2 % (measured: 1 %
-    on reject_not_ready, 0.07 % on pause_events, 0.01 % on rounds)."""
+    """2 VMs x 8 vCPUs on 2 slots with ipi, twice: the same guest results
+    and the same counters of both VMs.  The VM that powers off first ends
+    guest code at its request (patch 0011) and keeps its turn until it has
+    exited, which frees its slots and its place in the rounds in one step:
+    the other VM sees that exit at the same point of its rounds in every
+    run.  Left: a residual of at most POOL_SPREAD, in some pairs."""
     runs = []
     for i in range(2):
         vms = pool_vms(qemu, image_dir, tmp_path, vtime_pool, 2, 8, "ipistorm",
                        extra_accel=",directed-yield=ipi", name="run%d" % i, args="-r 1")
         runs.append(run_pool(vms))
     (res1, st1), (res2, st2) = runs
+    # A member skipped as slow (a turn held 30 s of host time) makes the
+    # run differ: say so before comparing.
+    for s in st1 + st2:
+        assert s["vtime_skipped_slow"] == 0 and s["vtime_skipped_dead"] == 0, s
     assert res1 == res2
-    first = min(range(2), key=lambda i: st1[i]["vtime_now"])
     for i, (s1, s2) in enumerate(zip(st1, st2)):
-        bound = 0.005 if i == first else 0.02
-        assert set(s1) == set(s2)
-        for k in s1:
-            assert abs(s1[k] - s2[k]) <= max(2, bound * max(s1[k], s2[k])), \
-                (i, k, s1[k], s2[k])
+        diff = counter_diff(s1, s2)
+        print("VM %d: counters that differ:" % i, diff)
+        for k, (a, b) in diff.items():
+            bound = POOL_SPREAD * max(a, b)     # a count may be off by one
+            assert abs(a - b) <= (max(1, bound) if isinstance(a, int) else bound), \
+                (i, diff)
         assert s1["vtime_turns"] > 0 and s1["handoffs"] + s1["no_target"] > 0
 
 

@@ -3,6 +3,7 @@
 
 #include "config.h"
 #include "policy_registry.h"
+#include "slot_pool.h"
 
 namespace vsched {
 
@@ -50,6 +51,16 @@ constexpr VschedSetting kSettings[] = {
      "share the slots with every VM naming this pool"},
     {"stats-file", VSCHED_SETTING_STRING, 0, 0, false,
      "write the counters as JSON to this file at exit"},
+    {"time", VSCHED_SETTING_STRING, 0, 0, false,
+     "time base of guest and scheduler: real (host clock) or virtual "
+     "(instruction counts; needs -icount shift=N,sleep=off)"},
+    /* Below 1000 a round costs more than it runs; above 10^7 a slot
+     * holder runs alone for milliseconds of guest time. */
+    {"quantum", VSCHED_SETTING_COUNT, 1000, 10'000'000, false,
+     "time=virtual: instructions per slot per round"},
+    {"pool-members", VSCHED_SETTING_COUNT, 1, kMaxMembers, false,
+     "time=virtual with pool: the first round waits until this many VMs "
+     "are in the pool"},
 };
 
 } // namespace

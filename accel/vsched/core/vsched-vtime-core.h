@@ -37,6 +37,8 @@ enum {
 };
 
 #define VSCHED_VTIME_NO_DEADLINE UINT64_MAX
+/* The 'quantum' property's default (its range: the settings table). */
+#define VSCHED_VTIME_QUANTUM_DEFAULT 10000
 
 typedef struct VschedVtimeOps {
     /* vcpu may run guest code now. */

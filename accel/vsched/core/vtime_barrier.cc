@@ -219,21 +219,30 @@ VtimeBarrier::Wait VtimeBarrier::wait_turn(uint64_t local_start,
     }
 }
 
-/* Take member m out of the rounds if it still holds turn `round`. */
+/*
+ * Take member m out of the rounds if it still holds turn `round`.  One
+ * that has left the pool meanwhile (a clean exit: its pid is cleared in
+ * the same step) is taken out but not counted: whether we looked before
+ * or after its exit is host timing, and counters of identical runs must
+ * not depend on it.
+ */
 bool VtimeBarrier::take_out(int m, uint64_t round, int why)
 {
-    bool done = false;
+    bool done = false, counted = false;
     core_.with_pool_locked([&](SharedPool &sp) {
         ShmPool &p = sp.shm();
         if (shm_load(p.vtime.turn) != m || shm_load(p.vtime.round) != round) {
             return; /* it passed meanwhile */
         }
+        counted = shm_load(p.pool.member[m].active) != 0;
         p.vtime.member[m].present = 0;
         advance_locked(p, m);
         done = true;
     });
     if (done) {
         wake_all();
+    }
+    if (counted) {
         (why == kOutDead ? ctr_.skipped_dead
                          : why == kOutStopped ? ctr_.skipped_stopped : ctr_.skipped_slow)++;
     }

@@ -3,6 +3,7 @@
 
 #include "config.h"
 #include "settings.h"
+#include "vsched-vtime-core.h"
 
 namespace vsched::test {
 namespace {
@@ -100,6 +101,7 @@ TEST(Settings, TableIsCompleteAndDefaultsAreInRange)
         {"slice", d.slice_ns},         {"ipi-window", d.ipi_window_ns},
         {"ple-gap", d.ple_gap_ns},     {"ple-window", d.ple_window_ns},
         {"pcpus", static_cast<uint64_t>(d.pcpus)},
+        {"quantum", VSCHED_VTIME_QUANTUM_DEFAULT}, {"pool-members", 1},
     };
     for (const auto &[name, value] : defaults) {
         const VschedSetting *s = find_setting(name);
@@ -131,6 +133,10 @@ TEST(Settings, RangeMessages)
     EXPECT_EQ(err, "Parameter 'ple-gap' must be between 1us and 10ms (got 0ns)");
     EXPECT_FALSE(check_setting(*find_setting("pcpus"), 4097, &err));
     EXPECT_EQ(err, "Parameter 'pcpus' must be between 1 and 4096 (got 4097)");
+    EXPECT_FALSE(check_setting(*find_setting("quantum"), 999, &err));
+    EXPECT_EQ(err, "Parameter 'quantum' must be between 1000 and 10000000 (got 999)");
+    EXPECT_FALSE(check_setting(*find_setting("pool-members"), 65, &err));
+    EXPECT_EQ(err, "Parameter 'pool-members' must be between 1 and 64 (got 65)");
     EXPECT_TRUE(check_setting(*find_setting("slice"), 100'000, &err));
     EXPECT_TRUE(check_setting(*find_setting("relaxed-boost"), 7, &err)); /* no range */
 }

@@ -397,6 +397,35 @@ int take_turns(Member &m, uint64_t *local, const std::function<bool()> &pred, in
     return n;
 }
 
+/*
+ * A VM that powers off in virtual time keeps its turn until it exits; its
+ * exit (the core's destructor) frees its slots and its place in one step.
+ * The member waiting for the turn passes it on then, and counts nothing:
+ * a "dead" count would depend on whether it looked before or after the
+ * exit, and two identical runs would differ in it.
+ */
+TEST(VtimeBarrier, AMemberThatExitsHoldingItsTurnIsNotCountedDead)
+{
+    const std::string name = unique_pool_name("vb-", "exit");
+    PoolFileGuard g{name};
+    Member a, b;
+    ASSERT_TRUE(a.join(name, 2));
+    ASSERT_TRUE(b.join(name, 2));
+    VtimeTurn ta, tb;
+    std::thread waiter([&] {
+        ASSERT_EQ(b.wait(&tb, 0, after_ms(5000)), VtimeBarrier::Wait::kTurn);
+    });
+    ASSERT_EQ(a.wait(&ta), VtimeBarrier::Wait::kTurn);
+    /* Longer than kTurnCheckNs: B looks at A's process meanwhile. */
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    a.barrier.reset();
+    a.core.reset();
+    waiter.join();
+    EXPECT_EQ(tb.round, ta.round);
+    EXPECT_EQ(b.barrier->counters().skipped_dead, 0u);
+    EXPECT_EQ(b.barrier->counters().skipped_slow, 0u);
+}
+
 /* Member A here and a forked member taking turns with it, until the
  * child has taken 20; the child is killed at the end. */
 struct TwoMembers {
