@@ -19,6 +19,9 @@ POLICIES = ("none", "vanilla", "ipi", "ipi-prio", "ipi-v2", "random")
 # relaxed-boost applies to the IPI-aware policies (ipi, ipi-prio, ipi-v2...):
 # those get a "/strict" variant; the others run with it on only.
 RELAXED_PREFIX = "ipi"
+# The "off" variant: vcpu-sched=off, upstream QEMU's behaviour (every vCPU
+# a host thread, the host kernel overcommits): real time only.
+OFF = "off"
 SIZES = ("small", "large")
 TIME_BASES = ("real", "virtual")
 # time = "virtual": -icount shift (one instruction is 2^shift ns) and the
@@ -138,7 +141,7 @@ def load_spec(path, policies=None):
 def validate_spec(raw, policies=None):
     """Check every field; return a normalised copy. Raises SpecError naming the field.
     policies: the names the QEMU binary accepts (default POLICIES)."""
-    policies = tuple(policies or POLICIES)
+    policies = tuple(policies or POLICIES) + (OFF,)
     if not isinstance(raw, dict):
         raise SpecError("spec: expected a table/object")
     unknown = sorted(set(raw) - set(SPEC_FIELDS) - {"_pairs"})
@@ -284,6 +287,10 @@ def validate_spec(raw, policies=None):
         raise SpecError("field 'image': expected a path")
     s["image"] = img
     s.update(_time_fields(raw))
+    if s["time"] == "virtual" and OFF in s["policies"]:
+        raise SpecError("field 'variants': \"off\" (vcpu-sched=off, upstream QEMU) has no "
+                        "virtual-time form: time=virtual is the slot scheduler's time base "
+                        "(docs/experiment.rst, \"Virtual time\"); run it with time = \"real\"")
     if s["time"] == "virtual" and s["pool"] == "separate" and max(s["vms"]) > 1:
         raise SpecError("field 'pool': \"separate\" with time = \"virtual\": VMs on "
                         "separate pools each have their own virtual clock and slots and "

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import vsched_vm
 
 from vschedexp import summary
-from vschedexp.spec import points_of, seed_of, vcpus_of
+from vschedexp.spec import OFF, points_of, seed_of, vcpus_of
 
 # Latency: the workload's region of interest when it reports one.
 LATENCY_KEYS = ("roi_seconds", "hackbench_seconds", "seconds")
@@ -82,6 +82,12 @@ def accel_of(spec, variant, stats_file, pool_name, pool_members=1):
     A virtual-time pool waits for all pool_members VMs before its first
     round (pool-members=N): otherwise the VM released first would run alone
     for a host-timed stretch."""
+    if variant["policy"] == OFF:
+        # upstream QEMU: no slots, no pool; the host kernel shares the cores
+        accel = "tcg,thread=multi,vcpu-sched=off"
+        if variant.get("extra"):
+            accel += "," + variant["extra"].replace("+", ",")
+        return accel
     thread = "single" if spec.get("time") == "virtual" else "multi"
     accel = ("tcg,thread=%s,vcpu-sched=on,pcpus=%d,directed-yield=%s,relaxed-boost=%s,"
              "stats-file=%s" % (thread, spec["pcpus"], variant["policy"],
@@ -123,7 +129,7 @@ def run_trial(spec, trial, ctx, tno):
     tag = "t%04d-%s-%s-r%d" % (tno, trial.point, trial.variant["label"].replace("/", "-"),
                                trial.rep)
     pool_name = ""
-    if spec["pool"] == "shared" and trial.vms > 1:
+    if spec["pool"] == "shared" and trial.vms > 1 and trial.variant["policy"] != OFF:
         pool_name = "vsched-%s-%d-t%d" % (ctx["run_id"], os.getpid(), tno)
     started = datetime.datetime.now().isoformat(timespec="seconds")
     vms = [_make_vm(spec, trial, ctx, tag, i, pool_name) for i in range(trial.vms)]

@@ -349,6 +349,20 @@ def test_a_variant_adds_its_own_properties():
     assert experiment_spec.validate_spec(experiment_spec.raw_from(spec)) == spec
 
 
+def test_off_is_upstream_qemu_in_real_time_only():
+    """The 'off' variant runs vcpu-sched=off (the host kernel overcommits):
+    no slots, no pool, no policy; virtual time refuses it, naming why."""
+    raw = {k: v for k, v in VALID.items() if k != "policies"}
+    spec = experiment_spec.validate_spec(dict(raw, variants=["off", "vanilla", "ipi-prio"],
+                                              compare=["off"]))
+    off = next(v for v in spec["variants"] if v["label"] == "off")
+    assert trials.accel_of(spec, off, "/tmp/s.json", "pool1", 2) == \
+        "tcg,thread=multi,vcpu-sched=off"
+    assert spec["compare"] == ["off"]
+    with pytest.raises(experiment_spec.SpecError, match="no virtual-time form"):
+        experiment_spec.validate_spec(dict(raw, variants=["off", "vanilla"], time="virtual"))
+
+
 def test_variants_and_overrides():
     raw = {k: v for k, v in VALID.items() if k != "policies"}
     spec = experiment_spec.validate_spec(dict(raw, variants=["ipi/strict", "none"]))
