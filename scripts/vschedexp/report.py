@@ -394,7 +394,7 @@ def _vcpus_clash(runs):
     for data in runs:
         for n, v in zip(data["spec"]["vms"], _vcpu_list(data["spec"])):
             if seen.setdefault(n, v) != v:
-                return "vcpus differ at %d VMs (%d and %d)" % (n, seen[n], v)
+                return "spec field 'vcpus' differs at %d VMs (%d and %d)" % (n, seen[n], v)
     return None
 
 
