@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 from vschedexp import stats, summary
 from vschedexp.plot import plot
-from vschedexp.spec import vcpus_text
+from vschedexp.spec import vcpus_of, vcpus_text
 from vschedexp.trials import LATENCY_KEYS, ROW_FIELDS
 
 
@@ -383,8 +383,7 @@ def _seed_clash(runs, disjoint):
                     % (got, want, "joined parts share the first seed" if disjoint else
                        "pooled parts continue each other's seeds"))
         if not disjoint:
-            want = got + max([data["spec"]["repetitions"]] +
-                             [r["rep"] + 1 for r in data["rows"]])
+            want = got + _reps_of(data)
     return None
 
 
@@ -399,8 +398,12 @@ def _vcpus_clash(runs):
 
 
 def _vcpu_list(spec):
-    v = spec["vcpus"]
-    return v if isinstance(v, list) else [v] * len(spec["vms"])
+    return [vcpus_of(spec, n) for n in spec["vms"]]
+
+
+def _reps_of(data):
+    """Repetitions a part ran (--until-ci runs more than the spec names)."""
+    return max([data["spec"]["repetitions"]] + [r["rep"] + 1 for r in data["rows"]])
 
 
 def _pooled(runs):
@@ -412,6 +415,5 @@ def _pooled(runs):
     for data in runs:
         for r in data["rows"]:
             rows.append(dict(r, rep=r["rep"] + reps))
-        # --until-ci runs more repetitions than the spec names
-        reps += max([data["spec"]["repetitions"]] + [r["rep"] + 1 for r in data["rows"]])
+        reps += _reps_of(data)
     return dict(runs[0]["spec"], repetitions=reps), rows
