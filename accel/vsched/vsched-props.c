@@ -183,6 +183,8 @@ static bool *mechanism_field(const char *name)
         return &c->ipi_lift;
     } else if (!strcmp(name, "yield-lift")) {
         return &c->yield_lift;
+    } else if (!strcmp(name, "wake-preempt")) {
+        return &c->wake_preempt;
     }
     return &c->callfn_first;
 }
@@ -223,6 +225,8 @@ static uint64_t *duration_field(const char *name)
         return &c->ipi_window_ns;
     } else if (!strcmp(name, "ple-gap")) {
         return &c->ple_gap_ns;
+    } else if (!strcmp(name, "wake-granularity")) {
+        return &c->wake_granularity_ns;
     }
     return &c->ple_window_ns;
 }
@@ -243,6 +247,8 @@ static void apply_duration(const char *name, uint64_t ns)
         vsched_set_ple_gap_ns(vsched_core, ns);
     } else if (!strcmp(name, "ple-window")) {
         vsched_set_ple_window_ns(vsched_core, ns);
+    } else if (!strcmp(name, "wake-granularity")) {
+        vsched_set_wake_granularity_ns(vsched_core, ns);
     }
 }
 
@@ -405,6 +411,9 @@ void vsched_tcg_accel_class_init(ObjectClass *oc)
                               set_mechanism, NULL, NULL);
     object_class_property_add(oc, "yield-lift", "bool", get_mechanism,
                               set_mechanism, NULL, NULL);
+    object_class_property_add(oc, "wake-preempt", "bool", get_mechanism,
+                              set_mechanism, NULL, NULL);
+    add_duration(oc, "wake-granularity");
     add_duration(oc, "ipi-window");
     add_duration(oc, "ple-gap");
     add_duration(oc, "ple-window");

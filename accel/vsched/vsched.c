@@ -236,6 +236,9 @@ static void host_trace(void *opaque, int event, int vcpu, int target,
     case VSCHED_TRACE_YIELDER_LIFT:
         trace_vsched_yielder_lift(vcpu, arg);
         break;
+    case VSCHED_TRACE_WAKE_PREEMPT:
+        trace_vsched_wake_preempt(vcpu, target, arg);
+        break;
     }
 }
 

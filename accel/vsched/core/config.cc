@@ -104,6 +104,8 @@ Config::Config() : VschedConfig{}
     ipi_lift = false;     /* an IPI-woken vCPU queues ahead */
     callfn_first = false; /* call-function receivers before others */
     yield_lift = false;   /* a directed-yield yielder requeues ahead */
+    wake_preempt = false; /* an IPI-woken vCPU preempts a long holder */
+    wake_granularity_ns = 1 * kNsPerMs; /* CFS: sched_wakeup_granularity */
     lift_bound = 2;       /* times one queued vCPU may be passed */
 }
 

@@ -39,13 +39,15 @@ enum class Mechanism : uint32_t {
     kIpiLift = 1u << 1,
     kCallfnFirst = 1u << 2,
     kYieldLift = 1u << 3,
+    kWakePreempt = 1u << 4,
 };
 inline constexpr uint32_t mechanism_bits(const Config &c)
 {
     return (c.halt_handoff ? static_cast<uint32_t>(Mechanism::kHaltHandoff) : 0) |
            (c.ipi_lift ? static_cast<uint32_t>(Mechanism::kIpiLift) : 0) |
            (c.callfn_first ? static_cast<uint32_t>(Mechanism::kCallfnFirst) : 0) |
-           (c.yield_lift ? static_cast<uint32_t>(Mechanism::kYieldLift) : 0);
+           (c.yield_lift ? static_cast<uint32_t>(Mechanism::kYieldLift) : 0) |
+           (c.wake_preempt ? static_cast<uint32_t>(Mechanism::kWakePreempt) : 0);
 }
 
 /*

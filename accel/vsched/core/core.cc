@@ -72,7 +72,8 @@ Core::Core(const Config &cfg, int nr_vcpus, HostInterface &host,
       ipi_(nr_vcpus, ctr_), sched_ptr_(make_scheduler(cfg, nr_vcpus, shared.get(), ctr_, spin_)),
       sched_(*sched_ptr_), attached_(make_backend(std::move(shared))), backend_(attached_.get()),
       policy_(static_cast<int>(cfg.policy)), relaxed_boost_(cfg.relaxed_boost),
-      mechs_(mechanism_bits(cfg)), hints_(new ExecHint[nr_vcpus])
+      mechs_(mechanism_bits(cfg)), wake_gran_ns_(cfg.wake_granularity_ns),
+      hints_(new ExecHint[nr_vcpus])
 {
     sched_.set_lift_bound(cfg.lift_bound);
     ipi_.set_enabled(cfg.ipi_tracking);
@@ -342,8 +343,14 @@ bool Core::acquire(int v)
     bool got = false;
     locked(now, &fx, [&] {
         sched_.note_thread(v, static_cast<int32_t>(current_tid()));
+        sched_.set_wake_preempt(wake_preempt(), wake_gran_ns_.load(std::memory_order_relaxed));
         got = sched_.acquire(v, lift_ipi_wake());
         note_held_deadline(v);
+        /* A holder asked to leave: its exits and PAUSEs take the lock. */
+        const int asked = sched_.take_wake_preempted();
+        if (asked != kNone) {
+            note_held_deadline(asked);
+        }
     });
     run_effects(fx);
     return got;
@@ -539,6 +546,12 @@ bool Core::lift_ipi_wake() const
            policies_[policy_.load(std::memory_order_relaxed)]->lifts_ipi_wakes();
 }
 
+bool Core::wake_preempt() const
+{
+    return mechanism(Mechanism::kWakePreempt) &&
+           policies_[policy_.load(std::memory_order_relaxed)]->preempts_for_ipi_wakes();
+}
+
 int Core::halt_successor(int v) const
 {
     if (!mechanism(Mechanism::kHaltHandoff)) {
@@ -725,15 +738,15 @@ bool Core::check_invariants(std::string *why)
     uint64_t enq = c[Ctr::acquire_wait] + c[Ctr::preemptions] + c[Ctr::handoffs] +
                    c[Ctr::voluntary_yields];
     uint64_t deq = c[Ctr::grants_from_queue] + c[Ctr::handoffs] + c[Ctr::queue_removed] +
-                   c[Ctr::halt_handoffs];
+                   c[Ctr::halt_handoffs] + c[Ctr::wake_preempts];
     /* In a shared pool other processes enqueue and grant too (and a VM
      * that left one started its private queue afresh). */
     if (backend().counts_whole_queue() && enq - deq != q_len) {
         return fail("queue length != enqueues - dequeues");
     }
-    if (c[Ctr::slot_waits] !=
-        c[Ctr::grants_from_queue] + c[Ctr::handoffs] + c[Ctr::halt_handoffs]) {
-        return fail("slot waits != grants from queue + handoffs + halt handoffs");
+    if (c[Ctr::slot_waits] != c[Ctr::grants_from_queue] + c[Ctr::handoffs] +
+                                  c[Ctr::halt_handoffs] + c[Ctr::wake_preempts]) {
+        return fail("slot waits != grants from queue + handoffs + halt and wake handoffs");
     }
     if (c[Ctr::ipi_calls] != c[Ctr::ipi_unicast] + c[Ctr::ipi_multicast] +
                                  c[Ctr::ipi_shorthand] + c[Ctr::ipi_self] +

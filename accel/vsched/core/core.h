@@ -112,6 +112,8 @@ public:
     uint64_t ple_gap_ns() const { return spin_.gap(); }
     void set_ple_window_ns(uint64_t ns) { spin_.set_base_window(ns); }
     uint64_t ple_window_ns() const { return spin_.base_window(); }
+    void set_wake_granularity_ns(uint64_t ns) { wake_gran_ns_.store(ns); }
+    uint64_t wake_granularity_ns() const { return wake_gran_ns_.load(); }
     void set_tracing(bool on) { tracing_.store(on); }
     void set_mechanism(Mechanism m, bool on)
     {
@@ -236,6 +238,7 @@ private:
     void decide_locked(int v, int cpl);
     /* What the policy asks of the scheduler's mechanisms for v (-1: none). */
     bool lift_ipi_wake() const;
+    bool wake_preempt() const;
     int halt_successor(int v) const;
     /* The core's lock: mu_, or the shared pool's robust mutex (repairing
      * the state if its previous owner died).  begin()s the scheduler. */
@@ -262,7 +265,9 @@ private:
      * holds the slot (the gate needs no lock) and an exit without a spin
      * has nothing to do: only v gives its slot away before the deadline
      * (kicks, preemption and revocation come after it), and a held slot's
-     * deadline moves only when v's own exit renews it.
+     * deadline moves only when v's own exit renews it, or when a wake
+     * preemption asks v to leave (acquire() then sets it to now, under
+     * the lock).
      */
     struct alignas(64) ExecHint {
         std::atomic<uint64_t> deadline_ns{0};
@@ -293,6 +298,7 @@ private:
     std::atomic<bool> relaxed_boost_;
     std::atomic<bool> tracing_{false};
     std::atomic<uint32_t> mechs_;
+    std::atomic<uint64_t> wake_gran_ns_;
     std::unique_ptr<ExecHint[]> hints_;
 };
 

@@ -104,7 +104,10 @@ namespace vsched {
     X(halt_handoffs, "halting vCPUs' slots handed to their IPI receiver (halt-handoff)")\
     X(halt_handoff_bounded, "halt handoffs refused by the lift bound")\
     X(yielder_lifts, "directed-yield yielders requeued ahead of others (yield-lift)")\
-    X(yielder_lift_bounded, "yielder lifts placed behind a vCPU at the lift bound")
+    X(yielder_lift_bounded, "yielder lifts placed behind a vCPU at the lift bound")\
+    X(wake_preempt_asks, "IPI-woken vCPUs that asked a long-running holder to leave (wake-preempt)")\
+    X(wake_preempts, "slots handed from a preempted holder to an IPI-woken vCPU (wake-preempt)")\
+    X(wake_preempt_bounded, "wake preemptions refused by the lift bound")
 
 enum class Ctr : int {
 #define VSCHED_CTR_ENUM(name, desc) name,

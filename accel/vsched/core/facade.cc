@@ -459,6 +459,7 @@ static bool mechanism_by_name(const char *name, vsched::Mechanism *out)
         {"ipi-lift", vsched::Mechanism::kIpiLift},
         {"callfn-first", vsched::Mechanism::kCallfnFirst},
         {"yield-lift", vsched::Mechanism::kYieldLift},
+        {"wake-preempt", vsched::Mechanism::kWakePreempt},
     };
     for (const auto &k : kMechanisms) {
         if (name && std::strcmp(name, k.name) == 0) {
@@ -533,6 +534,16 @@ void vsched_set_ple_window_ns(VschedCore *core, uint64_t ns)
 uint64_t vsched_get_ple_window_ns(VschedCore *core)
 {
     return core->core->ple_window_ns();
+}
+
+void vsched_set_wake_granularity_ns(VschedCore *core, uint64_t ns)
+{
+    core->core->set_wake_granularity_ns(ns);
+}
+
+uint64_t vsched_get_wake_granularity_ns(VschedCore *core)
+{
+    return core->core->wake_granularity_ns();
 }
 
 bool vsched_vcpu_info(VschedCore *core, int vcpu, VschedVcpuInfo *out)

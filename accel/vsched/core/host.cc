@@ -9,7 +9,7 @@ const char *trace_event_name(int event)
     static constexpr const char *kNames[] = {
         "spin-detected", "yield", "receiver-hit", "no-target", "handoff",
         "preempt", "acquire-wait", "grant", "release",
-        "ipi-lift", "halt-handoff", "ipi-to-run", "yielder-lift",
+        "ipi-lift", "halt-handoff", "ipi-to-run", "yielder-lift", "wake-preempt",
     };
     static_assert(sizeof(kNames) / sizeof(kNames[0]) == kNumTraceEvents);
     return event >= 0 && event < kNumTraceEvents ? kNames[event] : nullptr;

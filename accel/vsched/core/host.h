@@ -28,6 +28,7 @@ enum class TraceEvent : int {
     kHaltHandoff,       /* halting vcpu's slot -> target, its IPI receiver */
     kIpiToRun,          /* vcpu got a slot; arg = ns since the first IPI to it */
     kYielderLift,       /* directed-yield yielder requeued ahead; arg = passed */
+    kWakePreempt,       /* holder vcpu's slot -> IPI-woken target; arg = ns it ran */
     kCount
 };
 inline constexpr int kNumTraceEvents = static_cast<int>(TraceEvent::kCount);

@@ -30,6 +30,9 @@ public:
     virtual bool lifts_ipi_wakes() const { return false; }
     /* A yielder requeues ahead of others (bounded) instead of the tail. */
     virtual bool lifts_yielders() const { return false; }
+    /* An IPI-woken vCPU that finds no free slot takes the slot of the
+     * VM's longest-running holder (bounded, at least a granularity). */
+    virtual bool preempts_for_ipi_wakes() const { return false; }
     /* The queued vCPU that should get the slot `me` frees by halting, or
      * kNone for the queue head.  Under the core lock. */
     virtual int halt_successor(const IpiTracker &, int /*me*/, uint64_t /*now*/) const

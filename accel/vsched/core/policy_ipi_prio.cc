@@ -20,7 +20,10 @@
  * an IPI-woken vCPU queues ahead (ipi-lift), and the slot of a vCPU that
  * halts goes to the latest receiver of its IPIs still holding one
  * (halt-handoff): in a pipeline the sender wakes its peer and idles, and
- * the peer should not wait behind the whole queue for the sender's slot.
+ * the peer should not wait behind the whole queue for the sender's slot;
+ * and an IPI-woken vCPU that finds no slot free takes the slot of the
+ * VM's holder that has run longest, if at least wake-granularity
+ * (wake-preempt, CFS's wakeup preemption).
  *
  * Each pass has its own -ESRCH budget (no shared `try`, no underflow); a
  * candidate is looked at by at most one pass, so dy_eligible toggles at
@@ -44,6 +47,7 @@ public:
     void decide(SpinContext &c) override;
     bool lifts_ipi_wakes() const override { return true; }
     bool lifts_yielders() const override { return true; }
+    bool preempts_for_ipi_wakes() const override { return true; }
     int halt_successor(const IpiTracker &ipi, int me, uint64_t now) const override
     {
         return ipi.last_receiver(me, now);

@@ -141,6 +141,7 @@ void Scheduler::take_slot(int slot)
         state_->member[m].slot_time_ns += now_ > at ? now_ - at : 0;
         state_->member[m].overrun_ns += now_ > dl ? now_ - dl : 0;
     }
+    wake_ask_[slot] = WakeAsk{};
     pool_.unassign(slot);
 }
 
@@ -237,6 +238,9 @@ bool Scheduler::acquire(int v, bool lift_ipi_wake)
     if (lift_ipi_wake && ipi_woken) {
         lift_queued(g, Ctr::ipi_wake_lifts, Ctr::ipi_wake_lift_bounded, TraceEvent::kIpiLift);
     }
+    if (wake_preempt_ && ipi_woken) {
+        ask_wake_preempt(g);
+    }
     ctr_.add(Ctr::acquire_wait);
     fx_->trace(TraceEvent::kAcquireWait, v, -1, pool_.queue_len());
     kick_expired_holder();
@@ -304,9 +308,12 @@ bool Scheduler::preempt_if_due(int v, int cpl)
         return false;
     }
     int slot = held_slot(g);
-    if (now_ < state_->slot_deadline_ns[slot]) {
+    const int woken = wake_target(slot, g);
+    if (now_ < state_->slot_deadline_ns[slot] && woken == kNone) {
         return false;
     }
+    const uint64_t at = state_->slot_granted_at_ns[slot];
+    const uint64_t ran = now_ > at ? now_ - at : 0;
     if (pool_.queue_len() == 0) {
         /* Nobody waits: a new slice, so the holder's next exits before it
          * need no lock.  A vCPU that queues later kicks it as before. */
@@ -327,7 +334,9 @@ bool Scheduler::preempt_if_due(int v, int cpl)
     sched_out(g);
     ctr_.add(Ctr::preemptions);
     fx_->trace(TraceEvent::kPreempt, v, -1, cpl);
-    pass_slot_on(slot);
+    if (woken == kNone || !hand_woken_slot(g, slot, woken, ran)) {
+        pass_slot_on(slot);
+    }
     return true;
 }
 
@@ -340,7 +349,12 @@ uint64_t Scheduler::held_deadline(int v) const
     if (pool_.state(g) != VcpuState::kRunning) {
         return 0;
     }
-    return state_->slot_deadline_ns[held_slot(g)];
+    const int slot = held_slot(g);
+    const uint64_t dl = state_->slot_deadline_ns[slot];
+    if (wake_target(slot, g) != kNone) {
+        return std::max<uint64_t>(std::min(dl, now_), 1); /* asked to leave */
+    }
+    return dl;
 }
 
 uint64_t Scheduler::tick()
@@ -425,6 +439,7 @@ void Scheduler::init_mechanisms()
         ipi_at_[v].store(0, std::memory_order_relaxed);
     }
     free_since_.reset(new uint64_t[nslots_ > 0 ? nslots_ : 1]());
+    wake_ask_.reset(new WakeAsk[nslots_ > 0 ? nslots_ : 1]());
 }
 
 /* Passes of queued g in its current wait (another member's grant and
@@ -492,11 +507,9 @@ bool Scheduler::hand_halted_slot(int g, int slot, int successor)
     if (pool_.state(t) != VcpuState::kQueued) {
         return false;
     }
-    for (int x = pool_.head(); x != kNone && x != t; x = pool_.next(x)) {
-        if (passes(x) >= static_cast<int>(lift_bound_)) {
-            ctr_.add(Ctr::halt_handoff_bounded);
-            return false;
-        }
+    if (!within_bound(t)) {
+        ctr_.add(Ctr::halt_handoff_bounded);
+        return false;
     }
     count_passes(pool_.head(), t);
     grant(t, slot, now_ + slice_ns_);
@@ -504,6 +517,77 @@ bool Scheduler::hand_halted_slot(int g, int slot, int successor)
     ctr_.add(Ctr::wakes);
     fx_wake(t);
     fx_->trace(TraceEvent::kHaltHandoff, g - base_, successor, 0);
+    return true;
+}
+
+/* Queued t may be served next: nobody ahead of it is at the lift bound. */
+bool Scheduler::within_bound(int t) const
+{
+    for (int x = pool_.head(); x != kNone && x != t; x = pool_.next(x)) {
+        if (passes(x) >= static_cast<int>(lift_bound_)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* IPI-woken g just queued: ask this VM's holder that has run longest in
+ * its grant (at least the granularity, not asked already) to leave. */
+void Scheduler::ask_wake_preempt(int g)
+{
+    int best = kNone;
+    uint64_t best_ran = 0;
+    for (int s = 0; s < nslots_; s++) {
+        const int h = pool_.slot_owner(s);
+        if (h == kNone || !own(h) || wake_target(s, h) != kNone) {
+            continue;
+        }
+        const uint64_t at = state_->slot_granted_at_ns[s];
+        const uint64_t ran = now_ > at ? now_ - at : 0;
+        if (ran >= wake_gran_ns_ && (best == kNone || ran > best_ran)) {
+            best = s;
+            best_ran = ran;
+        }
+    }
+    if (best == kNone) {
+        return;
+    }
+    if (!within_bound(g)) {
+        ctr_.add(Ctr::wake_preempt_bounded);
+        return;
+    }
+    const int h = pool_.slot_owner(best);
+    wake_ask_[best] = WakeAsk{h, state_->slot_granted_at_ns[best], g};
+    wake_asked_ = h - base_;
+    ctr_.add(Ctr::wake_preempt_asks);
+    fx_kick(h);
+}
+
+/* The queued vCPU a wake preemption asked `holder` (on `slot`) to leave
+ * for, or kNone. */
+int Scheduler::wake_target(int slot, int holder) const
+{
+    const WakeAsk &a = wake_ask_[slot];
+    if (a.holder != holder || a.granted_at != state_->slot_granted_at_ns[slot] ||
+        pool_.state(a.target) != VcpuState::kQueued) {
+        return kNone;
+    }
+    return a.target;
+}
+
+/* Preempted holder's slot goes to IPI-woken t, still within the bound. */
+bool Scheduler::hand_woken_slot(int holder, int slot, int t, uint64_t ran)
+{
+    if (!within_bound(t)) {
+        ctr_.add(Ctr::wake_preempt_bounded);
+        return false;
+    }
+    count_passes(pool_.head(), t);
+    grant(t, slot, now_ + slice_ns_);
+    ctr_.add(Ctr::wake_preempts);
+    ctr_.add(Ctr::wakes);
+    fx_wake(t);
+    fx_->trace(TraceEvent::kWakePreempt, holder - base_, t - base_, static_cast<int64_t>(ran));
     return true;
 }
 
@@ -582,6 +666,7 @@ void Scheduler::use_private_pool(int nr_slots)
     nslots_ = nr_slots;
     id_space_ = n_;
     free_since_.reset(new uint64_t[nslots_ > 0 ? nslots_ : 1]());
+    wake_ask_.reset(new WakeAsk[nslots_ > 0 ? nslots_ : 1]());
     for (int v = 0; v < n_; v++) {
         wake_hint_[v].store(kWakeNone, std::memory_order_relaxed);
     }

@@ -60,6 +60,7 @@ public:
     {
         now_ = now;
         fx_ = fx;
+        wake_asked_ = kNone;
     }
 
     /* The gate: true if v holds a slot now; false: v is queued.
@@ -75,7 +76,27 @@ public:
      * keeps a yield_to() caller runnable near the front, not behind every
      * waiter. */
     void set_yielder_lift(bool on) { lift_yielder_ = on; }
-    /* Preempt v (a holder) if its slice is over and someone waits.
+    /* Wake preemption (CFS's wakeup preemption, bounded): an IPI-woken v
+     * that acquire() has to queue asks this VM's holder that has run
+     * longest in its grant, if at least granularity_ns, to leave: the
+     * holder is kicked, and its next preempt_if_due() hands its slot to v
+     * (a fresh slice) if nobody ahead of v is at the lift bound then and
+     * now.  Another VM's holders are never asked. */
+    void set_wake_preempt(bool on, uint64_t granularity_ns)
+    {
+        wake_preempt_ = on;
+        wake_gran_ns_ = granularity_ns;
+    }
+    /* The holder (local id) the last acquire() asked to leave, or kNone;
+     * its held_deadline() is now. */
+    int take_wake_preempted()
+    {
+        const int v = wake_asked_;
+        wake_asked_ = kNone;
+        return v;
+    }
+    /* Preempt v (a holder) if its slice is over and someone waits, or a
+     * wake preemption asked it to leave.
      * cpl: v's privilege level when it left guest code. */
     bool preempt_if_due(int v, int cpl);
     /* The deadline of the slot v holds, or 0 if it holds none. */
@@ -185,6 +206,10 @@ private:
     void count_passes(int from, int to);
     void lift_queued(int g, Ctr lifted, Ctr bounded, TraceEvent ev);
     bool hand_halted_slot(int g, int slot, int successor);
+    bool within_bound(int t) const;
+    void ask_wake_preempt(int g);
+    int wake_target(int slot, int holder) const;
+    bool hand_woken_slot(int holder, int slot, int t, uint64_t ran);
     void note_ipi_to_run(int g);
     void note_slot_free(int slot);
     void note_slot_taken(int slot);
@@ -243,6 +268,18 @@ private:
     std::unique_ptr<std::atomic<uint64_t>[]> ipi_at_;
     /* Per slot: since when it has been free (0: unknown). */
     std::unique_ptr<uint64_t[]> free_since_;
+    /* Per slot: a wake preemption's ask of its holder (valid while the
+     * holder still holds it from the same grant: another member's process
+     * may have taken the slot meanwhile). */
+    struct WakeAsk {
+        int holder = kNone;
+        uint64_t granted_at = 0;
+        int target = kNone;
+    };
+    std::unique_ptr<WakeAsk[]> wake_ask_;
+    bool wake_preempt_ = false;
+    uint64_t wake_gran_ns_ = 0;
+    int wake_asked_ = kNone;
 };
 
 } // namespace vsched

@@ -64,6 +64,8 @@ enum {
     VSCHED_TRACE_HALT_HANDOFF,      /* halting vcpu's slot -> target */
     VSCHED_TRACE_IPI_TO_RUN,        /* vcpu runs; arg = ns since its first IPI */
     VSCHED_TRACE_YIELDER_LIFT,      /* yielder requeued ahead; arg = passed */
+    VSCHED_TRACE_WAKE_PREEMPT,      /* holder vcpu's slot -> IPI-woken target;
+                                     * arg = ns the holder had run */
     VSCHED_TRACE__MAX,
 };
 /* VSCHED_TRACE_YIELD's arg: policy id and pass index. */
@@ -105,6 +107,11 @@ typedef struct VschedConfig {
     bool callfn_first;
     bool yield_lift;
     unsigned lift_bound;        /* times one queued vCPU may be passed; 2 */
+    /* Wake preemption: an IPI-woken vCPU that finds no free slot takes the
+     * slot of this VM's holder that has run longest in its grant, if that
+     * is at least wake_granularity_ns (default off, 1 ms). */
+    bool wake_preempt;
+    uint64_t wake_granularity_ns;
 } VschedConfig;
 
 void vsched_config_defaults(VschedConfig *cfg);
@@ -239,6 +246,8 @@ void vsched_set_ple_gap_ns(VschedCore *core, uint64_t ns);
 uint64_t vsched_get_ple_gap_ns(VschedCore *core);
 void vsched_set_ple_window_ns(VschedCore *core, uint64_t ns);
 uint64_t vsched_get_ple_window_ns(VschedCore *core);
+void vsched_set_wake_granularity_ns(VschedCore *core, uint64_t ns);
+uint64_t vsched_get_wake_granularity_ns(VschedCore *core);
 
 /* Introspection. */
 #define VSCHED_INFO_MAX_LIST 8

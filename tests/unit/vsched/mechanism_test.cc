@@ -1,6 +1,6 @@
 /* The scheduler's mechanisms a policy may use (ipi-prio does): the lift
- * of an IPI-woken vCPU, the halt handoff to a receiver, and their common
- * starvation bound; and the where-the-time-goes counters (IPI-to-run
+ * of an IPI-woken vCPU, the halt handoff to a receiver, the wake
+ * preemption, and their common starvation bound; and the where-the-time-goes counters (IPI-to-run
  * latency, slot idle time). */
 #include <gtest/gtest.h>
 
@@ -238,6 +238,190 @@ TEST_F(MechanismTest, YielderRequeuesAheadWhenAsked)
         ok();
         ctr_.reset();
     }
+}
+
+/* wake-preempt: an IPI-woken vCPU that has to queue asks the holder that
+ * has run longest (at least the granularity) to leave; that holder's next
+ * exit hands it the slot with a fresh slice, and it waits at the tail. */
+TEST_F(MechanismTest, WakePreemptHandsTheLongestHolderSlotToTheWoken)
+{
+    init(4, 2);
+    s_->set_wake_preempt(true, 300'000);
+    ASSERT_TRUE(s_->acquire(0));        /* granted at 1.0 ms */
+    at(1'200'000);
+    ASSERT_TRUE(s_->acquire(1));        /* granted at 1.2 ms */
+    at(1'600'000);
+    s_->note_wake(2, kWakeIpi, now_);
+    ASSERT_FALSE(s_->acquire(2));       /* 0 ran 600 us, 1 ran 400 us */
+    EXPECT_EQ(s_->take_wake_preempted(), 0);
+    EXPECT_EQ(s_->held_deadline(0), now_); /* its hint: leave now */
+    EXPECT_EQ(s_->held_deadline(1), 1'200'000 + kSlice);
+    EXPECT_EQ(ctr_.get(Ctr::wake_preempt_asks), 1u);
+    int kicks = 0;
+    for (int i = 0; i < fx_.size(); i++) {
+        kicks += fx_[i].kind == Effect::Kind::kKick && fx_[i].vcpu == 0;
+    }
+    EXPECT_EQ(kicks, 1);
+    ok();
+    at(1'610'000);
+    EXPECT_TRUE(s_->preempt_if_due(0, 0)); /* before its deadline */
+    EXPECT_EQ(st(2), VcpuState::kRunning);
+    EXPECT_EQ(st(0), VcpuState::kQueued);
+    EXPECT_EQ(s_->held_deadline(2), now_ + kSlice);
+    EXPECT_EQ(queue(), (V{0}));
+    EXPECT_EQ(ctr_.get(Ctr::wake_preempts), 1u);
+    EXPECT_EQ(traced(TraceEvent::kWakePreempt), 1);
+    EXPECT_EQ(fx_[fx_.size() - 1].arg, 610'000); /* how long 0 had run */
+    ok();
+    /* 1 was not asked: it keeps its slot until its deadline. */
+    EXPECT_FALSE(s_->preempt_if_due(1, 0));
+}
+
+TEST_F(MechanismTest, WakePreemptRespectsTheGranularity)
+{
+    init(4, 1);
+    s_->set_wake_preempt(true, 500'000);
+    ASSERT_TRUE(s_->acquire(0));
+    at(1'400'000); /* 0 ran 400 us < 500 us */
+    s_->note_wake(2, kWakeIpi, now_);
+    ASSERT_FALSE(s_->acquire(2));
+    EXPECT_EQ(s_->take_wake_preempted(), kNone);
+    EXPECT_EQ(ctr_.get(Ctr::wake_preempt_asks), 0u);
+    EXPECT_FALSE(s_->preempt_if_due(0, 0));
+    EXPECT_EQ(st(0), VcpuState::kRunning);
+    at(1'500'000); /* exactly the granularity: the next IPI wake asks */
+    s_->note_wake(3, kWakeIpi, now_);
+    ASSERT_FALSE(s_->acquire(3));
+    EXPECT_EQ(s_->take_wake_preempted(), 0);
+    EXPECT_TRUE(s_->preempt_if_due(0, 0));
+    EXPECT_EQ(st(3), VcpuState::kRunning); /* the one that asked, not the head */
+    EXPECT_EQ(queue(), (V{2, 0}));
+    ok();
+}
+
+TEST_F(MechanismTest, WakePreemptOnlyForIpiWakesAndWhenAsked)
+{
+    init(4, 1);
+    ASSERT_TRUE(s_->acquire(0));
+    at(3'000'000);
+    s_->note_wake(1, kWakeIpi, now_);
+    ASSERT_FALSE(s_->acquire(1)); /* the policy did not ask */
+    s_->set_wake_preempt(true, 0);
+    ASSERT_FALSE(s_->acquire(2)); /* a timer wake: no IPI hint */
+    EXPECT_EQ(ctr_.get(Ctr::wake_preempt_asks), 0u);
+    EXPECT_EQ(s_->take_wake_preempted(), kNone);
+    ok();
+}
+
+/* The woken vCPU passes everyone ahead of it: not if one of them is at the
+ * bound, neither when it asks nor when the holder leaves. */
+TEST_F(MechanismTest, WakePreemptRespectsTheBound)
+{
+    init(6, 1, 1);
+    s_->set_wake_preempt(true, 0);
+    ASSERT_TRUE(s_->acquire(0));
+    ASSERT_FALSE(s_->acquire(1));
+    s_->note_wake(2, kWakeIpi, now_);
+    ASSERT_FALSE(s_->acquire(2)); /* asks 0 to leave */
+    at(1'100'000);
+    ASSERT_TRUE(s_->preempt_if_due(0, 0));
+    EXPECT_EQ(st(2), VcpuState::kRunning); /* 1 passed once: at the bound */
+    s_->note_wake(3, kWakeIpi, now_);
+    ASSERT_FALSE(s_->acquire(3)); /* would pass 1 again: refused */
+    EXPECT_EQ(ctr_.get(Ctr::wake_preempt_bounded), 1u);
+    EXPECT_EQ(s_->take_wake_preempted(), kNone);
+    EXPECT_FALSE(s_->preempt_if_due(2, 0)); /* not asked, slice not over */
+    ok();
+}
+
+/* An ask whose target got a slot some other way lapses: the holder stays. */
+TEST_F(MechanismTest, WakePreemptLapsesWhenTheTargetRunsAnyway)
+{
+    init(4, 2);
+    s_->set_wake_preempt(true, 0);
+    ASSERT_TRUE(s_->acquire(0));
+    ASSERT_TRUE(s_->acquire(1));
+    at(1'300'000);
+    s_->note_wake(2, kWakeIpi, now_);
+    ASSERT_FALSE(s_->acquire(2));
+    EXPECT_EQ(s_->take_wake_preempted(), 0); /* both ran 300 us: the first */
+    s_->release(1, ReleaseReason::kHalt);  /* 2 gets 1's slot */
+    ASSERT_EQ(st(2), VcpuState::kRunning);
+    EXPECT_EQ(s_->held_deadline(0), 1'000'000 + kSlice);
+    EXPECT_FALSE(s_->preempt_if_due(0, 0));
+    EXPECT_EQ(ctr_.get(Ctr::wake_preempts), 0u);
+    ok();
+}
+
+/* Wake preemptions only reorder: under a random mix with lifts, halt
+ * handoffs and slice preemptions nobody is overtaken more than the bound
+ * times, and every asked holder leaves at its next exit. */
+TEST_F(MechanismTest, WakePreemptNobodyStarves)
+{
+    constexpr int kN = 10;
+    constexpr unsigned kBound = 2;
+    init(kN, 2, kBound);
+    s_->set_wake_preempt(true, 200'000);
+    std::mt19937 rng(11);
+    std::vector<uint64_t> seq(kN, 0);
+    std::vector<int> overtaken(kN, 0);
+    uint64_t next_seq = 1;
+    int max_overtaken = 0;
+    uint64_t t = 1'000'000;
+    for (int step = 0; step < 20000; step++) {
+        t += 1000 + rng() % 400'000;
+        at(t);
+        std::vector<VcpuState> before(kN);
+        for (int v = 0; v < kN; v++) {
+            before[v] = st(v);
+        }
+        int v = static_cast<int>(rng() % kN);
+        switch (st(v)) {
+        case VcpuState::kHalted:
+        case VcpuState::kStopped:
+            if (rng() % 3) {
+                ipi_wake(v);
+            } else {
+                s_->acquire(v, true);
+            }
+            if (int h = s_->take_wake_preempted(); h != kNone) {
+                ASSERT_LE(s_->held_deadline(h), now_); /* leave now */
+                ASSERT_TRUE(s_->preempt_if_due(h, 0)); /* its next exit */
+            }
+            break;
+        case VcpuState::kRunning:
+            if (rng() % 2) {
+                s_->release(v, ReleaseReason::kHalt, static_cast<int>(rng() % kN));
+            } else {
+                s_->preempt_if_due(v, 0);
+            }
+            break;
+        case VcpuState::kQueued:
+            break;
+        }
+        for (int g = 0; g < kN; g++) {
+            if (before[g] != VcpuState::kQueued || st(g) == VcpuState::kQueued) {
+                continue;
+            }
+            for (int w = 0; w < kN; w++) {
+                if (before[w] == VcpuState::kQueued && st(w) == VcpuState::kQueued &&
+                    seq[w] < seq[g]) {
+                    max_overtaken = std::max(max_overtaken, ++overtaken[w]);
+                }
+            }
+            seq[g] = 0;
+        }
+        for (int w = 0; w < kN; w++) {
+            if (st(w) == VcpuState::kQueued && seq[w] == 0) {
+                seq[w] = next_seq++;
+                overtaken[w] = 0;
+            }
+        }
+        ok();
+    }
+    EXPECT_GT(ctr_.get(Ctr::wake_preempts), 100u);
+    EXPECT_GT(ctr_.get(Ctr::wake_preempt_bounded), 0u);
+    EXPECT_LE(max_overtaken, static_cast<int>(kBound));
 }
 
 TEST_F(MechanismTest, IpiToRunLatencyFromFirstIpiToGrant)
