@@ -101,7 +101,8 @@ def test_accel_help_lists_properties(qemu):
     for prop in ("vcpu-sched", "pcpus", "slice", "directed-yield",
                  "relaxed-boost", "ipi-tracking", "ipi-window", "ple-gap",
                  "ple-window", "stats-file", "halt-handoff", "ipi-lift",
-                 "callfn-first", "yield-lift"):
+                 "callfn-first", "yield-lift", "wake-preempt",
+                 "wake-granularity"):
         assert prop + "=" in r.stdout, r.stdout
 
 
@@ -163,10 +164,29 @@ def test_mechanism_switches_at_start_and_run_time(qemu):
     assert "error" in replies[6]
 
 
+def test_wake_preempt_and_its_granularity(qemu):
+    """wake-preempt is off by default, its granularity 1ms; both change at
+    run time."""
+    get = lambda p: {"execute": "qom-get", "arguments": {"path": "/machine/accel",
+                                                        "property": p}}
+    put = lambda p, v: {"execute": "qom-set", "arguments": {"path": "/machine/accel",
+                                                           "property": p, "value": v}}
+    replies = qmp_session(qemu, "tcg,vcpu-sched=on,pcpus=2", [
+        get("wake-preempt"), get("wake-granularity"),
+        put("wake-preempt", True), put("wake-granularity", "250us"),
+        get("wake-preempt"), get("wake-granularity"),
+    ])
+    assert [r["return"] for r in replies[:2]] == [False, "1ms"]
+    assert "return" in replies[2] and "return" in replies[3]
+    assert [r["return"] for r in replies[4:6]] == [True, "250us"]
+
+
 RANGE_CASES = [
     ("ple-window", "5ms", "Parameter 'ple-window' must be between 1us and 3200us (got 5ms)"),
     ("ple-gap", "0", "Parameter 'ple-gap' must be between 1us and 10ms (got 0ns)"),
     ("ipi-window", "11s", "Parameter 'ipi-window' must be between 1us and 10s (got 11s)"),
+    ("wake-granularity", "11s",
+     "Parameter 'wake-granularity' must be between 0ns and 10s (got 11s)"),
 ]
 
 
