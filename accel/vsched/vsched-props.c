@@ -185,6 +185,8 @@ static bool *mechanism_field(const char *name)
         return &c->yield_lift;
     } else if (!strcmp(name, "wake-preempt")) {
         return &c->wake_preempt;
+    } else if (!strcmp(name, "wake-spinners")) {
+        return &c->wake_spinners;
     }
     return &c->callfn_first;
 }
@@ -414,6 +416,8 @@ void vsched_tcg_accel_class_init(ObjectClass *oc)
     object_class_property_add(oc, "wake-preempt", "bool", get_mechanism,
                               set_mechanism, NULL, NULL);
     add_duration(oc, "wake-granularity");
+    object_class_property_add(oc, "wake-spinners", "bool", get_mechanism,
+                              set_mechanism, NULL, NULL);
     add_duration(oc, "ipi-window");
     add_duration(oc, "ple-gap");
     add_duration(oc, "ple-window");

@@ -102,7 +102,7 @@ def test_accel_help_lists_properties(qemu):
                  "relaxed-boost", "ipi-tracking", "ipi-window", "ple-gap",
                  "ple-window", "stats-file", "halt-handoff", "ipi-lift",
                  "callfn-first", "yield-lift", "wake-preempt",
-                 "wake-granularity"):
+                 "wake-granularity", "wake-spinners"):
         assert prop + "=" in r.stdout, r.stdout
 
 
@@ -186,7 +186,7 @@ RANGE_CASES = [
     ("ple-gap", "0", "Parameter 'ple-gap' must be between 1us and 10ms (got 0ns)"),
     ("ipi-window", "11s", "Parameter 'ipi-window' must be between 1us and 10s (got 11s)"),
     ("wake-granularity", "11s",
-     "Parameter 'wake-granularity' must be between 0ns and 10s (got 11s)"),
+     "Parameter 'wake-granularity' must be between 1us and 10s (got 11s)"),
 ]
 
 

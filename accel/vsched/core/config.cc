@@ -106,6 +106,7 @@ Config::Config() : VschedConfig{}
     yield_lift = false;   /* a directed-yield yielder requeues ahead */
     wake_preempt = false; /* an IPI-woken vCPU preempts a long holder */
     wake_granularity_ns = 1 * kNsPerMs; /* CFS: sched_wakeup_granularity */
+    wake_spinners = false;      /* wake-preempt asks a spinner first */
     lift_bound = 2;       /* times one queued vCPU may be passed */
 }
 

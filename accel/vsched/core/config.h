@@ -40,6 +40,7 @@ enum class Mechanism : uint32_t {
     kCallfnFirst = 1u << 2,
     kYieldLift = 1u << 3,
     kWakePreempt = 1u << 4,
+    kWakeSpinnerFirst = 1u << 5,
 };
 inline constexpr uint32_t mechanism_bits(const Config &c)
 {
@@ -47,7 +48,8 @@ inline constexpr uint32_t mechanism_bits(const Config &c)
            (c.ipi_lift ? static_cast<uint32_t>(Mechanism::kIpiLift) : 0) |
            (c.callfn_first ? static_cast<uint32_t>(Mechanism::kCallfnFirst) : 0) |
            (c.yield_lift ? static_cast<uint32_t>(Mechanism::kYieldLift) : 0) |
-           (c.wake_preempt ? static_cast<uint32_t>(Mechanism::kWakePreempt) : 0);
+           (c.wake_preempt ? static_cast<uint32_t>(Mechanism::kWakePreempt) : 0) |
+           (c.wake_spinners ? static_cast<uint32_t>(Mechanism::kWakeSpinnerFirst) : 0);
 }
 
 /*

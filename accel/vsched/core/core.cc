@@ -344,6 +344,9 @@ bool Core::acquire(int v)
     locked(now, &fx, [&] {
         sched_.note_thread(v, static_cast<int32_t>(current_tid()));
         sched_.set_wake_preempt(wake_preempt(), wake_gran_ns_.load(std::memory_order_relaxed));
+        if (mechanism(Mechanism::kWakeSpinnerFirst)) {
+            sched_.set_wake_spinner_first(host_.pause_now_ns());
+        }
         got = sched_.acquire(v, lift_ipi_wake());
         note_held_deadline(v);
         /* A holder asked to leave: its exits and PAUSEs take the lock. */

@@ -460,6 +460,7 @@ static bool mechanism_by_name(const char *name, vsched::Mechanism *out)
         {"callfn-first", vsched::Mechanism::kCallfnFirst},
         {"yield-lift", vsched::Mechanism::kYieldLift},
         {"wake-preempt", vsched::Mechanism::kWakePreempt},
+        {"wake-spinners", vsched::Mechanism::kWakeSpinnerFirst},
     };
     for (const auto &k : kMechanisms) {
         if (name && std::strcmp(name, k.name) == 0) {

@@ -531,12 +531,13 @@ bool Scheduler::within_bound(int t) const
     return true;
 }
 
-/* IPI-woken g just queued: ask this VM's holder that has run longest in
- * its grant (at least the granularity, not asked already) to leave. */
-void Scheduler::ask_wake_preempt(int g)
+/* The slot whose holder a wake preemption asks: this VM's, not asked
+ * already; a spinning one first if so set (*spinner = 1), else the one
+ * that has run longest in its grant, at least the granularity; or kNone. */
+int Scheduler::wake_preempt_choice(int *spinner) const
 {
-    int best = kNone;
-    uint64_t best_ran = 0;
+    int best = kNone, best_spinner = kNone;
+    uint64_t best_ran = 0, spinner_ran = 0;
     for (int s = 0; s < nslots_; s++) {
         const int h = pool_.slot_owner(s);
         if (h == kNone || !own(h) || wake_target(s, h) != kNone) {
@@ -544,11 +545,25 @@ void Scheduler::ask_wake_preempt(int g)
         }
         const uint64_t at = state_->slot_granted_at_ns[s];
         const uint64_t ran = now_ > at ? now_ - at : 0;
+        if (wake_spinner_first_ && spin_->in_spin(h - base_, wake_pause_now_) &&
+            (best_spinner == kNone || ran > spinner_ran)) {
+            best_spinner = s;
+            spinner_ran = ran;
+        }
         if (ran >= wake_gran_ns_ && (best == kNone || ran > best_ran)) {
             best = s;
             best_ran = ran;
         }
     }
+    *spinner = best_spinner != kNone;
+    return best_spinner != kNone ? best_spinner : best;
+}
+
+/* IPI-woken g just queued: ask a holder to leave (wake_preempt_choice). */
+void Scheduler::ask_wake_preempt(int g)
+{
+    int spinner = 0;
+    const int best = wake_preempt_choice(&spinner);
     if (best == kNone) {
         return;
     }
@@ -560,6 +575,9 @@ void Scheduler::ask_wake_preempt(int g)
     wake_ask_[best] = WakeAsk{h, state_->slot_granted_at_ns[best], g};
     wake_asked_ = h - base_;
     ctr_.add(Ctr::wake_preempt_asks);
+    if (spinner) {
+        ctr_.add(Ctr::wake_preempt_spinners);
+    }
     fx_kick(h);
 }
 

@@ -86,6 +86,15 @@ public:
     {
         wake_preempt_ = on;
         wake_gran_ns_ = granularity_ns;
+        wake_spinner_first_ = false;
+    }
+    /* The next acquire() asks a holder that is in a PAUSE loop at
+     * pause_now (the spin detector's clock) first, whatever it has run:
+     * its slot time is spin waste. */
+    void set_wake_spinner_first(uint64_t pause_now)
+    {
+        wake_spinner_first_ = true;
+        wake_pause_now_ = pause_now;
     }
     /* The holder (local id) the last acquire() asked to leave, or kNone;
      * its held_deadline() is now. */
@@ -208,6 +217,7 @@ private:
     bool hand_halted_slot(int g, int slot, int successor);
     bool within_bound(int t) const;
     void ask_wake_preempt(int g);
+    int wake_preempt_choice(int *spinner) const;
     int wake_target(int slot, int holder) const;
     bool hand_woken_slot(int holder, int slot, int t, uint64_t ran);
     void note_ipi_to_run(int g);
@@ -279,6 +289,8 @@ private:
     std::unique_ptr<WakeAsk[]> wake_ask_;
     bool wake_preempt_ = false;
     uint64_t wake_gran_ns_ = 0;
+    bool wake_spinner_first_ = false;
+    uint64_t wake_pause_now_ = 0;
     int wake_asked_ = kNone;
 };
 

@@ -42,9 +42,13 @@ constexpr VschedSetting kSettings[] = {
      "a vCPU woken by an IPI that finds no free slot takes the slot of "
      "this VM's vCPU that has run longest, if at least wake-granularity, "
      "within the lift bound (policies that ask for it: ipi-prio)"},
-    /* 0: any holder; above a slice it never fires before the slice ends. */
-    {"wake-granularity", VSCHED_SETTING_DURATION, 0, 10 * kNsPerS, true,
+    /* 1us: nearly any holder; above the slice it never fires before the
+     * slice ends. */
+    {"wake-granularity", VSCHED_SETTING_DURATION, 1 * kNsPerUs, 10 * kNsPerS, true,
      "wake-preempt: how long a holder must have run in its grant"},
+    {"wake-spinners", VSCHED_SETTING_BOOL, 0, 0, true,
+     "wake-preempt asks a holder spinning in a PAUSE loop first, whatever "
+     "it has run"},
     {"ipi-tracking", VSCHED_SETTING_BOOL, 0, 0, true,
      "record IPIs for the directed-yield policies"},
     {"ipi-window", VSCHED_SETTING_DURATION, 1 * kNsPerUs, 10 * kNsPerS, true,

@@ -52,6 +52,14 @@ public:
         return true;
     }
 
+    /* v's last PAUSE was at most a gap before now: it is in a PAUSE loop
+     * (or was when it last left guest code). */
+    bool in_spin(int v, uint64_t now) const
+    {
+        const uint64_t last = slots_[v].last_pause_ns.load(std::memory_order_relaxed);
+        return last != 0 && now >= last && now - last <= gap_ns_.load(std::memory_order_relaxed);
+    }
+
     /* MWAIT is idle, not a spin: it ends any spin in progress. */
     void on_mwait(int v)
     {

@@ -112,6 +112,7 @@ typedef struct VschedConfig {
      * is at least wake_granularity_ns (default off, 1 ms). */
     bool wake_preempt;
     uint64_t wake_granularity_ns;
+    bool wake_spinners;         /* a spinning holder first, any run time */
 } VschedConfig;
 
 void vsched_config_defaults(VschedConfig *cfg);

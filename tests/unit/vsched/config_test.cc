@@ -102,6 +102,7 @@ TEST(Settings, TableIsCompleteAndDefaultsAreInRange)
         {"ple-gap", d.ple_gap_ns},     {"ple-window", d.ple_window_ns},
         {"pcpus", static_cast<uint64_t>(d.pcpus)},
         {"quantum", VSCHED_VTIME_QUANTUM_DEFAULT}, {"pool-members", 1},
+        {"wake-granularity", d.wake_granularity_ns},
     };
     for (const auto &[name, value] : defaults) {
         const VschedSetting *s = find_setting(name);

@@ -313,6 +313,31 @@ TEST_F(MechanismTest, WakePreemptOnlyForIpiWakesAndWhenAsked)
     ok();
 }
 
+/* wake-spinners: a holder in a PAUSE loop is asked first, whatever it
+ * has run (its slot time is spin waste); off, the granularity rule. */
+TEST_F(MechanismTest, WakePreemptAsksASpinnerFirstWhenSet)
+{
+    for (bool first : {true, false}) {
+        init(4, 2);
+        ASSERT_TRUE(s_->acquire(1));  /* granted at 1.0 ms: ran longest */
+        at(1'500'000);
+        ASSERT_TRUE(s_->acquire(0));
+        at(1'600'000);
+        spin_->on_pause(0, 0, 1'590'000);
+        spin_->on_pause(0, 0, 1'595'000); /* within the 10 us gap of now */
+        s_->set_wake_preempt(true, 5'000'000); /* nobody ran 5 ms */
+        if (first) {
+            s_->set_wake_spinner_first(now_);
+        }
+        s_->note_wake(2, kWakeIpi, now_);
+        ASSERT_FALSE(s_->acquire(2));
+        EXPECT_EQ(s_->take_wake_preempted(), first ? 0 : kNone);
+        EXPECT_EQ(ctr_.get(Ctr::wake_preempt_spinners), first ? 1u : 0u);
+        ok();
+        ctr_.reset();
+    }
+}
+
 /* The woken vCPU passes everyone ahead of it: not if one of them is at the
  * bound, neither when it asks nor when the holder leaves. */
 TEST_F(MechanismTest, WakePreemptRespectsTheBound)
