@@ -187,6 +187,8 @@ static bool *mechanism_field(const char *name)
         return &c->wake_preempt;
     } else if (!strcmp(name, "wake-spinners")) {
         return &c->wake_spinners;
+    } else if (!strcmp(name, "wake-queued")) {
+        return &c->wake_queued;
     }
     return &c->callfn_first;
 }
@@ -417,6 +419,8 @@ void vsched_tcg_accel_class_init(ObjectClass *oc)
                               set_mechanism, NULL, NULL);
     add_duration(oc, "wake-granularity");
     object_class_property_add(oc, "wake-spinners", "bool", get_mechanism,
+                              set_mechanism, NULL, NULL);
+    object_class_property_add(oc, "wake-queued", "bool", get_mechanism,
                               set_mechanism, NULL, NULL);
     add_duration(oc, "ipi-window");
     add_duration(oc, "ple-gap");

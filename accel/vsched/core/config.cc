@@ -107,6 +107,7 @@ Config::Config() : VschedConfig{}
     wake_preempt = false; /* an IPI-woken vCPU preempts a long holder */
     wake_granularity_ns = 1 * kNsPerMs; /* CFS: sched_wakeup_granularity */
     wake_spinners = false;      /* wake-preempt asks a spinner first */
+    wake_queued = false;        /* an IPI to a queued vCPU asks too */
     lift_bound = 2;       /* times one queued vCPU may be passed */
 }
 

@@ -41,6 +41,7 @@ enum class Mechanism : uint32_t {
     kYieldLift = 1u << 3,
     kWakePreempt = 1u << 4,
     kWakeSpinnerFirst = 1u << 5,
+    kWakeQueued = 1u << 6,
 };
 inline constexpr uint32_t mechanism_bits(const Config &c)
 {
@@ -49,7 +50,8 @@ inline constexpr uint32_t mechanism_bits(const Config &c)
            (c.callfn_first ? static_cast<uint32_t>(Mechanism::kCallfnFirst) : 0) |
            (c.yield_lift ? static_cast<uint32_t>(Mechanism::kYieldLift) : 0) |
            (c.wake_preempt ? static_cast<uint32_t>(Mechanism::kWakePreempt) : 0) |
-           (c.wake_spinners ? static_cast<uint32_t>(Mechanism::kWakeSpinnerFirst) : 0);
+           (c.wake_spinners ? static_cast<uint32_t>(Mechanism::kWakeSpinnerFirst) : 0) |
+           (c.wake_queued ? static_cast<uint32_t>(Mechanism::kWakeQueued) : 0);
 }
 
 /*

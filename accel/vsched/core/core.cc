@@ -343,10 +343,7 @@ bool Core::acquire(int v)
     bool got = false;
     locked(now, &fx, [&] {
         sched_.note_thread(v, static_cast<int32_t>(current_tid()));
-        sched_.set_wake_preempt(wake_preempt(), wake_gran_ns_.load(std::memory_order_relaxed));
-        if (mechanism(Mechanism::kWakeSpinnerFirst)) {
-            sched_.set_wake_spinner_first(host_.pause_now_ns());
-        }
+        set_wake_preempt_locked();
         got = sched_.acquire(v, lift_ipi_wake());
         note_held_deadline(v);
         /* A holder asked to leave: its exits and PAUSEs take the lock. */
@@ -482,7 +479,8 @@ bool Core::after_exec(int v, int cpl)
     }
     int spin_cpl = 0;
     bool fired = spin_.take_pending(v, &spin_cpl);
-    if (!fired && unlocked_pass(v, &ExecHint::unlocked_exits)) {
+    const bool queued_ipis = sched_.queued_ipis_pending();
+    if (!fired && !queued_ipis && unlocked_pass(v, &ExecHint::unlocked_exits)) {
         return false; /* preempt_if_due() would find nothing due */
     }
     uint64_t now = host_.now_ns();
@@ -491,6 +489,9 @@ bool Core::after_exec(int v, int cpl)
     bool lost = true;
     locked(now, &fx, [&] {
         SlotPool pool = sched_.vm_pool();
+        if (queued_ipis) {
+            serve_queued_ipis_locked();
+        }
         if (fired) {
             if (pool.state(v) == VcpuState::kRunning) {
                 decide_locked(v, spin_cpl);
@@ -549,6 +550,38 @@ bool Core::lift_ipi_wake() const
            policies_[policy_.load(std::memory_order_relaxed)]->lifts_ipi_wakes();
 }
 
+/* REQUIRES: the lock.  What the policy and properties ask of the next
+ * wake preemption. */
+void Core::set_wake_preempt_locked()
+{
+    sched_.set_wake_preempt(wake_preempt(), wake_gran_ns_.load(std::memory_order_relaxed));
+    if (mechanism(Mechanism::kWakeSpinnerFirst)) {
+        sched_.set_wake_spinner_first(host_.pause_now_ns());
+    }
+}
+
+/* REQUIRES: the lock.  wake-queued: IPIs that reached queued vCPUs ask
+ * their wake preemptions; the holders asked take the lock at their next
+ * exit (their hints say now). */
+void Core::serve_queued_ipis_locked()
+{
+    set_wake_preempt_locked();
+    if (sched_.serve_queued_ipis() == 0) {
+        return;
+    }
+    for (int s = 0; s < cfg_.pcpus; s++) {
+        const int h = slot_holder(s);
+        if (h >= 0) {
+            note_held_deadline(h);
+        }
+    }
+}
+
+bool Core::wake_queued() const
+{
+    return mechanism(Mechanism::kWakeQueued) && wake_preempt();
+}
+
 bool Core::wake_preempt() const
 {
     return mechanism(Mechanism::kWakePreempt) &&
@@ -583,9 +616,10 @@ void Core::on_ipi(int src, const int *dst, int ndst, int vector, int delivery_mo
     /* One clock read per IPI, not per receiver: a broadcast reaches every
      * vCPU and this runs on the ICR write path. */
     const uint64_t now = ndst > 0 ? host_.now_ns() : 0;
+    const bool track_queued = ndst > 0 && wake_queued();
     for (int i = 0; i < ndst; i++) {
         if (valid(dst[i]) && dst[i] != src) {
-            sched_.note_wake(dst[i], kind, now);
+            sched_.note_wake(dst[i], kind, now, track_queued);
         }
     }
     ipi_.on_ipi(src, dst, ndst, vector, delivery_mode, shorthand, host_.pause_now_ns());

@@ -239,6 +239,9 @@ private:
     /* What the policy asks of the scheduler's mechanisms for v (-1: none). */
     bool lift_ipi_wake() const;
     bool wake_preempt() const;
+    bool wake_queued() const;
+    void set_wake_preempt_locked();
+    void serve_queued_ipis_locked();
     int halt_successor(int v) const;
     /* The core's lock: mu_, or the shared pool's robust mutex (repairing
      * the state if its previous owner died).  begin()s the scheduler. */

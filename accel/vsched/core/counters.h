@@ -108,7 +108,8 @@ namespace vsched {
     X(wake_preempt_asks, "IPI-woken vCPUs that asked a long-running holder to leave (wake-preempt)")\
     X(wake_preempts, "slots handed from a preempted holder to an IPI-woken vCPU (wake-preempt)")\
     X(wake_preempt_bounded, "wake preemptions refused by the lift bound")\
-    X(wake_preempt_spinners, "wake preemption asks of a spinning holder (wake-spinners)")
+    X(wake_preempt_spinners, "wake preemption asks of a spinning holder (wake-spinners)")\
+    X(wake_queued_ipis, "IPIs to queued vCPUs served by wake-queued (each may ask a wake preemption)")
 
 enum class Ctr : int {
 #define VSCHED_CTR_ENUM(name, desc) name,

@@ -461,6 +461,7 @@ static bool mechanism_by_name(const char *name, vsched::Mechanism *out)
         {"yield-lift", vsched::Mechanism::kYieldLift},
         {"wake-preempt", vsched::Mechanism::kWakePreempt},
         {"wake-spinners", vsched::Mechanism::kWakeSpinnerFirst},
+        {"wake-queued", vsched::Mechanism::kWakeQueued},
     };
     for (const auto &k : kMechanisms) {
         if (name && std::strcmp(name, k.name) == 0) {

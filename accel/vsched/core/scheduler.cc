@@ -435,8 +435,10 @@ void Scheduler::init_mechanisms()
     /* Sized for every vCPU the VM may plug (grow() raises n_ to cap_). */
     const int vcpus = std::max(n_, cap_);
     ipi_at_.reset(new std::atomic<uint64_t>[vcpus > 0 ? vcpus : 1]);
+    ipi_queued_.reset(new std::atomic<uint8_t>[vcpus > 0 ? vcpus : 1]);
     for (int v = 0; v < vcpus; v++) {
         ipi_at_[v].store(0, std::memory_order_relaxed);
+        ipi_queued_[v].store(0, std::memory_order_relaxed);
     }
     free_since_.reset(new uint64_t[nslots_ > 0 ? nslots_ : 1]());
     wake_ask_.reset(new WakeAsk[nslots_ > 0 ? nslots_ : 1]());
@@ -579,6 +581,22 @@ void Scheduler::ask_wake_preempt(int g)
         ctr_.add(Ctr::wake_preempt_spinners);
     }
     fx_kick(h);
+}
+
+int Scheduler::serve_queued_ipis()
+{
+    if (!ipi_queued_any_.exchange(false, std::memory_order_acq_rel)) {
+        return 0;
+    }
+    const uint64_t before = ctr_.get(Ctr::wake_preempt_asks);
+    for (int v = 0; v < n_; v++) {
+        if (ipi_queued_[v].exchange(0, std::memory_order_relaxed) && wake_preempt_ &&
+            pool_.state(base_ + v) == VcpuState::kQueued) {
+            ctr_.add(Ctr::wake_queued_ipis);
+            ask_wake_preempt(base_ + v);
+        }
+    }
+    return static_cast<int>(ctr_.get(Ctr::wake_preempt_asks) - before);
 }
 
 /* The queued vCPU a wake preemption asked `holder` (on `slot`) to leave

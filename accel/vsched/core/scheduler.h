@@ -124,7 +124,7 @@ public:
     /* Lock-free: an interrupt was sent to v (local id; see kWake*) at
      * now (0: unknown); the first one to a vCPU without a slot starts its
      * IPI-to-run latency (ipi_to_run_ns), which its next grant ends. */
-    void note_wake(int v, uint8_t kind, uint64_t now = 0)
+    void note_wake(int v, uint8_t kind, uint64_t now = 0, bool track_queued = false)
     {
         uint8_t cur = wake_hint_[v].load(std::memory_order_relaxed);
         if (kind > cur) {
@@ -135,7 +135,22 @@ public:
             uint64_t zero = 0;
             ipi_at_[v].compare_exchange_strong(zero, now, std::memory_order_relaxed);
         }
+        /* wake-queued: served by the next lock section (serve_queued_ipis). */
+        if (track_queued && shm_load(state_->state[base_ + v]) ==
+                                static_cast<uint8_t>(VcpuState::kQueued)) {
+            ipi_queued_[v].store(1, std::memory_order_relaxed);
+            ipi_queued_any_.store(true, std::memory_order_release);
+        }
     }
+    /* Lock-free: an IPI reached a queued vCPU since the last serve. */
+    bool queued_ipis_pending() const
+    {
+        return ipi_queued_any_.load(std::memory_order_acquire);
+    }
+    /* wake-queued: every queued vCPU an IPI reached asks a wake preemption
+     * as an IPI-woken one does (set_wake_preempt() first); returns the
+     * number of asks. */
+    int serve_queued_ipis();
     const std::atomic<uint8_t> *wake_hints() const { return wake_hint_.get(); }
 
     /* Every vCPU of the pool, global ids (private pool: the VM's ids). */
@@ -287,6 +302,9 @@ private:
         int target = kNone;
     };
     std::unique_ptr<WakeAsk[]> wake_ask_;
+    /* Per local vCPU: an IPI reached it while queued (wake-queued). */
+    std::unique_ptr<std::atomic<uint8_t>[]> ipi_queued_;
+    std::atomic<bool> ipi_queued_any_{false};
     bool wake_preempt_ = false;
     uint64_t wake_gran_ns_ = 0;
     bool wake_spinner_first_ = false;

@@ -49,6 +49,9 @@ constexpr VschedSetting kSettings[] = {
     {"wake-spinners", VSCHED_SETTING_BOOL, 0, 0, true,
      "wake-preempt asks a holder spinning in a PAUSE loop first, whatever "
      "it has run"},
+    {"wake-queued", VSCHED_SETTING_BOOL, 0, 0, true,
+     "wake-preempt also for an IPI to a vCPU queued for a slot (asked at "
+     "the sender's next exit)"},
     {"ipi-tracking", VSCHED_SETTING_BOOL, 0, 0, true,
      "record IPIs for the directed-yield policies"},
     {"ipi-window", VSCHED_SETTING_DURATION, 1 * kNsPerUs, 10 * kNsPerS, true,

@@ -113,6 +113,7 @@ typedef struct VschedConfig {
     bool wake_preempt;
     uint64_t wake_granularity_ns;
     bool wake_spinners;         /* a spinning holder first, any run time */
+    bool wake_queued;           /* an IPI to a queued vCPU asks too */
 } VschedConfig;
 
 void vsched_config_defaults(VschedConfig *cfg);

@@ -338,6 +338,33 @@ TEST_F(MechanismTest, WakePreemptAsksASpinnerFirstWhenSet)
     }
 }
 
+/* wake-queued: an IPI to a vCPU already queued asks for it too, at the
+ * next lock section that serves them; untracked IPIs ask nothing. */
+TEST_F(MechanismTest, WakeQueuedAsksForAQueuedIpiTarget)
+{
+    init(4, 1);
+    ASSERT_TRUE(s_->acquire(0));
+    ASSERT_FALSE(s_->acquire(1));
+    ASSERT_FALSE(s_->acquire(2));
+    at(1'600'000);
+    s_->set_wake_preempt(true, 500'000);
+    s_->note_wake(2, kWakeIpi, now_); /* not tracked */
+    EXPECT_FALSE(s_->queued_ipis_pending());
+    s_->note_wake(3, kWakeIpi, now_, true); /* halted, not queued */
+    EXPECT_FALSE(s_->queued_ipis_pending());
+    s_->note_wake(2, kWakeIpi, now_, true);
+    EXPECT_TRUE(s_->queued_ipis_pending());
+    EXPECT_EQ(s_->serve_queued_ipis(), 1);
+    EXPECT_FALSE(s_->queued_ipis_pending());
+    EXPECT_EQ(s_->held_deadline(0), now_); /* 0 ran 600 us: asked */
+    EXPECT_TRUE(s_->preempt_if_due(0, 0));
+    EXPECT_EQ(st(2), VcpuState::kRunning); /* ahead of 1, passed once */
+    EXPECT_EQ(queue(), (V{1, 0}));
+    EXPECT_EQ(ctr_.get(Ctr::wake_queued_ipis), 1u);
+    EXPECT_EQ(s_->serve_queued_ipis(), 0); /* served once */
+    ok();
+}
+
 /* The woken vCPU passes everyone ahead of it: not if one of them is at the
  * bound, neither when it asks nor when the holder leaves. */
 TEST_F(MechanismTest, WakePreemptRespectsTheBound)
