@@ -102,7 +102,7 @@ def test_accel_help_lists_properties(qemu):
                  "relaxed-boost", "ipi-tracking", "ipi-window", "ple-gap",
                  "ple-window", "stats-file", "halt-handoff", "ipi-lift",
                  "callfn-first", "yield-lift", "wake-preempt",
-                 "wake-granularity", "wake-spinners"):
+                 "wake-granularity", "wake-spinners", "wake-queued"):
         assert prop + "=" in r.stdout, r.stdout
 
 
