@@ -470,3 +470,61 @@ TEST_F(CoreTest, HaltHandoffIsThePolicysChoiceAndThePropertysSwitch)
 
 } // namespace
 } // namespace vsched::test
+
+namespace vsched::test {
+namespace {
+
+/* wake-preempt end to end: an IPI wakes halted 2 while 0 holds the only
+ * slot past the granularity and 1 waits.  ipi-prio with wake-preempt on
+ * kicks 0, whose next exit (no lock needed before, its hint now says
+ * leave) hands the slot to 2 before 0's deadline; off, or under vanilla,
+ * 0 runs on without taking the lock.  With wake-queued, an IPI to a
+ * queued vCPU asks too, at the next exit. */
+TEST_F(CoreTest, WakePreemptIsThePolicysChoiceAndThePropertysSwitch)
+{
+    struct Case {
+        const char *policy;
+        bool on;
+    } cases[] = {{"ipi-prio", true}, {"ipi-prio", false}, {"vanilla", true}};
+    for (const Case &k : cases) {
+        init(4, 1, policy_id(k.policy));
+        core_->set_mechanism(Mechanism::kWakePreempt, k.on);
+        core_->set_wake_granularity_ns(200'000);
+        ASSERT_TRUE(core_->acquire(0));
+        ASSERT_FALSE(core_->acquire(1));
+        EXPECT_FALSE(core_->after_exec(0, 0)); /* before its deadline: no lock */
+        const uint64_t unlocked = core_->counters()[Ctr::exec_exits_unlocked];
+        host_->advance(300'000);
+        int dst = 2;
+        core_->on_ipi(0, &dst, 1, 0xfd, kApicDmFixed, kApicShNone);
+        ASSERT_FALSE(core_->acquire(2));
+        const bool asked = k.on && std::string_view(k.policy) == "ipi-prio";
+        EXPECT_EQ(core_->after_exec(0, 3), asked) << k.policy << " " << k.on;
+        EXPECT_EQ(state_of(info(2)), asked ? VcpuState::kRunning : VcpuState::kQueued);
+        EXPECT_EQ(core_->counters()[Ctr::wake_preempts], asked ? 1u : 0u);
+        EXPECT_EQ(core_->counters()[Ctr::exec_exits_unlocked], unlocked + (asked ? 0 : 1));
+        EXPECT_EQ(traced(TraceEvent::kWakePreempt, 0, 2), asked);
+        ok();
+    }
+    /* wake-queued: an IPI from holder 0 to queued 1 asks at 0's next exit
+     * (the same exit then hands 0's slot to 1); off, nothing is asked. */
+    for (bool queued : {true, false}) {
+        init(4, 1, policy_id("ipi-prio"));
+        core_->set_mechanism(Mechanism::kWakePreempt, true);
+        core_->set_mechanism(Mechanism::kWakeQueued, queued);
+        core_->set_wake_granularity_ns(200'000);
+        ASSERT_TRUE(core_->acquire(0));
+        ASSERT_FALSE(core_->acquire(1));
+        host_->advance(300'000);
+        int dst = 1;
+        core_->on_ipi(0, &dst, 1, 0xfd, kApicDmFixed, kApicShNone);
+        EXPECT_EQ(core_->after_exec(0, 3), queued);
+        EXPECT_EQ(state_of(info(1)), queued ? VcpuState::kRunning : VcpuState::kQueued);
+        EXPECT_EQ(core_->counters()[Ctr::wake_queued_ipis], queued ? 1u : 0u);
+        EXPECT_EQ(core_->counters()[Ctr::wake_preempts], queued ? 1u : 0u);
+        ok();
+    }
+}
+
+} // namespace
+} // namespace vsched::test

@@ -217,6 +217,7 @@ TEST_F(IpiPrioTest, HaltSuccessorIsTheLatestLiveReceiver)
 {
     init(8, 0);
     EXPECT_TRUE(p_.impl->lifts_ipi_wakes());
+    EXPECT_TRUE(p_.impl->preempts_for_ipi_wakes());
     EXPECT_EQ(p_.impl->halt_successor(*ipi_, 0, kNow), kNone);
     ipi(0, 3, kNow, 0xfd);
     ipi(0, 6, kNow + 10, 0xfd);
@@ -228,6 +229,7 @@ TEST_F(IpiPrioTest, HaltSuccessorIsTheLatestLiveReceiver)
     EXPECT_EQ(p_.impl->halt_successor(*ipi_, 0, kNow + ipi_->window() + 1), kNone);
     TestPolicy vanilla = policy("vanilla");
     EXPECT_FALSE(vanilla.impl->lifts_ipi_wakes());
+    EXPECT_FALSE(vanilla.impl->preempts_for_ipi_wakes());
     ipi(0, 5, kNow, 0xfd);
     EXPECT_EQ(vanilla.impl->halt_successor(*ipi_, 0, kNow), kNone);
 }
