@@ -468,12 +468,6 @@ TEST_F(CoreTest, HaltHandoffIsThePolicysChoiceAndThePropertysSwitch)
     }
 }
 
-} // namespace
-} // namespace vsched::test
-
-namespace vsched::test {
-namespace {
-
 /* wake-preempt end to end: an IPI wakes halted 2 while 0 holds the only
  * slot past the granularity and 1 waits.  ipi-prio with wake-preempt on
  * kicks 0, whose next exit (no lock needed before, its hint now says
