@@ -508,16 +508,24 @@ TEST(VtimeBarrierProcesses, AStoppedMemberIsSkippedAndRejoinsOnContinue)
 
 /* ---------------------------------------------------------- corruption */
 
-class VtimeBarrierCorrupt : public ::testing::TestWithParam<int> {};
+/* One member alone on a fresh pool, in its first turn. */
+class VtimeBarrierFirstTurn : public ::testing::Test {
+protected:
+    void SetUp() override
+    {
+        ASSERT_TRUE(a.join(g.name));
+        ASSERT_EQ(a.wait(&t), VtimeBarrier::Wait::kTurn);
+    }
+    PoolFileGuard g{unique_pool_name("vb-", "corrupt")};
+    Member a;
+    VtimeTurn t;
+};
+
+class VtimeBarrierCorrupt : public VtimeBarrierFirstTurn,
+                            public ::testing::WithParamInterface<int> {};
 
 TEST_P(VtimeBarrierCorrupt, ABadFieldDetachesTheMemberWithOneLine)
 {
-    const std::string name = unique_pool_name("vb-", "corrupt");
-    PoolFileGuard g{name};
-    Member a;
-    ASSERT_TRUE(a.join(name));
-    VtimeTurn t;
-    ASSERT_EQ(a.wait(&t), VtimeBarrier::Wait::kTurn);
     a.barrier->pass(kVtimeNoDeadline, false);
     ShmVtime &vt = a.shm();
     testing::internal::CaptureStderr();
@@ -548,14 +556,8 @@ TEST_P(VtimeBarrierCorrupt, ABadFieldDetachesTheMemberWithOneLine)
 
 INSTANTIATE_TEST_SUITE_P(Fields, VtimeBarrierCorrupt, ::testing::Range(0, 5));
 
-TEST(VtimeBarrier, ACorruptSlotRecordThrows)
+TEST_F(VtimeBarrierFirstTurn, ACorruptSlotRecordThrows)
 {
-    const std::string name = unique_pool_name("vb-", "slotbad");
-    PoolFileGuard g{name};
-    Member a;
-    ASSERT_TRUE(a.join(name));
-    VtimeTurn t;
-    ASSERT_EQ(a.wait(&t), VtimeBarrier::Wait::kTurn);
     a.shm().slot[0].round = t.round;
     a.shm().slot[0].used = t.length + 1;
     EXPECT_THROW(a.barrier->slot_used(0), PoolCorrupt);
