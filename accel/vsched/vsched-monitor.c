@@ -130,6 +130,15 @@ static VschedVirtualTime *vtime_to_qapi(void)
     return out;
 }
 
+/* A run-time setting of the running core (vsched_setting_get). */
+static uint64_t core_setting(const char *name)
+{
+    uint64_t value = 0;
+
+    vsched_setting_get(vsched_core, name, &value);
+    return value;
+}
+
 VschedInfo *qmp_query_vsched(Error **errp)
 {
     VschedInfo *info = g_new0(VschedInfo, 1);
@@ -139,21 +148,21 @@ VschedInfo *qmp_query_vsched(Error **errp)
     if (!vsched_core) {
         return info;
     }
-    info->policy = g_strdup(vsched_policy_name(vsched_get_policy(vsched_core)));
+    info->policy = g_strdup(vsched_policy_name(core_setting("directed-yield")));
     info->has_relaxed_boost = true;
-    info->relaxed_boost = vsched_get_relaxed_boost(vsched_core);
+    info->relaxed_boost = core_setting("relaxed-boost");
     info->has_ipi_tracking = true;
-    info->ipi_tracking = vsched_get_ipi_tracking(vsched_core);
+    info->ipi_tracking = core_setting("ipi-tracking");
     info->has_ipi_window_ns = true;
-    info->ipi_window_ns = vsched_get_ipi_window_ns(vsched_core);
+    info->ipi_window_ns = core_setting("ipi-window");
     info->has_pcpus = true;
     info->pcpus = cfg->pcpus;
     info->has_slice_ns = true;
     info->slice_ns = cfg->slice_ns;
     info->has_ple_gap_ns = true;
-    info->ple_gap_ns = vsched_get_ple_gap_ns(vsched_core);
+    info->ple_gap_ns = core_setting("ple-gap");
     info->has_ple_window_ns = true;
-    info->ple_window_ns = vsched_get_ple_window_ns(vsched_core);
+    info->ple_window_ns = core_setting("ple-window");
     info->vtime = vtime_to_qapi();
     info->time = g_strdup(info->vtime ? "virtual" : "real");
     info->pool = pool_to_qapi();

@@ -72,18 +72,23 @@ static bool parse_duration(const char *name, const char *value, uint64_t *ns,
     return in_range(name, *ns, errp);
 }
 
-static bool get_vcpu_sched(Object *obj, Error **errp)
+/* The running core's value of a run-time setting, else the configured one. */
+static uint64_t current(const char *name, uint64_t configured)
 {
-    return vsched_settings.enabled;
+    uint64_t value;
+
+    if (vsched_core && vsched_setting_get(vsched_core, name, &value)) {
+        return value;
+    }
+    return configured;
 }
 
-static void set_vcpu_sched(Object *obj, bool value, Error **errp)
+/* A run-time setting reaches the running core too (value checked above). */
+static void apply(const char *name, uint64_t value)
 {
-    if (!fixed_once_running("vcpu-sched", errp)) {
-        return;
+    if (vsched_core) {
+        vsched_setting_set(vsched_core, name, value);
     }
-    vsched_settings.enabled = value;
-    trace_vsched_set("vcpu-sched", value ? "on" : "off");
 }
 
 static void get_pcpus(Object *obj, Visitor *v, const char *name, void *opaque,
@@ -112,9 +117,8 @@ static void set_pcpus(Object *obj, Visitor *v, const char *name, void *opaque,
 
 static char *get_policy(Object *obj, Error **errp)
 {
-    int policy = vsched_core ? vsched_get_policy(vsched_core) : cfg()->policy;
-
-    return g_strdup(vsched_policy_name(policy));
+    return g_strdup(vsched_policy_name(current("directed-yield",
+                                               cfg()->policy)));
 }
 
 static void set_policy(Object *obj, const char *value, Error **errp)
@@ -130,57 +134,27 @@ static void set_policy(Object *obj, const char *value, Error **errp)
         return;
     }
     cfg()->policy = policy;
-    if (vsched_core) {
-        vsched_set_policy(vsched_core, policy);
-    }
+    apply("directed-yield", policy);
     trace_vsched_set("directed-yield", value);
 }
 
-static bool get_relaxed_boost(Object *obj, Error **errp)
-{
-    return vsched_core ? vsched_get_relaxed_boost(vsched_core)
-                       : cfg()->relaxed_boost;
-}
-
-static void set_relaxed_boost(Object *obj, bool value, Error **errp)
-{
-    if (!fixed_once_running("relaxed-boost", errp)) {
-        return;
-    }
-    cfg()->relaxed_boost = value;
-    if (vsched_core) {
-        vsched_set_relaxed_boost(vsched_core, value);
-    }
-    trace_vsched_set("relaxed-boost", value ? "on" : "off");
-}
-
-static bool get_ipi_tracking(Object *obj, Error **errp)
-{
-    return vsched_core ? vsched_get_ipi_tracking(vsched_core)
-                       : cfg()->ipi_tracking;
-}
-
-static void set_ipi_tracking(Object *obj, bool value, Error **errp)
-{
-    if (!fixed_once_running("ipi-tracking", errp)) {
-        return;
-    }
-    cfg()->ipi_tracking = value;
-    if (vsched_core) {
-        vsched_set_ipi_tracking(vsched_core, value);
-    }
-    trace_vsched_set("ipi-tracking", value ? "on" : "off");
-}
-
-/* The mechanism switches: one getter/setter pair, told apart by name. */
-static bool *mechanism_field(const char *name)
+/* The bool settings: one getter/setter pair, told apart by name. */
+static bool *bool_field(const char *name)
 {
     VschedConfig *c = cfg();
 
-    if (!strcmp(name, "halt-handoff")) {
+    if (!strcmp(name, "vcpu-sched")) {
+        return &vsched_settings.enabled;
+    } else if (!strcmp(name, "relaxed-boost")) {
+        return &c->relaxed_boost;
+    } else if (!strcmp(name, "ipi-tracking")) {
+        return &c->ipi_tracking;
+    } else if (!strcmp(name, "halt-handoff")) {
         return &c->halt_handoff;
     } else if (!strcmp(name, "ipi-lift")) {
         return &c->ipi_lift;
+    } else if (!strcmp(name, "callfn-first")) {
+        return &c->callfn_first;
     } else if (!strcmp(name, "yield-lift")) {
         return &c->yield_lift;
     } else if (!strcmp(name, "wake-preempt")) {
@@ -190,35 +164,32 @@ static bool *mechanism_field(const char *name)
     } else if (!strcmp(name, "wake-queued")) {
         return &c->wake_queued;
     }
-    return &c->callfn_first;
+    return NULL;
 }
 
-static void get_mechanism(Object *obj, Visitor *v, const char *name,
-                          void *opaque, Error **errp)
+static void get_bool(Object *obj, Visitor *v, const char *name, void *opaque,
+                     Error **errp)
 {
-    bool on = vsched_core ? vsched_get_mechanism(vsched_core, name)
-                          : *mechanism_field(name);
+    bool on = current(name, *bool_field(name));
 
     visit_type_bool(v, name, &on, errp);
 }
 
-static void set_mechanism(Object *obj, Visitor *v, const char *name,
-                          void *opaque, Error **errp)
+static void set_bool(Object *obj, Visitor *v, const char *name, void *opaque,
+                     Error **errp)
 {
     bool on;
 
-    if (!fixed_once_running(name, errp) ||
-        !visit_type_bool(v, name, &on, errp)) {
+    if (!visit_type_bool(v, name, &on, errp) ||
+        !fixed_once_running(name, errp)) {
         return;
     }
-    *mechanism_field(name) = on;
-    if (vsched_core) {
-        vsched_set_mechanism(vsched_core, name, on);
-    }
+    *bool_field(name) = on;
+    apply(name, on);
     trace_vsched_set(name, on ? "on" : "off");
 }
 
-/* The duration properties: one getter/setter pair, told apart by name. */
+/* The duration settings: one getter/setter pair, told apart by name. */
 static uint64_t *duration_field(const char *name)
 {
     VschedConfig *c = cfg();
@@ -229,10 +200,12 @@ static uint64_t *duration_field(const char *name)
         return &c->ipi_window_ns;
     } else if (!strcmp(name, "ple-gap")) {
         return &c->ple_gap_ns;
+    } else if (!strcmp(name, "ple-window")) {
+        return &c->ple_window_ns;
     } else if (!strcmp(name, "wake-granularity")) {
         return &c->wake_granularity_ns;
     }
-    return &c->ple_window_ns;
+    return NULL;
 }
 
 static void get_duration(Object *obj, Visitor *v, const char *name,
@@ -241,19 +214,6 @@ static void get_duration(Object *obj, Visitor *v, const char *name,
     g_autofree char *text = format_duration(*duration_field(name));
 
     visit_type_str(v, name, &text, errp);
-}
-
-static void apply_duration(const char *name, uint64_t ns)
-{
-    if (!strcmp(name, "ipi-window")) {
-        vsched_set_ipi_window_ns(vsched_core, ns);
-    } else if (!strcmp(name, "ple-gap")) {
-        vsched_set_ple_gap_ns(vsched_core, ns);
-    } else if (!strcmp(name, "ple-window")) {
-        vsched_set_ple_window_ns(vsched_core, ns);
-    } else if (!strcmp(name, "wake-granularity")) {
-        vsched_set_wake_granularity_ns(vsched_core, ns);
-    }
 }
 
 static void set_duration(Object *obj, Visitor *v, const char *name,
@@ -270,9 +230,7 @@ static void set_duration(Object *obj, Visitor *v, const char *name,
         return;
     }
     *duration_field(name) = ns;
-    if (vsched_core) {
-        apply_duration(name, ns);
-    }
+    apply(name, ns);
     trace_vsched_set(name, text);
 }
 
@@ -373,10 +331,21 @@ static void set_vtime_count(Object *obj, Visitor *v, const char *name,
     *given = true;
 }
 
-static void add_duration(ObjectClass *oc, const char *name)
+/*
+ * The bool and duration rows of the settings table get their property
+ * from it; the others, each with its own parsing, are listed below.
+ */
+static void add_table_driven(ObjectClass *oc, const VschedSetting *s)
 {
-    object_class_property_add(oc, name, "str", get_duration, set_duration,
-                              NULL, NULL);
+    if (s->type == VSCHED_SETTING_BOOL) {
+        g_assert(bool_field(s->name));
+        object_class_property_add(oc, s->name, "bool", get_bool, set_bool,
+                                  NULL, NULL);
+    } else if (s->type == VSCHED_SETTING_DURATION) {
+        g_assert(duration_field(s->name));
+        object_class_property_add(oc, s->name, "str", get_duration,
+                                  set_duration, NULL, NULL);
+    }
 }
 
 /* Descriptions (help, range, run time or not) from the settings table. */
@@ -396,35 +365,13 @@ void vsched_tcg_accel_class_init(ObjectClass *oc)
     vsched_settings_init();
     vsched_register_start();
 
-    object_class_property_add_bool(oc, "vcpu-sched", get_vcpu_sched,
-                                   set_vcpu_sched);
+    for (int i = 0; i < vsched_setting_count(); i++) {
+        add_table_driven(oc, vsched_setting(i));
+    }
     object_class_property_add(oc, "pcpus", "uint32", get_pcpus, set_pcpus,
                               NULL, NULL);
-    add_duration(oc, "slice");
     object_class_property_add_str(oc, "directed-yield", get_policy,
                                   set_policy);
-    object_class_property_add_bool(oc, "relaxed-boost", get_relaxed_boost,
-                                   set_relaxed_boost);
-    object_class_property_add_bool(oc, "ipi-tracking", get_ipi_tracking,
-                                   set_ipi_tracking);
-    object_class_property_add(oc, "halt-handoff", "bool", get_mechanism,
-                              set_mechanism, NULL, NULL);
-    object_class_property_add(oc, "ipi-lift", "bool", get_mechanism,
-                              set_mechanism, NULL, NULL);
-    object_class_property_add(oc, "callfn-first", "bool", get_mechanism,
-                              set_mechanism, NULL, NULL);
-    object_class_property_add(oc, "yield-lift", "bool", get_mechanism,
-                              set_mechanism, NULL, NULL);
-    object_class_property_add(oc, "wake-preempt", "bool", get_mechanism,
-                              set_mechanism, NULL, NULL);
-    add_duration(oc, "wake-granularity");
-    object_class_property_add(oc, "wake-spinners", "bool", get_mechanism,
-                              set_mechanism, NULL, NULL);
-    object_class_property_add(oc, "wake-queued", "bool", get_mechanism,
-                              set_mechanism, NULL, NULL);
-    add_duration(oc, "ipi-window");
-    add_duration(oc, "ple-gap");
-    add_duration(oc, "ple-window");
     object_class_property_add_str(oc, "pool", get_pool, set_pool);
     object_class_property_add_str(oc, "stats-file", get_stats_file,
                                   set_stats_file);

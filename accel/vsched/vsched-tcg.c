@@ -157,7 +157,15 @@ void vsched_tcg_after_exec(CPUState *cs, int ret)
         vsched_release(vsched_core, vcpu, VSCHED_RELEASE_STOP);
         return;
     }
-    if (cs->stop || cs->unplug) {
+    /*
+     * After the guest's own shutdown request (virtual time) cs->stop is
+     * set by the main loop at a host-timed moment, before or after this
+     * exit: the slot went back here (at the run's start time) or at the
+     * VM's stop (vsched_vm_state_change, at its end), and the pool's
+     * counters and the other members' grants differed.  The VM's stop
+     * gives it back in either case.
+     */
+    if ((cs->stop && !vsched_vtime_guest_shut_down()) || cs->unplug) {
         vsched_release(vsched_core, vcpu, VSCHED_RELEASE_STOP);
     } else if (idle) {
         vsched_count(VSCHED_GLUE_IDLE_MWAITS);

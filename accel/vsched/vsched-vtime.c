@@ -390,6 +390,11 @@ void vsched_shutdown_request(void)
     cpu_exit(cpu);
 }
 
+bool vsched_vtime_guest_shut_down(void)
+{
+    return vtime_shut_down;
+}
+
 static void vtime_vm_state_change(void *opaque, bool running, RunState state)
 {
     if (running) {

@@ -51,6 +51,10 @@ static inline void vsched_vtime_note_exit(int kind)
     vsched_vtime_exit_kind = kind;
 }
 
+/* The guest asked for shutdown (virtual time): no guest code runs until
+ * the VM has stopped (see vsched_shutdown_request). */
+bool vsched_vtime_guest_shut_down(void);
+
 /* helper_pause in virtual time: the PAUSE is charged, the run goes on. */
 bool vsched_vtime_pause_continues(CPUState *cpu);
 

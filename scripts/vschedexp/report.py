@@ -174,14 +174,14 @@ def format_winners(points):
         return []
     lines = ["", "winner per cell: the fastest variant (lowest median), named only when "
              "its comparison with the runner-up says faster (interval excludes 0 and "
-             "p < 0.05, or exact); otherwise 'none' and the tie"]
+             "p < 0.05, or exact); otherwise '-' (no winner: 'none' is a variant) and the tie"]
     vw = _vw(points)
     hdr = "%-22s %-*s %-*s %10s %18s %7s  %s" % (
         "point", vw, "winner", 2 * vw + 3, "runner-up", "reduction", "95% interval", "p", "verdict")
     lines += [hdr, "-" * len(hdr)]
     for p in cells:
         w, c = p["winner"], p["winner"]["comparison"]
-        name = w["fastest"] if w["declared"] else "none"
+        name = w["fastest"] if w["declared"] else "-"
         lines.append("%-22s %-*s %-*s %10s %18s %7s  %s" % (
             p["point"], vw, name, 2 * vw + 3, w["runner_up"] if w["declared"] else
             "%s ~ %s" % (w["fastest"], w["runner_up"]), fmt_pct(c["reduction"]),

@@ -9,6 +9,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "config.h"
@@ -52,9 +53,78 @@ vsched::Config to_cpp(const VschedConfig &c)
     return o;
 }
 
-bool valid_policy(int p)
+/*
+ * How a running core reads and changes each run-time row of the settings
+ * table (settings.cc), as a uint64_t: bool 0/1, policy id, ns.  The unit
+ * tests check that these are exactly the rows the table marks run time.
+ */
+struct RuntimeSetting {
+    const char *name;
+    uint64_t (*get)(const Core &);
+    void (*set)(Core &, uint64_t);
+};
+
+/* A Core getter/setter pair; the value converts to the getter's type. */
+template <auto Get, auto Set>
+constexpr RuntimeSetting accessor(const char *name)
 {
-    return vsched::valid_policy(static_cast<vsched::PolicyId>(p));
+    using T = std::invoke_result_t<decltype(Get), const Core &>;
+    return {name, [](const Core &c) { return static_cast<uint64_t>((c.*Get)()); },
+            [](Core &c, uint64_t v) { (c.*Set)(static_cast<T>(v)); }};
+}
+
+using vsched::Mechanism;
+
+/* One bit of the mechanisms word (Core::set_mechanism). */
+template <Mechanism M>
+constexpr RuntimeSetting mechanism(const char *name)
+{
+    return {name, [](const Core &c) -> uint64_t { return c.mechanism(M); },
+            [](Core &c, uint64_t v) { c.set_mechanism(M, v != 0); }};
+}
+
+constexpr RuntimeSetting kRuntimeSettings[] = {
+    accessor<&Core::policy, &Core::set_policy>("directed-yield"),
+    accessor<&Core::relaxed_boost, &Core::set_relaxed_boost>("relaxed-boost"),
+    mechanism<Mechanism::kHaltHandoff>("halt-handoff"),
+    mechanism<Mechanism::kIpiLift>("ipi-lift"),
+    mechanism<Mechanism::kCallfnFirst>("callfn-first"),
+    mechanism<Mechanism::kYieldLift>("yield-lift"),
+    mechanism<Mechanism::kWakePreempt>("wake-preempt"),
+    accessor<&Core::wake_granularity_ns, &Core::set_wake_granularity_ns>("wake-granularity"),
+    mechanism<Mechanism::kWakeSpinnerFirst>("wake-spinners"),
+    mechanism<Mechanism::kWakeQueued>("wake-queued"),
+    accessor<&Core::ipi_tracking, &Core::set_ipi_tracking>("ipi-tracking"),
+    accessor<&Core::ipi_window_ns, &Core::set_ipi_window_ns>("ipi-window"),
+    accessor<&Core::ple_gap_ns, &Core::set_ple_gap_ns>("ple-gap"),
+    accessor<&Core::ple_window_ns, &Core::set_ple_window_ns>("ple-window"),
+};
+
+const RuntimeSetting *runtime_setting(const char *name)
+{
+    for (const auto &r : kRuntimeSettings) {
+        if (name && std::strcmp(name, r.name) == 0) {
+            return &r;
+        }
+    }
+    return nullptr;
+}
+
+/* What the table's row admits: its type, its range. */
+bool valid_value(const char *name, uint64_t v)
+{
+    const VschedSetting *row = vsched::find_setting(name);
+    if (!row || !row->runtime) {
+        return false;
+    }
+    switch (row->type) {
+    case VSCHED_SETTING_BOOL:
+        return v <= 1;
+    case VSCHED_SETTING_POLICY:
+        return v < static_cast<uint64_t>(vsched::policy_count());
+    default:
+        return vsched::check_setting(*row, v, nullptr);
+    }
 }
 
 } // namespace
@@ -435,117 +505,26 @@ void vsched_vcpu_unplug(VschedCore *core, int vcpu)
     guarded_void([&] { core->core->unplug_vcpu(vcpu); });
 }
 
-bool vsched_set_policy(VschedCore *core, int policy)
+bool vsched_setting_set(VschedCore *core, const char *name, uint64_t value)
 {
-    if (!valid_policy(policy)) {
-        return false;
-    }
-    core->core->set_policy(static_cast<vsched::PolicyId>(policy));
-    return true;
-}
-
-int vsched_get_policy(VschedCore *core)
-{
-    return static_cast<int>(core->core->policy());
-}
-
-static bool mechanism_by_name(const char *name, vsched::Mechanism *out)
-{
-    static constexpr struct {
-        const char *name;
-        vsched::Mechanism m;
-    } kMechanisms[] = {
-        {"halt-handoff", vsched::Mechanism::kHaltHandoff},
-        {"ipi-lift", vsched::Mechanism::kIpiLift},
-        {"callfn-first", vsched::Mechanism::kCallfnFirst},
-        {"yield-lift", vsched::Mechanism::kYieldLift},
-        {"wake-preempt", vsched::Mechanism::kWakePreempt},
-        {"wake-spinners", vsched::Mechanism::kWakeSpinnerFirst},
-        {"wake-queued", vsched::Mechanism::kWakeQueued},
-    };
-    for (const auto &k : kMechanisms) {
-        if (name && std::strcmp(name, k.name) == 0) {
-            *out = k.m;
-            return true;
+    return guarded(false, [&] {
+        const RuntimeSetting *r = runtime_setting(name);
+        if (!core || !r || !valid_value(name, value)) {
+            return false;
         }
-    }
-    return false;
+        r->set(*core->core, value);
+        return true;
+    });
 }
 
-bool vsched_set_mechanism(VschedCore *core, const char *name, bool on)
+bool vsched_setting_get(VschedCore *core, const char *name, uint64_t *out)
 {
-    vsched::Mechanism m;
-    if (!mechanism_by_name(name, &m)) {
+    const RuntimeSetting *r = runtime_setting(name);
+    if (!core || !r || !out) {
         return false;
     }
-    core->core->set_mechanism(m, on);
+    *out = r->get(*core->core);
     return true;
-}
-
-bool vsched_get_mechanism(VschedCore *core, const char *name)
-{
-    vsched::Mechanism m;
-    return mechanism_by_name(name, &m) && core->core->mechanism(m);
-}
-
-void vsched_set_relaxed_boost(VschedCore *core, bool on)
-{
-    core->core->set_relaxed_boost(on);
-}
-
-bool vsched_get_relaxed_boost(VschedCore *core)
-{
-    return core->core->relaxed_boost();
-}
-
-void vsched_set_ipi_tracking(VschedCore *core, bool on)
-{
-    core->core->set_ipi_tracking(on);
-}
-
-bool vsched_get_ipi_tracking(VschedCore *core)
-{
-    return core->core->ipi_tracking();
-}
-
-void vsched_set_ipi_window_ns(VschedCore *core, uint64_t ns)
-{
-    core->core->set_ipi_window_ns(ns);
-}
-
-uint64_t vsched_get_ipi_window_ns(VschedCore *core)
-{
-    return core->core->ipi_window_ns();
-}
-
-void vsched_set_ple_gap_ns(VschedCore *core, uint64_t ns)
-{
-    core->core->set_ple_gap_ns(ns);
-}
-
-uint64_t vsched_get_ple_gap_ns(VschedCore *core)
-{
-    return core->core->ple_gap_ns();
-}
-
-void vsched_set_ple_window_ns(VschedCore *core, uint64_t ns)
-{
-    core->core->set_ple_window_ns(ns);
-}
-
-uint64_t vsched_get_ple_window_ns(VschedCore *core)
-{
-    return core->core->ple_window_ns();
-}
-
-void vsched_set_wake_granularity_ns(VschedCore *core, uint64_t ns)
-{
-    core->core->set_wake_granularity_ns(ns);
-}
-
-uint64_t vsched_get_wake_granularity_ns(VschedCore *core)
-{
-    return core->core->wake_granularity_ns();
 }
 
 bool vsched_vcpu_info(VschedCore *core, int vcpu, VschedVcpuInfo *out)

@@ -6,8 +6,9 @@
  *
  * Threads, locks and the BQL
  * --------------------------
- *  - vsched_acquire/release/after_exec/tick and the knob setters may be
- *    called concurrently from any thread; they take one internal mutex.
+ *  - vsched_acquire/release/after_exec/tick may be called concurrently
+ *    from any thread; they take one internal mutex.  vsched_setting_get/
+ *    set may too: they read and write atomics.
  *  - vsched_on_pause/vsched_on_mwait are lock-free and wait-free: safe
  *    inside cpu_exec without the BQL.
  *  - vsched_on_ipi/on_irq_accept/on_eoi never take the internal mutex.
@@ -231,25 +232,16 @@ void vsched_vcpu_reset(VschedCore *core, int vcpu);
 bool vsched_vcpu_plug(VschedCore *core, int vcpu, char *err, size_t errlen);
 void vsched_vcpu_unplug(VschedCore *core, int vcpu);
 
-/* Runtime knobs (thread-safe). */
-bool vsched_set_policy(VschedCore *core, int policy); /* false if invalid */
-int vsched_get_policy(VschedCore *core);
-/* A mechanism by property name ("halt-handoff", "ipi-lift",
- * "callfn-first"); false if the name is not one. */
-bool vsched_set_mechanism(VschedCore *core, const char *name, bool on);
-bool vsched_get_mechanism(VschedCore *core, const char *name);
-void vsched_set_relaxed_boost(VschedCore *core, bool on);
-bool vsched_get_relaxed_boost(VschedCore *core);
-void vsched_set_ipi_tracking(VschedCore *core, bool on);
-bool vsched_get_ipi_tracking(VschedCore *core);
-void vsched_set_ipi_window_ns(VschedCore *core, uint64_t ns);
-uint64_t vsched_get_ipi_window_ns(VschedCore *core);
-void vsched_set_ple_gap_ns(VschedCore *core, uint64_t ns);
-uint64_t vsched_get_ple_gap_ns(VschedCore *core);
-void vsched_set_ple_window_ns(VschedCore *core, uint64_t ns);
-uint64_t vsched_get_ple_window_ns(VschedCore *core);
-void vsched_set_wake_granularity_ns(VschedCore *core, uint64_t ns);
-uint64_t vsched_get_wake_granularity_ns(VschedCore *core);
+/*
+ * Run-time settings (thread-safe): the rows of the settings table marked
+ * runtime, by name ("ple-gap"), as a uint64_t: a bool 0 or 1, a policy id
+ * (vsched_parse_policy), a duration in ns.  vsched_setting_set returns
+ * false, changing nothing, for a name that is not a run-time setting or a
+ * value its row does not admit (range as vsched_setting_check); the glue
+ * checks first to give the message.
+ */
+bool vsched_setting_set(VschedCore *core, const char *name, uint64_t value);
+bool vsched_setting_get(VschedCore *core, const char *name, uint64_t *out);
 
 /* Introspection. */
 #define VSCHED_INFO_MAX_LIST 8

@@ -21,7 +21,9 @@
  * progress is one, whoever runs on it.
  *
  * Waiting is a futex wait on `seq` (bumped at every turn change), in steps
- * of kTurnCheckNs: after one such step on the same turn the waiter looks
+ * of kTurnCheckNs; the end of a turn wakes only the member whose turn
+ * comes next (FUTEX_WAKE_BITSET), joins, leaves and skips wake every
+ * waiter.  After one such step on the same turn the waiter looks
  * at the holder's process; a dead one (killed) or a stopped one (SIGSTOP,
  * a debugger) is taken out of the rounds and its turn passes on.  A
  * stopped member comes back on its own (present again at its next wait).
@@ -119,8 +121,9 @@ public:
     /*
      * Blocks until it is our turn (futex waits, no spinning).  local_start:
      * our clock; the pool's may be ahead (we were out of the rounds), never
-     * behind.  abort() is asked on every wake-up; poll() about every 20 ms
-     * of waiting (reaping dead members).
+     * behind.  abort() is asked on every wake-up (at the latest every
+     * kTurnCheckNs); poll() about every 20 ms of waiting (reaping dead
+     * members).
      */
     Wait wait_turn(uint64_t local_start, const std::function<bool()> &abort,
                    const std::function<void()> &poll, VtimeTurn *out);

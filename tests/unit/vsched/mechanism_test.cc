@@ -32,23 +32,13 @@ protected:
         s_->note_wake(v, kWakeIpi, now_);
         return s_->acquire(v, true);
     }
-    int traced(TraceEvent e)
-    {
-        int c = 0;
-        for (int i = 0; i < fx_.size(); i++) {
-            c += fx_[i].kind == Effect::Kind::kTrace && fx_[i].event == e;
-        }
-        return c;
-    }
 };
 
 using V = std::vector<int>;
 
 TEST_F(MechanismTest, IpiWokenVcpuQueuesAhead)
 {
-    init(4, 1);
-    ASSERT_TRUE(s_->acquire(0));
-    ASSERT_FALSE(s_->acquire(1));
+    one_slot(4, {1});
     ASSERT_FALSE(ipi_wake(2));
     EXPECT_EQ(queue(), (V{2, 1}));
     EXPECT_EQ(ctr_.get(Ctr::ipi_wake_lifts), 1u);
@@ -61,9 +51,7 @@ TEST_F(MechanismTest, IpiWokenVcpuQueuesAhead)
 
 TEST_F(MechanismTest, NoLiftWithoutIpiOrWhenNotAsked)
 {
-    init(4, 1);
-    ASSERT_TRUE(s_->acquire(0));
-    ASSERT_FALSE(s_->acquire(1));
+    one_slot(4, {1});
     ASSERT_FALSE(s_->acquire(2, true)); /* a timer wake: no IPI hint */
     s_->note_wake(3, kWakeIpi, now_);
     ASSERT_FALSE(s_->acquire(3)); /* the policy did not ask */
@@ -75,9 +63,7 @@ TEST_F(MechanismTest, NoLiftWithoutIpiOrWhenNotAsked)
 /* Lifts pass the head at most `bound` times; later lifts queue behind it. */
 TEST_F(MechanismTest, LiftStopsBehindAVcpuPassedBoundTimes)
 {
-    init(8, 1, 2);
-    ASSERT_TRUE(s_->acquire(0));
-    ASSERT_FALSE(s_->acquire(1));
+    one_slot(8, {1}, 2);
     ipi_wake(2); /* passes 1 */
     ipi_wake(3); /* passes 2 and 1: 1 is at the bound */
     EXPECT_EQ(queue(), (V{3, 2, 1}));
@@ -92,9 +78,7 @@ TEST_F(MechanismTest, LiftStopsBehindAVcpuPassedBoundTimes)
 
 TEST_F(MechanismTest, BoundZeroNeverLifts)
 {
-    init(4, 1, 0);
-    ASSERT_TRUE(s_->acquire(0));
-    ASSERT_FALSE(s_->acquire(1));
+    one_slot(4, {1}, 0);
     ipi_wake(2);
     EXPECT_EQ(queue(), (V{1, 2}));
     EXPECT_EQ(ctr_.get(Ctr::ipi_wake_lifts), 0u);
@@ -102,10 +86,7 @@ TEST_F(MechanismTest, BoundZeroNeverLifts)
 
 TEST_F(MechanismTest, HaltHandsSlotToQueuedSuccessor)
 {
-    init(4, 1);
-    ASSERT_TRUE(s_->acquire(0));
-    ASSERT_FALSE(s_->acquire(1));
-    ASSERT_FALSE(s_->acquire(2));
+    one_slot(4, {1, 2});
     at(1'300'000);
     s_->release(0, ReleaseReason::kHalt, 2);
     EXPECT_EQ(st(2), VcpuState::kRunning);
@@ -119,9 +100,7 @@ TEST_F(MechanismTest, HaltHandsSlotToQueuedSuccessor)
 
 TEST_F(MechanismTest, HaltHandoffNeedsAQueuedSuccessor)
 {
-    init(4, 1);
-    ASSERT_TRUE(s_->acquire(0));
-    ASSERT_FALSE(s_->acquire(1));
+    one_slot(4, {1});
     s_->release(0, ReleaseReason::kHalt, 3); /* 3 is halted, not queued */
     EXPECT_EQ(st(1), VcpuState::kRunning);   /* the queue head */
     EXPECT_EQ(ctr_.get(Ctr::halt_handoffs), 0u);
@@ -130,11 +109,7 @@ TEST_F(MechanismTest, HaltHandoffNeedsAQueuedSuccessor)
 
 TEST_F(MechanismTest, HaltHandoffRespectsTheBound)
 {
-    init(4, 1, 1);
-    ASSERT_TRUE(s_->acquire(0));
-    ASSERT_FALSE(s_->acquire(1));
-    ASSERT_FALSE(s_->acquire(2));
-    ASSERT_FALSE(s_->acquire(3));
+    one_slot(4, {1, 2, 3}, 1);
     s_->release(0, ReleaseReason::kHalt, 2); /* passes 1 once */
     EXPECT_EQ(st(2), VcpuState::kRunning);
     s_->release(2, ReleaseReason::kHalt, 3); /* 1 is at the bound */
@@ -226,10 +201,7 @@ TEST_F(MechanismTest, NobodyIsOvertakenMoreThanTheBound)
 TEST_F(MechanismTest, YielderRequeuesAheadWhenAsked)
 {
     for (bool on : {true, false}) {
-        init(4, 1);
-        ASSERT_TRUE(s_->acquire(0));
-        ASSERT_FALSE(s_->acquire(1));
-        ASSERT_FALSE(s_->acquire(2));
+        one_slot(4, {1, 2});
         s_->set_yielder_lift(on);
         ASSERT_EQ(s_->yield_to(0, 2), 1);
         EXPECT_EQ(queue(), on ? (V{0, 1}) : (V{1, 0}));

@@ -14,14 +14,6 @@ protected:
     bool flag(int v, uint8_t f) { return s_->pool().has_flag(v, f); }
     int slot(int v) { return s_->state().slot_of[v]; }
     uint64_t deadline(int v) { return s_->state().slot_deadline_ns[slot(v)]; }
-    int count(Effect::Kind k, int v)
-    {
-        int c = 0;
-        for (int i = 0; i < fx_.size(); i++) {
-            c += fx_[i].kind == k && fx_[i].vcpu == v;
-        }
-        return c;
-    }
 };
 
 TEST_F(SchedulerTest, FreeSlotsAreGrantedImmediately)
@@ -46,10 +38,7 @@ TEST_F(SchedulerTest, FreeSlotsAreGrantedImmediately)
 
 TEST_F(SchedulerTest, HaltPassesSlotToQueueHeadInFifoOrder)
 {
-    init(4, 1);
-    ASSERT_TRUE(s_->acquire(0));
-    ASSERT_FALSE(s_->acquire(3));
-    ASSERT_FALSE(s_->acquire(1));
+    one_slot(4, {3, 1});
     at(1'200'000);
     s_->release(0, ReleaseReason::kHalt);
     EXPECT_EQ(st(0), VcpuState::kHalted);
@@ -66,10 +55,7 @@ TEST_F(SchedulerTest, HaltPassesSlotToQueueHeadInFifoOrder)
 
 TEST_F(SchedulerTest, ReleaseOfQueuedVcpuDropsQueueEntry)
 {
-    init(3, 1);
-    ASSERT_TRUE(s_->acquire(0));
-    ASSERT_FALSE(s_->acquire(1));
-    ASSERT_FALSE(s_->acquire(2));
+    one_slot(3, {1, 2});
     s_->release(1, ReleaseReason::kStop);
     EXPECT_EQ(s_->pool().queue_len(), 1);
     EXPECT_EQ(ctr_.get(Ctr::queue_removed), 1u);
@@ -187,10 +173,7 @@ TEST_F(SchedulerTest, PingPongDoesNotStarveThird)
  * preempted, with preempted_in_kernel from the CPL it spun at. */
 TEST_F(SchedulerTest, YielderMarkedPreemptedWithSpinCpl)
 {
-    init(4, 1);
-    ASSERT_TRUE(s_->acquire(0));
-    ASSERT_FALSE(s_->acquire(1));
-    ASSERT_FALSE(s_->acquire(2));
+    one_slot(4, {1, 2});
     s_->set_yielder_marking(true, 0);
     ASSERT_EQ(s_->yield_to(0, 1), 1);
     EXPECT_TRUE(flag(0, vflag::kPreempted));

@@ -8,6 +8,7 @@
  */
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -16,7 +17,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -28,6 +31,7 @@
 #include "pool_test_util.h"
 #include "real_host.h"
 #include "shared_pool.h"
+#include "shm_futex.h"
 #include "sim_host.h"
 #include "vtime.h"
 #include "vtime_barrier.h"
@@ -284,11 +288,31 @@ struct Share final : VtimeSlotShare {
     void publish(int s, uint64_t u) override { b->publish_slot(s, u); }
 };
 
+/* What a member saw at the end of each of its turns: the round, its clock
+ * and a hash of the whole pool state (thread ids left out: they differ
+ * from run to run and decide nothing). */
+uint64_t pool_state_hash(Core &core)
+{
+    PoolState ps;
+    core.snapshot_pool(&ps);
+    std::fill(std::begin(ps.vcpu_tid), std::end(ps.vcpu_tid), 0);
+    const auto *w = reinterpret_cast<const unsigned char *>(&ps);
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i + 8 <= sizeof ps; i += 8) {
+        uint64_t x;
+        std::memcpy(&x, w + i, 8);
+        h = (h ^ x) * 0x9E3779B97F4A7C15ull;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
 /* One VM of n CPU-bound vCPUs on the shared pool, driven as QEMU's
  * round-robin thread drives it; returns when its vCPUs are done, with
- * the virtual time the last one finished. */
+ * the virtual time the last one finished.  log (optional): per turn, the
+ * round, the clock after it and pool_state_hash(). */
 uint64_t run_vm(const std::string &pool, int members, int n, uint64_t work, uint64_t quantum,
-               uint64_t slice)
+               uint64_t slice, std::vector<uint64_t> *log = nullptr)
 {
     SimHost sim(n);
     VirtualRounds rounds(2, quantum);
@@ -323,9 +347,18 @@ uint64_t run_vm(const std::string &pool, int members, int n, uint64_t work, uint
         if (driver.run_round(t.length) == VtimeStep::kAllIdle) {
             rounds.warp(t.length);
         }
-        barrier.pass(kVtimeNoDeadline, !vcpus.busy());
+        if (log) {
+            log->insert(log->end(), {t.round, rounds.start(), pool_state_hash(*core)});
+        }
+        if (!vcpus.busy()) {
+            break;
+        }
+        barrier.pass(kVtimeNoDeadline, false);
     }
-    barrier.leave();
+    /* As a VM that powers off: it keeps its last turn until its core is
+     * gone (below), which frees its place in one step at a fixed point of
+     * the rounds; a leave() first would let the others run while the
+     * core still is a member, for a host-timed while. */
     return vcpus.last_done();
 }
 
@@ -350,6 +383,76 @@ TEST(VtimeBarrierModel, TwoVmsOfFourCpuBoundVcpusOnTwoSlotsTakeFourTimesAsLong)
     EXPECT_GE(other + 2 * kSlice + kQ, 4 * kWork) << other;
     std::printf("VM done at %.4f and %.4f x work\n", static_cast<double>(done[0]) / kWork,
                 static_cast<double>(done[1]) / kWork);
+}
+
+/*
+ * 3 VMs on one pool, with and without a thread that wakes the waiting
+ * members every 20 us (each wake-up runs a waiter's lock section and its
+ * checks).  How often a waiter wakes is host timing: every turn must see
+ * the same pool state and every VM finish at the same virtual time.  So a
+ * waiter is read-only, and waking only the member whose turn is next
+ * (FUTEX_WAKE_BITSET) cannot change a run.
+ */
+std::vector<std::vector<uint64_t>> three_vms(const char *tag, bool noisy)
+{
+    const std::string name = unique_pool_name("vb-", tag);
+    PoolFileGuard g{name};
+    constexpr uint64_t kWork = 2'000'000, kQ = 10'000, kSlice = 250'000;
+    std::vector<std::vector<uint64_t>> logs(3);
+    std::vector<uint64_t> done(3);
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> vms;
+    for (int i = 0; i < 3; i++) {
+        vms.emplace_back([&, i] { done[i] = run_vm(name, 3, 4, kWork, kQ, kSlice, &logs[i]); });
+        /* Member index follows start order. */
+        std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    }
+    std::thread noise;
+    if (noisy) {
+        noise = std::thread([&] {
+            /* A plain mapping of the pool file, not a member: only its
+             * futex wake-ups reach the pool. */
+            int fd = ::shm_open(pool_shm_path(name).c_str(), O_RDWR | O_CLOEXEC, 0);
+            ASSERT_GE(fd, 0);
+            void *m = ::mmap(nullptr, sizeof(ShmPool), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            ::close(fd);
+            ASSERT_NE(m, MAP_FAILED);
+            uint32_t *seq = &static_cast<ShmPool *>(m)->vtime.seq;
+            while (!stop.load()) {
+                futex_wake(seq);
+                std::this_thread::sleep_for(std::chrono::microseconds(20));
+            }
+            ::munmap(m, sizeof(ShmPool));
+        });
+    }
+    for (auto &t : vms) {
+        t.join();
+    }
+    stop.store(true);
+    if (noise.joinable()) {
+        noise.join();
+    }
+    for (auto &l : logs) {
+        EXPECT_FALSE(l.empty());
+    }
+    logs.push_back(done);
+    return logs;
+}
+
+TEST(VtimeBarrierModel, HowOftenAWaiterWakesChangesNothing)
+{
+    const auto quiet = three_vms("quiet", false);
+    const auto noisy = three_vms("noisy", true);
+    ASSERT_EQ(quiet.size(), noisy.size());
+    for (size_t vm = 0; vm < quiet.size(); vm++) {
+        ASSERT_EQ(quiet[vm].size(), noisy[vm].size()) << "VM " << vm;
+        for (size_t i = 0; i < quiet[vm].size(); i++) {
+            ASSERT_EQ(quiet[vm][i], noisy[vm][i])
+                << "VM " << vm << ", turn " << i / 3 << ", field " << i % 3;
+        }
+    }
+    std::printf("3 VMs: %zu, %zu, %zu turns, identical with a waking thread\n",
+                quiet[0].size() / 3, quiet[1].size() / 3, quiet[2].size() / 3);
 }
 
 /* ---------------------------------------------------------- processes */
@@ -508,16 +611,24 @@ TEST(VtimeBarrierProcesses, AStoppedMemberIsSkippedAndRejoinsOnContinue)
 
 /* ---------------------------------------------------------- corruption */
 
-class VtimeBarrierCorrupt : public ::testing::TestWithParam<int> {};
+/* One member alone on a fresh pool, in its first turn. */
+class VtimeBarrierFirstTurn : public ::testing::Test {
+protected:
+    void SetUp() override
+    {
+        ASSERT_TRUE(a.join(g.name));
+        ASSERT_EQ(a.wait(&t), VtimeBarrier::Wait::kTurn);
+    }
+    PoolFileGuard g{unique_pool_name("vb-", "corrupt")};
+    Member a;
+    VtimeTurn t;
+};
+
+class VtimeBarrierCorrupt : public VtimeBarrierFirstTurn,
+                            public ::testing::WithParamInterface<int> {};
 
 TEST_P(VtimeBarrierCorrupt, ABadFieldDetachesTheMemberWithOneLine)
 {
-    const std::string name = unique_pool_name("vb-", "corrupt");
-    PoolFileGuard g{name};
-    Member a;
-    ASSERT_TRUE(a.join(name));
-    VtimeTurn t;
-    ASSERT_EQ(a.wait(&t), VtimeBarrier::Wait::kTurn);
     a.barrier->pass(kVtimeNoDeadline, false);
     ShmVtime &vt = a.shm();
     testing::internal::CaptureStderr();
@@ -548,14 +659,8 @@ TEST_P(VtimeBarrierCorrupt, ABadFieldDetachesTheMemberWithOneLine)
 
 INSTANTIATE_TEST_SUITE_P(Fields, VtimeBarrierCorrupt, ::testing::Range(0, 5));
 
-TEST(VtimeBarrier, ACorruptSlotRecordThrows)
+TEST_F(VtimeBarrierFirstTurn, ACorruptSlotRecordThrows)
 {
-    const std::string name = unique_pool_name("vb-", "slotbad");
-    PoolFileGuard g{name};
-    Member a;
-    ASSERT_TRUE(a.join(name));
-    VtimeTurn t;
-    ASSERT_EQ(a.wait(&t), VtimeBarrier::Wait::kTurn);
     a.shm().slot[0].round = t.round;
     a.shm().slot[0].used = t.length + 1;
     EXPECT_THROW(a.barrier->slot_used(0), PoolCorrupt);
