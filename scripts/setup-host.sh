@@ -19,7 +19,7 @@ PKGS=(
     libgtest-dev libgmock-dev libbenchmark-dev clang
     # guest image, debugging, experiment
     busybox-static cpio gzip gdb python3-matplotlib python3-pytest rt-tests libc6-dev
-    python3-numpy python3-scipy
+    python3-numpy python3-scipy python3-docutils
     libvips-tools binutils
 )
 
