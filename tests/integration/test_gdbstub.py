@@ -65,12 +65,20 @@ def gdb_script(port, addr):
 def test_gdb_breakpoint_step_threads_detach(qemu, image_dir, tmp_path):
     port = free_port()
     vm = VM(qemu=qemu, image_dir=image_dir, workdir=str(tmp_path), smp=4,
-            workload="ipistorm", args="-r 3", append="nokaslr vsched.ksym=%s" % FUNCTION,
+            workload="ipistorm", args="-r 10", append="nokaslr vsched.ksym=%s" % FUNCTION,
             accel="tcg,thread=multi,vcpu-sched=on,pcpus=1,directed-yield=ipi",
             extra_args=["-gdb", "tcp:127.0.0.1:%d" % port])
     with vm:
         vm.start()
-        wait_for(vm, "vsched: workload=", 120)
+        # The guest prints the address just before its workload starts,
+        # and the workload's mprotect phases pass in a second or two: stop
+        # the VM at once (QMP answers in milliseconds; gdb's start-up under
+        # load took longer than the whole workload once), attach while it
+        # is stopped, and let gdb's continue run it into the breakpoint.
+        # Ten rounds: if the stop lands after a mprotect phase, the next
+        # round has another.
+        wait_for(vm, "VSCHED-KSYM", 120)
+        vm.qmp.execute("stop")
         addr = symbol_address(vm, FUNCTION)
         cmd = ["gdb", "-nx", "-batch"]
         for line in gdb_script(port, addr):
