@@ -513,13 +513,20 @@ bool Scheduler::hand_halted_slot(int g, int slot, int successor)
         ctr_.add(Ctr::halt_handoff_bounded);
         return false;
     }
-    count_passes(pool_.head(), t);
-    grant(t, slot, now_ + slice_ns_);
-    ctr_.add(Ctr::halt_handoffs);
-    ctr_.add(Ctr::wakes);
-    fx_wake(t);
+    grant_out_of_turn(t, slot, Ctr::halt_handoffs);
     fx_->trace(TraceEvent::kHaltHandoff, g - base_, successor, 0);
     return true;
+}
+
+/* Queued t takes `slot` ahead of its turn (halt handoff, wake
+ * preemption): the vCPUs it passes count it, it gets a fresh slice. */
+void Scheduler::grant_out_of_turn(int t, int slot, Ctr why)
+{
+    count_passes(pool_.head(), t);
+    grant(t, slot, now_ + slice_ns_);
+    ctr_.add(why);
+    ctr_.add(Ctr::wakes);
+    fx_wake(t);
 }
 
 /* Queued t may be served next: nobody ahead of it is at the lift bound. */
@@ -618,11 +625,7 @@ bool Scheduler::hand_woken_slot(int holder, int slot, int t, uint64_t ran)
         ctr_.add(Ctr::wake_preempt_bounded);
         return false;
     }
-    count_passes(pool_.head(), t);
-    grant(t, slot, now_ + slice_ns_);
-    ctr_.add(Ctr::wake_preempts);
-    ctr_.add(Ctr::wakes);
-    fx_wake(t);
+    grant_out_of_turn(t, slot, Ctr::wake_preempts);
     fx_->trace(TraceEvent::kWakePreempt, holder - base_, t - base_, static_cast<int64_t>(ran));
     return true;
 }

@@ -231,6 +231,7 @@ private:
     void lift_queued(int g, Ctr lifted, Ctr bounded, TraceEvent ev);
     bool hand_halted_slot(int g, int slot, int successor);
     bool within_bound(int t) const;
+    void grant_out_of_turn(int t, int slot, Ctr why);
     void ask_wake_preempt(int g);
     int wake_preempt_choice(int *spinner) const;
     int wake_target(int slot, int holder) const;
