@@ -204,6 +204,8 @@ static uint64_t *duration_field(const char *name)
         return &c->ple_window_ns;
     } else if (!strcmp(name, "wake-granularity")) {
         return &c->wake_granularity_ns;
+    } else if (!strcmp(name, "preempt-delay")) {
+        return &c->preempt_delay_ns;
     }
     return NULL;
 }

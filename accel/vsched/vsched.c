@@ -239,6 +239,9 @@ static void host_trace(void *opaque, int event, int vcpu, int target,
     case VSCHED_TRACE_WAKE_PREEMPT:
         trace_vsched_wake_preempt(vcpu, target, arg);
         break;
+    case VSCHED_TRACE_PREEMPT_DELAY:
+        trace_vsched_preempt_delay(vcpu, target, arg);
+        break;
     }
 }
 

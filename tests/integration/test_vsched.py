@@ -102,7 +102,8 @@ def test_accel_help_lists_properties(qemu):
                  "relaxed-boost", "ipi-tracking", "ipi-window", "ple-gap",
                  "ple-window", "stats-file", "halt-handoff", "ipi-lift",
                  "callfn-first", "yield-lift", "wake-preempt",
-                 "wake-granularity", "wake-spinners", "wake-queued"):
+                 "wake-granularity", "wake-spinners", "wake-queued",
+                 "preempt-delay"):
         assert prop + "=" in r.stdout, r.stdout
 
 
@@ -181,12 +182,26 @@ def test_wake_preempt_and_its_granularity(qemu):
     assert [r["return"] for r in replies[4:6]] == [True, "250us"]
 
 
+def test_preempt_delay_is_off_by_default_and_set_at_run_time(qemu):
+    """preempt-delay is 0 (off) by default and changes at run time."""
+    get = {"execute": "qom-get", "arguments": {"path": "/machine/accel",
+                                               "property": "preempt-delay"}}
+    put = {"execute": "qom-set", "arguments": {"path": "/machine/accel",
+                                               "property": "preempt-delay", "value": "50us"}}
+    replies = qmp_session(qemu, "tcg,vcpu-sched=on,pcpus=2", [get, put, get])
+    assert replies[0]["return"] == "0ns"
+    assert "return" in replies[1]
+    assert replies[2]["return"] == "50us"
+
+
 RANGE_CASES = [
     ("ple-window", "5ms", "Parameter 'ple-window' must be between 1us and 3200us (got 5ms)"),
     ("ple-gap", "0", "Parameter 'ple-gap' must be between 1us and 10ms (got 0ns)"),
     ("ipi-window", "11s", "Parameter 'ipi-window' must be between 1us and 10s (got 11s)"),
     ("wake-granularity", "11s",
      "Parameter 'wake-granularity' must be between 1us and 10s (got 11s)"),
+    ("preempt-delay", "11ms",
+     "Parameter 'preempt-delay' must be between 0ns and 10ms (got 11ms)"),
 ]
 
 

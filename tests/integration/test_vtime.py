@@ -485,3 +485,24 @@ def test_wake_preemption_is_deterministic(qemu, image_dir, tmp_path):
     assert r1 == r2
     assert_same_counters(s1, s2)
     assert s1["wake_preempts"] > 0, s1
+
+
+def test_delayed_preemption_is_deterministic(qemu, image_dir, tmp_path):
+    """preempt-delay decides at a holder's exits from its CPL and the
+    virtual clock only: the same run twice, the second beside two CPU
+    hogs, has the same result and counters, and holders were deferred
+    and preempted both in user mode and at the grace end."""
+    accel = ",directed-yield=ipi-prio,preempt-delay=250us"
+    quiet = vtime_run(qemu, image_dir, tmp_path, 4, 2, workload="ipistorm",
+                      extra_accel=accel, name="quiet")
+    hogs = cpu_hogs()
+    try:
+        loaded = vtime_run(qemu, image_dir, tmp_path, 4, 2, workload="ipistorm",
+                           extra_accel=accel, name="loaded")
+    finally:
+        stop(hogs)
+    (r1, s1), (r2, s2) = quiet, loaded
+    assert r1 == r2
+    assert_same_counters(s1, s2)
+    assert s1["preempt_delays"] > 0, s1
+    assert s1["preempt_delay_user"] + s1["preempt_delay_expired"] > 0, s1

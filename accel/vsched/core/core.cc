@@ -73,6 +73,7 @@ Core::Core(const Config &cfg, int nr_vcpus, HostInterface &host,
       sched_(*sched_ptr_), attached_(make_backend(std::move(shared))), backend_(attached_.get()),
       policy_(static_cast<int>(cfg.policy)), relaxed_boost_(cfg.relaxed_boost),
       mechs_(mechanism_bits(cfg)), wake_gran_ns_(cfg.wake_granularity_ns),
+      preempt_delay_ns_(cfg.preempt_delay_ns),
       hints_(new ExecHint[nr_vcpus])
 {
     sched_.set_lift_bound(cfg.lift_bound);
@@ -499,6 +500,7 @@ bool Core::after_exec(int v, int cpl)
                 ctr_.add(Ctr::spins_dropped);
             }
         }
+        sched_.set_preempt_delay(preempt_delay());
         sched_.preempt_if_due(v, cpl);
         lost = pool.state(v) != VcpuState::kRunning;
         note_held_deadline(v);
@@ -586,6 +588,15 @@ bool Core::wake_preempt() const
 {
     return mechanism(Mechanism::kWakePreempt) &&
            policies_[policy_.load(std::memory_order_relaxed)]->preempts_for_ipi_wakes();
+}
+
+/* The grace of a delayed preemption the policy asks for (0: none). */
+uint64_t Core::preempt_delay() const
+{
+    if (!policies_[policy_.load(std::memory_order_relaxed)]->delays_kernel_preemption()) {
+        return 0;
+    }
+    return preempt_delay_ns_.load(std::memory_order_relaxed);
 }
 
 int Core::halt_successor(int v) const

@@ -114,6 +114,8 @@ public:
     uint64_t ple_window_ns() const { return spin_.base_window(); }
     void set_wake_granularity_ns(uint64_t ns) { wake_gran_ns_.store(ns); }
     uint64_t wake_granularity_ns() const { return wake_gran_ns_.load(); }
+    void set_preempt_delay_ns(uint64_t ns) { preempt_delay_ns_.store(ns); }
+    uint64_t preempt_delay_ns() const { return preempt_delay_ns_.load(); }
     void set_tracing(bool on) { tracing_.store(on); }
     void set_mechanism(Mechanism m, bool on)
     {
@@ -243,6 +245,7 @@ private:
     void set_wake_preempt_locked();
     void serve_queued_ipis_locked();
     int halt_successor(int v) const;
+    uint64_t preempt_delay() const;
     /* The core's lock: mu_, or the shared pool's robust mutex (repairing
      * the state if its previous owner died).  begin()s the scheduler. */
     class Section {
@@ -302,6 +305,7 @@ private:
     std::atomic<bool> tracing_{false};
     std::atomic<uint32_t> mechs_;
     std::atomic<uint64_t> wake_gran_ns_;
+    std::atomic<uint64_t> preempt_delay_ns_;
     std::unique_ptr<ExecHint[]> hints_;
 };
 

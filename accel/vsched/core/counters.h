@@ -109,7 +109,11 @@ namespace vsched {
     X(wake_preempts, "slots handed from a preempted holder to an IPI-woken vCPU (wake-preempt)")\
     X(wake_preempt_bounded, "wake preemptions refused by the lift bound")\
     X(wake_preempt_spinners, "wake preemption asks of a spinning holder (wake-spinners)")\
-    X(wake_queued_ipis, "IPIs to queued vCPUs served by wake-queued (each may ask a wake preemption)")
+    X(wake_queued_ipis, "IPIs to queued vCPUs served by wake-queued (each may ask a wake preemption)")\
+    X(preempt_delays, "due preemptions deferred because the holder was in kernel mode (preempt-delay)")\
+    X(preempt_delay_user, "deferred holders preempted at their first exit in user mode")\
+    X(preempt_delay_expired, "deferred holders preempted in kernel mode when the grace ran out")\
+    X(preempt_delay_ns, "total ns deferred holders kept their slot from the deferral to their preemption")
 
 enum class Ctr : int {
 #define VSCHED_CTR_ENUM(name, desc) name,

@@ -48,6 +48,7 @@ public:
     bool lifts_ipi_wakes() const override { return true; }
     bool lifts_yielders() const override { return true; }
     bool preempts_for_ipi_wakes() const override { return true; }
+    bool delays_kernel_preemption() const override { return true; }
     int halt_successor(const IpiTracker &ipi, int me, uint64_t now) const override
     {
         return ipi.last_receiver(me, now);

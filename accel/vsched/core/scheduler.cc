@@ -142,6 +142,7 @@ void Scheduler::take_slot(int slot)
         state_->member[m].overrun_ns += now_ > dl ? now_ - dl : 0;
     }
     wake_ask_[slot] = WakeAsk{};
+    delay_[slot] = PreemptDelay{};
     pool_.unassign(slot);
 }
 
@@ -320,6 +321,10 @@ bool Scheduler::preempt_if_due(int v, int cpl)
         state_->slot_deadline_ns[slot] = now_ + slice_ns_;
         state_->slot_kicked_at_ns[slot] = 0;
         ctr_.add(Ctr::slice_renewals);
+        delay_[slot].active = false; /* a deferral ends; no second grace */
+        return false;
+    }
+    if (woken == kNone && defer_preemption(slot, g, cpl)) {
         return false;
     }
     take_slot(slot);
@@ -374,8 +379,15 @@ uint64_t Scheduler::tick()
         if (!waiters) {
             continue; /* preempting without waiters is pointless */
         }
+        /* A delayed preemption: its exits decide until the grace ends,
+         * then one kick makes it exit. */
+        const uint64_t grace_end = delay_end(s, owner);
+        if (grace_end > now_) {
+            next = std::min(next, grace_end);
+            continue;
+        }
         uint64_t &kicked = state_->slot_kicked_at_ns[s];
-        if (kicked == 0 || now_ - kicked >= slice_ns_) {
+        if (kicked == 0 || now_ - kicked >= slice_ns_ || kicked < grace_end) {
             kicked = std::max<uint64_t>(now_, 1);
             ctr_.add(Ctr::kicks);
             fx_kick(owner);
@@ -442,6 +454,7 @@ void Scheduler::init_mechanisms()
     }
     free_since_.reset(new uint64_t[nslots_ > 0 ? nslots_ : 1]());
     wake_ask_.reset(new WakeAsk[nslots_ > 0 ? nslots_ : 1]());
+    delay_.reset(new PreemptDelay[nslots_ > 0 ? nslots_ : 1]());
 }
 
 /* Passes of queued g in its current wait (another member's grant and
@@ -658,6 +671,54 @@ void Scheduler::note_slot_taken(int slot)
     }
 }
 
+/* Due holder g on `slot` (someone waits) keeps it: deferred now in
+ * kernel mode within the grace, or still in kernel mode inside it.  The
+ * deadline stays where it was, so g's exits keep taking the lock
+ * (held_deadline() is past) and see its CPL. */
+bool Scheduler::defer_preemption(int slot, int g, int cpl)
+{
+    PreemptDelay &d = delay_[slot];
+    const uint64_t granted = state_->slot_granted_at_ns[slot];
+    const uint64_t dl = state_->slot_deadline_ns[slot];
+    if (d.holder != g || d.granted_at != granted) {
+        if (delay_grace_ns_ == 0 || cpl != 0 || now_ >= dl + delay_grace_ns_) {
+            return false;
+        }
+        d = PreemptDelay{g, granted, now_, dl + delay_grace_ns_, true};
+        ctr_.add(Ctr::preempt_delays);
+        if (own(g)) {
+            fx_->trace(TraceEvent::kPreemptDelay, g - base_, 0,
+                       static_cast<int64_t>(now_ - std::min(now_, dl)));
+        }
+        return true;
+    }
+    if (!d.active) {
+        return false; /* one grace per grant */
+    }
+    if (cpl == 0 && now_ < d.until) {
+        return true;
+    }
+    d.active = false;
+    const uint64_t extra = now_ > d.since ? now_ - d.since : 0;
+    ctr_.add(cpl == 0 ? Ctr::preempt_delay_expired : Ctr::preempt_delay_user);
+    ctr_.add(Ctr::preempt_delay_ns, extra);
+    if (own(g)) {
+        fx_->trace(TraceEvent::kPreemptDelay, g - base_, cpl == 0 ? 2 : 1,
+                   static_cast<int64_t>(extra));
+    }
+    return false;
+}
+
+/* The end of the grace of `holder`'s delayed preemption on `slot`, or 0. */
+uint64_t Scheduler::delay_end(int slot, int holder) const
+{
+    const PreemptDelay &d = delay_[slot];
+    if (!d.active || d.holder != holder || d.granted_at != state_->slot_granted_at_ns[slot]) {
+        return 0;
+    }
+    return d.until;
+}
+
 bool Scheduler::grow(int n, std::string *why)
 {
     if (n <= n_) {
@@ -706,6 +767,7 @@ void Scheduler::use_private_pool(int nr_slots)
     id_space_ = n_;
     free_since_.reset(new uint64_t[nslots_ > 0 ? nslots_ : 1]());
     wake_ask_.reset(new WakeAsk[nslots_ > 0 ? nslots_ : 1]());
+    delay_.reset(new PreemptDelay[nslots_ > 0 ? nslots_ : 1]());
     for (int v = 0; v < n_; v++) {
         wake_hint_[v].store(kWakeNone, std::memory_order_relaxed);
     }

@@ -108,6 +108,13 @@ public:
      * wake preemption asked it to leave.
      * cpl: v's privilege level when it left guest code. */
     bool preempt_if_due(int v, int cpl);
+    /* Delayed preemption (Uhlig et al. 2004): a holder due for preemption
+     * (slice over, someone waits, no wake preemption asked) at an exit in
+     * kernel mode (cpl 0) keeps its slot until its first exit in user mode
+     * or its first exit at or after deadline + grace_ns, whichever comes
+     * first; once per grant.  0: off.  So the queue head waits at most
+     * grace_ns longer.  Set before each preempt_if_due(). */
+    void set_preempt_delay(uint64_t grace_ns) { delay_grace_ns_ = grace_ns; }
     /* The deadline of the slot v holds, or 0 if it holds none. */
     uint64_t held_deadline(int v) const;
     /* Kick holders whose slice is over while someone waits; returns the
@@ -239,6 +246,8 @@ private:
     void note_ipi_to_run(int g);
     void note_slot_free(int slot);
     void note_slot_taken(int slot);
+    bool defer_preemption(int slot, int g, int cpl);
+    uint64_t delay_end(int slot, int holder) const;
     /* The slot running vCPU g holds (checked: a running vCPU has one). */
     int held_slot(int g) const
     {
@@ -311,6 +320,17 @@ private:
     bool wake_spinner_first_ = false;
     uint64_t wake_pause_now_ = 0;
     int wake_asked_ = kNone;
+    /* Per slot: a delayed preemption of its holder in this grant (valid
+     * while holder and granted_at match, as WakeAsk). */
+    struct PreemptDelay {
+        int holder = kNone;
+        uint64_t granted_at = 0;
+        uint64_t since = 0;  /* when it was deferred */
+        uint64_t until = 0;  /* deadline + grace */
+        bool active = false; /* false: this grant's grace is used up */
+    };
+    std::unique_ptr<PreemptDelay[]> delay_;
+    uint64_t delay_grace_ns_ = 0;
 };
 
 } // namespace vsched

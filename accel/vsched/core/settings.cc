@@ -52,6 +52,11 @@ constexpr VschedSetting kSettings[] = {
     {"wake-queued", VSCHED_SETTING_BOOL, 0, 0, true,
      "wake-preempt also for an IPI to a vCPU queued for a slot (asked at "
      "the sender's next exit)"},
+    /* Up to 10ms: the queue head waits at most this much longer. */
+    {"preempt-delay", VSCHED_SETTING_DURATION, 0, 10 * kNsPerMs, true,
+     "a slot holder due for preemption in kernel mode keeps its slot until "
+     "it returns to user mode, at most this long past its deadline; 0: off "
+     "(policies that ask for it: ipi-prio)"},
     {"ipi-tracking", VSCHED_SETTING_BOOL, 0, 0, true,
      "record IPIs for the directed-yield policies"},
     {"ipi-window", VSCHED_SETTING_DURATION, 1 * kNsPerUs, 10 * kNsPerS, true,

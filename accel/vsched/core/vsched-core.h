@@ -67,6 +67,10 @@ enum {
     VSCHED_TRACE_YIELDER_LIFT,      /* yielder requeued ahead; arg = passed */
     VSCHED_TRACE_WAKE_PREEMPT,      /* holder vcpu's slot -> IPI-woken target;
                                      * arg = ns the holder had run */
+    VSCHED_TRACE_PREEMPT_DELAY,     /* vcpu; target: 0 deferred in kernel mode
+                                     * (arg = ns past its deadline), 1
+                                     * preempted in user mode, 2 grace over
+                                     * (arg = ns it kept the slot) */
     VSCHED_TRACE__MAX,
 };
 /* VSCHED_TRACE_YIELD's arg: policy id and pass index. */
@@ -115,6 +119,10 @@ typedef struct VschedConfig {
     uint64_t wake_granularity_ns;
     bool wake_spinners;         /* a spinning holder first, any run time */
     bool wake_queued;           /* an IPI to a queued vCPU asks too */
+    /* Delayed preemption: a holder due for preemption in kernel mode keeps
+     * its slot until it returns to user mode, at most this long past its
+     * deadline; 0 (default): off. */
+    uint64_t preempt_delay_ns;
 } VschedConfig;
 
 void vsched_config_defaults(VschedConfig *cfg);

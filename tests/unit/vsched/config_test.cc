@@ -103,6 +103,7 @@ TEST(Settings, TableIsCompleteAndDefaultsAreInRange)
         {"pcpus", static_cast<uint64_t>(d.pcpus)},
         {"quantum", VSCHED_VTIME_QUANTUM_DEFAULT}, {"pool-members", 1},
         {"wake-granularity", d.wake_granularity_ns},
+        {"preempt-delay", d.preempt_delay_ns},
     };
     for (const auto &[name, value] : defaults) {
         const VschedSetting *s = find_setting(name);
@@ -113,7 +114,10 @@ TEST(Settings, TableIsCompleteAndDefaultsAreInRange)
         EXPECT_TRUE(s.name && *s.name && s.help && *s.help);
         if (s.type == VSCHED_SETTING_COUNT || s.type == VSCHED_SETTING_DURATION) {
             EXPECT_LT(s.min, s.max) << s.name;
-            EXPECT_GT(s.min, 0u) << s.name;
+            /* preempt-delay: 0 is "off", the others need a positive value. */
+            if (std::string(s.name) != "preempt-delay") {
+                EXPECT_GT(s.min, 0u) << s.name;
+            }
         }
     }
     /* ple-window's ceiling is the growth clamp, so it can always grow. */
