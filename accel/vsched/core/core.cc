@@ -500,7 +500,7 @@ bool Core::after_exec(int v, int cpl)
                 ctr_.add(Ctr::spins_dropped);
             }
         }
-        sched_.set_preempt_delay(preempt_delay(), host_.pause_now_ns());
+        sched_.set_preempt_delay(preempt_delay());
         sched_.preempt_if_due(v, cpl);
         lost = pool.state(v) != VcpuState::kRunning;
         note_held_deadline(v);

@@ -113,8 +113,7 @@ namespace vsched {
     X(preempt_delays, "due preemptions deferred because the holder was in kernel mode (preempt-delay)")\
     X(preempt_delay_user, "deferred holders preempted at their first exit in user mode")\
     X(preempt_delay_expired, "deferred holders preempted in kernel mode when the grace ran out")\
-    X(preempt_delay_ns, "total ns deferred holders kept their slot from the deferral to their preemption")\
-    X(preempt_delay_spinners, "due holders in kernel mode preempted undeferred or early: in a PAUSE loop")
+    X(preempt_delay_ns, "total ns deferred holders kept their slot from the deferral to their preemption")
 
 enum class Ctr : int {
 #define VSCHED_CTR_ENUM(name, desc) name,

@@ -30,8 +30,7 @@ enum class TraceEvent : int {
     kYielderLift,       /* directed-yield yielder requeued ahead; arg = passed */
     kWakePreempt,       /* holder vcpu's slot -> IPI-woken target; arg = ns it ran */
     kPreemptDelay,      /* target: 0 deferred (arg = ns past deadline), 1 preempted
-                         * in user mode, 2 grace over, 3 in a PAUSE loop
-                         * (arg = ns kept) */
+                         * in user mode, 2 grace over (arg = ns kept) */
     kCount
 };
 inline constexpr int kNumTraceEvents = static_cast<int>(TraceEvent::kCount);

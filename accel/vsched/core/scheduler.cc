@@ -674,20 +674,14 @@ void Scheduler::note_slot_taken(int slot)
 /* Due holder g on `slot` (someone waits) keeps it: deferred now in
  * kernel mode within the grace, or still in kernel mode inside it.  The
  * deadline stays where it was, so g's exits keep taking the lock
- * (held_deadline() is past) and see its CPL.  A holder in a PAUSE loop
- * waits for a lock, it does not hold one: not deferred, or no longer. */
+ * (held_deadline() is past) and see its CPL. */
 bool Scheduler::defer_preemption(int slot, int g, int cpl)
 {
     PreemptDelay &d = delay_[slot];
     const uint64_t granted = state_->slot_granted_at_ns[slot];
     const uint64_t dl = state_->slot_deadline_ns[slot];
-    const bool spinning = own(g) && spin_ && spin_->in_spin(g - base_, delay_pause_now_);
     if (d.holder != g || d.granted_at != granted) {
         if (delay_grace_ns_ == 0 || cpl != 0 || now_ >= dl + delay_grace_ns_) {
-            return false;
-        }
-        if (spinning) {
-            ctr_.add(Ctr::preempt_delay_spinners);
             return false;
         }
         d = PreemptDelay{g, granted, now_, dl + delay_grace_ns_, true};
@@ -701,18 +695,16 @@ bool Scheduler::defer_preemption(int slot, int g, int cpl)
     if (!d.active) {
         return false; /* one grace per grant */
     }
-    if (cpl == 0 && now_ < d.until && !spinning) {
+    if (cpl == 0 && now_ < d.until) {
         return true;
     }
     d.active = false;
     const uint64_t extra = now_ > d.since ? now_ - d.since : 0;
-    /* Why it ends: 1 user mode, 2 grace over, 3 a spin inside the grace. */
-    const int why = cpl != 0 ? 1 : now_ >= d.until ? 2 : 3;
-    ctr_.add(why == 1 ? Ctr::preempt_delay_user
-                      : why == 2 ? Ctr::preempt_delay_expired : Ctr::preempt_delay_spinners);
+    ctr_.add(cpl == 0 ? Ctr::preempt_delay_expired : Ctr::preempt_delay_user);
     ctr_.add(Ctr::preempt_delay_ns, extra);
     if (own(g)) {
-        fx_->trace(TraceEvent::kPreemptDelay, g - base_, why, static_cast<int64_t>(extra));
+        fx_->trace(TraceEvent::kPreemptDelay, g - base_, cpl == 0 ? 2 : 1,
+                   static_cast<int64_t>(extra));
     }
     return false;
 }

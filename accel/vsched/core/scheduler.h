@@ -113,15 +113,8 @@ public:
      * kernel mode (cpl 0) keeps its slot until its first exit in user mode
      * or its first exit at or after deadline + grace_ns, whichever comes
      * first; once per grant.  0: off.  So the queue head waits at most
-     * grace_ns longer.  A holder in a PAUSE loop at pause_now (the spin
-     * detector's clock) waits for a lock rather than holds one: it is not
-     * deferred, and a deferral ends when it spins.  Set before each
-     * preempt_if_due(). */
-    void set_preempt_delay(uint64_t grace_ns, uint64_t pause_now = 0)
-    {
-        delay_grace_ns_ = grace_ns;
-        delay_pause_now_ = pause_now;
-    }
+     * grace_ns longer.  Set before each preempt_if_due(). */
+    void set_preempt_delay(uint64_t grace_ns) { delay_grace_ns_ = grace_ns; }
     /* The deadline of the slot v holds, or 0 if it holds none. */
     uint64_t held_deadline(int v) const;
     /* Kick holders whose slice is over while someone waits; returns the
@@ -338,7 +331,6 @@ private:
     };
     std::unique_ptr<PreemptDelay[]> delay_;
     uint64_t delay_grace_ns_ = 0;
-    uint64_t delay_pause_now_ = 0;
 };
 
 } // namespace vsched

@@ -69,9 +69,8 @@ enum {
                                      * arg = ns the holder had run */
     VSCHED_TRACE_PREEMPT_DELAY,     /* vcpu; target: 0 deferred in kernel mode
                                      * (arg = ns past its deadline), 1
-                                     * preempted in user mode, 2 grace over,
-                                     * 3 in a PAUSE loop (arg = ns it kept
-                                     * the slot) */
+                                     * preempted in user mode, 2 grace over
+                                     * (arg = ns it kept the slot) */
     VSCHED_TRACE__MAX,
 };
 /* VSCHED_TRACE_YIELD's arg: policy id and pass index. */

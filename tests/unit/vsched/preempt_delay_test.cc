@@ -135,33 +135,6 @@ TEST_F(PreemptDelayTest, NotDeferredWhenNobodyWaitsOffOrInUserMode)
     ok();
 }
 
-/* A holder in a PAUSE loop waits for a lock: not deferred; a deferred
- * holder that starts spinning is preempted at that exit. */
-TEST_F(PreemptDelayTest, SpinnersAreNotDeferred)
-{
-    holder_and_waiter();
-    at(2'000'000);
-    spin_->on_pause(0, kKernel, 1'995'000);
-    s_->set_preempt_delay(kGrace, 2'000'000); /* last PAUSE 5 us ago */
-    EXPECT_TRUE(s_->preempt_if_due(0, kKernel));
-    EXPECT_EQ(ctr_.get(Ctr::preempt_delays), 0u);
-    EXPECT_EQ(ctr_.get(Ctr::preempt_delay_spinners), 1u);
-    ok();
-    /* 1 now holds (deadline 3 ms), deferred, then spins. */
-    at(3'000'000);
-    s_->set_preempt_delay(kGrace, 3'000'000);
-    EXPECT_FALSE(s_->preempt_if_due(1, kKernel));
-    EXPECT_EQ(ctr_.get(Ctr::preempt_delays), 1u);
-    at(3'050'000);
-    spin_->on_pause(1, kKernel, 3'049'000);
-    s_->set_preempt_delay(kGrace, 3'050'000);
-    EXPECT_TRUE(s_->preempt_if_due(1, kKernel));
-    EXPECT_EQ(ctr_.get(Ctr::preempt_delay_spinners), 2u);
-    EXPECT_EQ(ctr_.get(Ctr::preempt_delay_expired), 0u);
-    EXPECT_EQ(delay_traced(3), 1);
-    ok();
-}
-
 /* A wake preemption's ask is not deferred. */
 TEST_F(PreemptDelayTest, WakePreemptionIsNotDeferred)
 {
