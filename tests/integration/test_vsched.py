@@ -182,16 +182,16 @@ def test_wake_preempt_and_its_granularity(qemu):
     assert [r["return"] for r in replies[4:6]] == [True, "250us"]
 
 
-def test_preempt_delay_is_off_by_default_and_set_at_run_time(qemu):
-    """preempt-delay is 0 (off) by default and changes at run time."""
+def test_preempt_delay_default_and_set_at_run_time(qemu):
+    """preempt-delay is 50us by default and changes at run time (0: off)."""
     get = {"execute": "qom-get", "arguments": {"path": "/machine/accel",
                                                "property": "preempt-delay"}}
     put = {"execute": "qom-set", "arguments": {"path": "/machine/accel",
-                                               "property": "preempt-delay", "value": "50us"}}
+                                               "property": "preempt-delay", "value": "0"}}
     replies = qmp_session(qemu, "tcg,vcpu-sched=on,pcpus=2", [get, put, get])
-    assert replies[0]["return"] == "0ns"
+    assert replies[0]["return"] == "50us"
     assert "return" in replies[1]
-    assert replies[2]["return"] == "50us"
+    assert replies[2]["return"] == "0ns"
 
 
 RANGE_CASES = [

@@ -108,7 +108,7 @@ Config::Config() : VschedConfig{}
     wake_granularity_ns = 1 * kNsPerMs; /* CFS: sched_wakeup_granularity */
     wake_spinners = false;      /* wake-preempt asks a spinner first */
     wake_queued = false;        /* an IPI to a queued vCPU asks too */
-    preempt_delay_ns = 0;       /* off until measured (where-time-goes.rst) */
+    preempt_delay_ns = 50 * kNsPerUs; /* ipi-prio asks; where-time-goes.rst */
     lift_bound = 2;       /* times one queued vCPU may be passed */
 }
 

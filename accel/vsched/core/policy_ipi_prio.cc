@@ -23,7 +23,9 @@
  * the peer should not wait behind the whole queue for the sender's slot;
  * and an IPI-woken vCPU that finds no slot free takes the slot of the
  * VM's holder that has run longest, if at least wake-granularity
- * (wake-preempt, CFS's wakeup preemption).
+ * (wake-preempt, CFS's wakeup preemption); and a holder due for
+ * preemption in kernel mode, where the guest's spinlocks are, runs on to
+ * its return to user mode within a grace (preempt-delay).
  *
  * Each pass has its own -ESRCH budget (no shared `try`, no underflow); a
  * candidate is looked at by at most one pass, so dy_eligible toggles at

@@ -121,7 +121,7 @@ typedef struct VschedConfig {
     bool wake_queued;           /* an IPI to a queued vCPU asks too */
     /* Delayed preemption: a holder due for preemption in kernel mode keeps
      * its slot until it returns to user mode, at most this long past its
-     * deadline; 0 (default): off. */
+     * deadline (policies that ask: ipi-prio); default 50 us, 0: off. */
     uint64_t preempt_delay_ns;
 } VschedConfig;
 
