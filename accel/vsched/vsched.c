@@ -239,6 +239,12 @@ static void host_trace(void *opaque, int event, int vcpu, int target,
     case VSCHED_TRACE_WAKE_PREEMPT:
         trace_vsched_wake_preempt(vcpu, target, arg);
         break;
+    case VSCHED_TRACE_LEND:
+        trace_vsched_lend(vcpu, target, arg);
+        break;
+    case VSCHED_TRACE_LEND_RETURN:
+        trace_vsched_lend_return(vcpu, target, arg);
+        break;
     }
 }
 

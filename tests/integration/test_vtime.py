@@ -485,3 +485,24 @@ def test_wake_preemption_is_deterministic(qemu, image_dir, tmp_path):
     assert r1 == r2
     assert_same_counters(s1, s2)
     assert s1["wake_preempts"] > 0, s1
+
+
+def test_yield_lend_is_deterministic(qemu, image_dir, tmp_path):
+    """yield-lend hands the slot back at the receiver's next exit after its
+    EOI (instruction counts, never the host clock):
+    the same run twice, the second beside two CPU hogs, has the same
+    result and counters, and the lends did come back."""
+    accel = ",directed-yield=ipi-prio,yield-lend=on"
+    quiet = vtime_run(qemu, image_dir, tmp_path, 4, 2, workload="ipistorm",
+                      extra_accel=accel, name="quiet")
+    hogs = cpu_hogs()
+    try:
+        loaded = vtime_run(qemu, image_dir, tmp_path, 4, 2, workload="ipistorm",
+                           extra_accel=accel, name="loaded")
+    finally:
+        stop(hogs)
+    (r1, s1), (r2, s2) = quiet, loaded
+    assert r1 == r2
+    assert_same_counters(s1, s2)
+    assert s1["lends"] > 0, s1
+    assert s1["lend_returns"] > 0, s1

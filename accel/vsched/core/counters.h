@@ -109,7 +109,12 @@ namespace vsched {
     X(wake_preempts, "slots handed from a preempted holder to an IPI-woken vCPU (wake-preempt)")\
     X(wake_preempt_bounded, "wake preemptions refused by the lift bound")\
     X(wake_preempt_spinners, "wake preemption asks of a spinning holder (wake-spinners)")\
-    X(wake_queued_ipis, "IPIs to queued vCPUs served by wake-queued (each may ask a wake preemption)")
+    X(wake_queued_ipis, "IPIs to queued vCPUs served by wake-queued (each may ask a wake preemption)")\
+    X(lends, "directed yields that lent the slot to the yielder's IPI receiver (yield-lend)")\
+    X(lend_returns, "lent slots handed back to the lender at the receiver's EOI")\
+    X(lend_halt_returns, "lent slots handed back to the lender when the receiver halted")\
+    X(lend_expired, "lends ended by the slot's deadline (the receiver preempted)")\
+    X(lend_bounded, "lends refused by the lift bound (plain yields instead)")
 
 enum class Ctr : int {
 #define VSCHED_CTR_ENUM(name, desc) name,

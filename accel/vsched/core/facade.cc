@@ -94,6 +94,7 @@ constexpr RuntimeSetting kRuntimeSettings[] = {
     accessor<&Core::wake_granularity_ns, &Core::set_wake_granularity_ns>("wake-granularity"),
     mechanism<Mechanism::kWakeSpinnerFirst>("wake-spinners"),
     mechanism<Mechanism::kWakeQueued>("wake-queued"),
+    mechanism<Mechanism::kYieldLend>("yield-lend"),
     accessor<&Core::ipi_tracking, &Core::set_ipi_tracking>("ipi-tracking"),
     accessor<&Core::ipi_window_ns, &Core::set_ipi_window_ns>("ipi-window"),
     accessor<&Core::ple_gap_ns, &Core::set_ple_gap_ns>("ple-gap"),

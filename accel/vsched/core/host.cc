@@ -10,6 +10,7 @@ const char *trace_event_name(int event)
         "spin-detected", "yield", "receiver-hit", "no-target", "handoff",
         "preempt", "acquire-wait", "grant", "release",
         "ipi-lift", "halt-handoff", "ipi-to-run", "yielder-lift", "wake-preempt",
+        "lend", "lend-return",
     };
     static_assert(sizeof(kNames) / sizeof(kNames[0]) == kNumTraceEvents);
     return event >= 0 && event < kNumTraceEvents ? kNames[event] : nullptr;

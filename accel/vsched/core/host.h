@@ -29,6 +29,8 @@ enum class TraceEvent : int {
     kIpiToRun,          /* vcpu got a slot; arg = ns since the first IPI to it */
     kYielderLift,       /* directed-yield yielder requeued ahead; arg = passed */
     kWakePreempt,       /* holder vcpu's slot -> IPI-woken target; arg = ns it ran */
+    kLend,              /* vcpu lent its slot to target, its IPI receiver; arg = vector */
+    kLendReturn,        /* receiver vcpu handed the slot back to target; arg = ns left */
     kCount
 };
 inline constexpr int kNumTraceEvents = static_cast<int>(TraceEvent::kCount);

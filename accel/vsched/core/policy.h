@@ -33,6 +33,9 @@ public:
     /* An IPI-woken vCPU that finds no free slot takes the slot of the
      * VM's longest-running holder (bounded, at least a granularity). */
     virtual bool preempts_for_ipi_wakes() const { return false; }
+    /* A yield to a vCPU holding the yielder's IPI lends the slot until
+     * that vCPU EOIs it (the yielder waits at the queue head, bounded). */
+    virtual bool lends_until_eoi() const { return false; }
     /* The queued vCPU that should get the slot `me` frees by halting, or
      * kNone for the queue head.  Under the core lock. */
     virtual int halt_successor(const IpiTracker &, int /*me*/, uint64_t /*now*/) const

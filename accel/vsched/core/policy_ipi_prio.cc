@@ -23,7 +23,9 @@
  * the peer should not wait behind the whole queue for the sender's slot;
  * and an IPI-woken vCPU that finds no slot free takes the slot of the
  * VM's holder that has run longest, if at least wake-granularity
- * (wake-preempt, CFS's wakeup preemption).
+ * (wake-preempt, CFS's wakeup preemption); and a yield to a vCPU that
+ * holds an IPI of the spinner lends the slot until that vCPU EOIs it
+ * (yield-lend).
  *
  * Each pass has its own -ESRCH budget (no shared `try`, no underflow); a
  * candidate is looked at by at most one pass, so dy_eligible toggles at
@@ -48,6 +50,9 @@ public:
     bool lifts_ipi_wakes() const override { return true; }
     bool lifts_yielders() const override { return true; }
     bool preempts_for_ipi_wakes() const override { return true; }
+    /* A spinner in smp_call_function*() waits for its receivers' EOIs:
+     * lend them the slot, and have it back as soon as they are done. */
+    bool lends_until_eoi() const override { return true; }
     int halt_successor(const IpiTracker &ipi, int me, uint64_t now) const override
     {
         return ipi.last_receiver(me, now);

@@ -52,6 +52,10 @@ constexpr VschedSetting kSettings[] = {
     {"wake-queued", VSCHED_SETTING_BOOL, 0, 0, true,
      "wake-preempt also for an IPI to a vCPU queued for a slot (asked at "
      "the sender's next exit)"},
+    {"yield-lend", VSCHED_SETTING_BOOL, 0, 0, true,
+     "a directed yield to a vCPU holding the yielder's IPI lends the slot: "
+     "the yielder waits at the queue head and gets the slot back when the "
+     "receiver EOIs that IPI (policies that ask for it: ipi-prio)"},
     {"ipi-tracking", VSCHED_SETTING_BOOL, 0, 0, true,
      "record IPIs for the directed-yield policies"},
     {"ipi-window", VSCHED_SETTING_DURATION, 1 * kNsPerUs, 10 * kNsPerS, true,

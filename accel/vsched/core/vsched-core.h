@@ -67,6 +67,10 @@ enum {
     VSCHED_TRACE_YIELDER_LIFT,      /* yielder requeued ahead; arg = passed */
     VSCHED_TRACE_WAKE_PREEMPT,      /* holder vcpu's slot -> IPI-woken target;
                                      * arg = ns the holder had run */
+    VSCHED_TRACE_LEND,              /* vcpu lent its slot to its IPI receiver
+                                     * target; arg = the IPI's vector */
+    VSCHED_TRACE_LEND_RETURN,       /* receiver vcpu's slot back to lender
+                                     * target; arg = ns left of the slice */
     VSCHED_TRACE__MAX,
 };
 /* VSCHED_TRACE_YIELD's arg: policy id and pass index. */
@@ -115,6 +119,9 @@ typedef struct VschedConfig {
     uint64_t wake_granularity_ns;
     bool wake_spinners;         /* a spinning holder first, any run time */
     bool wake_queued;           /* an IPI to a queued vCPU asks too */
+    /* Lend until EOI: a yield to the receiver of the yielder's IPI lends
+     * the slot, which comes back at the receiver's EOI (default off). */
+    bool yield_lend;
 } VschedConfig;
 
 void vsched_config_defaults(VschedConfig *cfg);
