@@ -12,8 +12,10 @@
 #include "core.h"
 #include "ipi_tracker.h"
 #include "policy_registry.h"
+#include "pool_test_util.h"
 #include "scheduler.h"
 #include "scheduler_fixture.h"
+#include "shared_pool.h"
 #include "sim_host.h"
 
 namespace vsched::test {
@@ -298,6 +300,121 @@ TEST_F(LendTest, NobodyIsOvertakenMoreThanTheBound)
     EXPECT_GT(ctr_.get(Ctr::lend_bounded), 0u);
     EXPECT_LE(max_overtaken, static_cast<int>(kBound));
     EXPECT_EQ(max_overtaken, static_cast<int>(kBound)); /* the bound is reached */
+}
+
+/* Shared pool: the lender waits in the pool's queue beside another VM's
+ * vCPUs.  One slot; VM A (3 vCPUs) holds it with 0, B's 0 and A's 2 wait;
+ * A's 0 lends to A's 2.  Another VM's eviction, a repair (which restores
+ * FIFO order: the lender goes back behind B's 0) and the lending VM's own
+ * eviction each leave the pool consistent, and no lend dangles. */
+class SharedLendTest : public ::testing::Test {
+protected:
+    void SetUp() override
+    {
+        std::string err;
+        a_ = SharedPool::attach(name_, 1, kSlice, 3, now_ns(), &err);
+        ASSERT_TRUE(a_) << err;
+        b_ = SharedPool::attach(name_, 1, kSlice, 2, now_ns(), &err);
+        ASSERT_TRUE(b_) << err;
+        sa_ = std::make_unique<Scheduler>(a_->state(), a_->member(), 1, kSlice, ctr_a_, spin_a_);
+        sb_ = std::make_unique<Scheduler>(b_->state(), b_->member(), 1, kSlice, ctr_b_, spin_b_);
+        ipi_ = std::make_unique<IpiTracker>(3, ipi_ctr_);
+        at(1'000'000);
+        ASSERT_TRUE(sa_->acquire(0));
+        at(1'100'000);
+        ASSERT_FALSE(sb_->acquire(0));
+        at(1'200'000);
+        ASSERT_FALSE(sa_->acquire(2));
+        at(1'300'000);
+        int dst = 2;
+        ipi_->on_ipi(0, &dst, 1, kCallFn, kApicDmFixed, kApicShNone, now_);
+        sa_->set_lend(ipi_.get(), now_);
+        ASSERT_EQ(sa_->yield_to(0, 2), 1);
+        sa_->set_lend(nullptr, 0);
+        ASSERT_EQ(ctr_a_.get(Ctr::lends), 1u);
+        ASSERT_EQ(queue(), (std::vector<int>{a(0), b(0)}));
+    }
+    /* A fresh lock section at t on both schedulers (one process holds the
+     * pool's state for both here: the test is single-threaded). */
+    void at(uint64_t t)
+    {
+        now_ = t;
+        fx_ = Effects();
+        sa_->begin(now_, &fx_);
+        sb_->begin(now_, &fx_);
+    }
+    int a(int v) const { return sa_->base() + v; }
+    int b(int v) const { return sb_->base() + v; }
+    std::vector<int> queue()
+    {
+        std::vector<int> q;
+        SlotPool p = sa_->pool();
+        for (int x = p.head(); x != kNone; x = p.next(x)) {
+            q.push_back(x);
+        }
+        return q;
+    }
+    VcpuState st(int g) { return sa_->pool().state(g); }
+    void ok(Scheduler &s)
+    {
+        std::string why;
+        EXPECT_TRUE(s.check_invariants(&why)) << why;
+    }
+
+    static constexpr uint64_t kSlice = 1'000'000;
+    PoolFileGuard guard_{unique_pool_name("t-", "lend")};
+    std::string name_ = guard_.name;
+    std::unique_ptr<SharedPool> a_, b_;
+    Counters ctr_a_, ctr_b_, ipi_ctr_;
+    SpinDetector spin_a_{3, 10'000, 50'000, 400'000, 2};
+    SpinDetector spin_b_{2, 10'000, 50'000, 400'000, 2};
+    std::unique_ptr<Scheduler> sa_, sb_;
+    std::unique_ptr<IpiTracker> ipi_;
+    Effects fx_;
+    uint64_t now_ = 0;
+};
+
+TEST_F(SharedLendTest, AnotherVmsEvictionLeavesTheLend)
+{
+    sb_->evict_member(b_->member());
+    ok(*sa_);
+    at(1'400'000);
+    ASSERT_TRUE(sa_->note_eoi(2, kCallFn));
+    EXPECT_TRUE(sa_->return_lend(2, 0));
+    EXPECT_EQ(st(a(0)), VcpuState::kRunning);
+    EXPECT_EQ(queue(), (std::vector<int>{a(2)}));
+    ok(*sa_);
+}
+
+TEST_F(SharedLendTest, RepairRestoresFifoAndTheReturnStaysWithinTheBound)
+{
+    at(1'400'000);
+    sa_->repair();
+    EXPECT_EQ(queue(), (std::vector<int>{b(0), a(0)})); /* queued_at order */
+    ok(*sa_);
+    ASSERT_TRUE(sa_->note_eoi(2, kCallFn));
+    EXPECT_TRUE(sa_->return_lend(2, 0)); /* B's 0 passed twice: the bound */
+    EXPECT_EQ(st(a(0)), VcpuState::kRunning);
+    EXPECT_EQ(queue(), (std::vector<int>{b(0), a(2)}));
+    ok(*sa_);
+    /* A second lend would pass B's 0 a third time: a plain yield. */
+    at(1'500'000);
+    int dst = 2;
+    ipi_->on_ipi(0, &dst, 1, kCallFn, kApicDmFixed, kApicShNone, now_);
+    sa_->set_lend(ipi_.get(), now_);
+    ASSERT_EQ(sa_->yield_to(0, 2), 1);
+    EXPECT_EQ(ctr_a_.get(Ctr::lend_bounded), 1u);
+    EXPECT_EQ(queue(), (std::vector<int>{b(0), a(0)}));
+    ok(*sa_);
+}
+
+TEST_F(SharedLendTest, TheLendingVmsEvictionPassesTheSlotOn)
+{
+    sb_->evict_member(a_->member()); /* A died: B reaps it */
+    EXPECT_EQ(st(b(0)), VcpuState::kRunning);
+    EXPECT_EQ(st(a(0)), VcpuState::kStopped);
+    EXPECT_EQ(st(a(2)), VcpuState::kStopped);
+    ok(*sb_);
 }
 
 /* End to end through the Core: ipi-prio asks, the property switches.  0
