@@ -452,8 +452,7 @@ void Core::decide_locked(int v, int cpl)
     sched_.set_yielder_marking(cfg_.yielder_preempted, cpl);
     sched_.set_yielder_lift(mechanism(Mechanism::kYieldLift) &&
                             policies_[id]->lifts_yielders());
-    const bool lend = mechanism(Mechanism::kYieldLend) && policies_[id]->lends_until_eoi();
-    sched_.set_lend(lend ? &ipi_ : nullptr, setup.now);
+    sched_.set_lend(lend_until_eoi() ? &ipi_ : nullptr, setup.now);
     const SpinResult d = run_spin_decision(*policies_[id], setup, sched_);
     sched_.set_lend(nullptr, 0);
     if (d.target == kNone) {
@@ -504,7 +503,8 @@ bool Core::after_exec(int v, int cpl)
             }
         }
         if (lend_due) {
-            sched_.return_lend(v, cpl);
+            sched_.return_lend(v, cpl, lend_until_eoi() ? &ipi_ : nullptr,
+                               host_.pause_now_ns());
         }
         sched_.preempt_if_due(v, cpl);
         lost = pool.state(v) != VcpuState::kRunning;
@@ -582,6 +582,12 @@ void Core::serve_queued_ipis_locked()
             note_held_deadline(h);
         }
     }
+}
+
+bool Core::lend_until_eoi() const
+{
+    return mechanism(Mechanism::kYieldLend) &&
+           policies_[policy_.load(std::memory_order_relaxed)]->lends_until_eoi();
 }
 
 bool Core::wake_queued() const
@@ -791,10 +797,10 @@ bool Core::check_invariants(std::string *why)
     /* A lend's return requeues the receiver and grants the lender; a halt
      * return grants the lender only. */
     uint64_t enq = c[Ctr::acquire_wait] + c[Ctr::preemptions] + c[Ctr::handoffs] +
-                   c[Ctr::voluntary_yields] + c[Ctr::lend_returns];
+                   c[Ctr::voluntary_yields] + c[Ctr::lend_returns] + c[Ctr::lend_chains];
     uint64_t deq = c[Ctr::grants_from_queue] + c[Ctr::handoffs] + c[Ctr::queue_removed] +
                    c[Ctr::halt_handoffs] + c[Ctr::wake_preempts] + c[Ctr::lend_returns] +
-                   c[Ctr::lend_halt_returns];
+                   c[Ctr::lend_halt_returns] + c[Ctr::lend_chains];
     /* In a shared pool other processes enqueue and grant too (and a VM
      * that left one started its private queue afresh). */
     if (backend().counts_whole_queue() && enq - deq != q_len) {
@@ -802,7 +808,8 @@ bool Core::check_invariants(std::string *why)
     }
     if (c[Ctr::slot_waits] != c[Ctr::grants_from_queue] + c[Ctr::handoffs] +
                                   c[Ctr::halt_handoffs] + c[Ctr::wake_preempts] +
-                                  c[Ctr::lend_returns] + c[Ctr::lend_halt_returns]) {
+                                  c[Ctr::lend_returns] + c[Ctr::lend_halt_returns] +
+                                  c[Ctr::lend_chains]) {
         return fail("slot waits != grants from queue + handoffs + halt and wake handoffs");
     }
     if (c[Ctr::ipi_calls] != c[Ctr::ipi_unicast] + c[Ctr::ipi_multicast] +

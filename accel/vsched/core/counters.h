@@ -112,6 +112,7 @@ namespace vsched {
     X(wake_queued_ipis, "IPIs to queued vCPUs served by wake-queued (each may ask a wake preemption)")\
     X(lends, "directed yields that lent the slot to the yielder's IPI receiver (yield-lend)")\
     X(lend_returns, "lent slots handed back to the lender at the receiver's EOI")\
+    X(lend_chains, "lent slots passed on at a receiver's EOI to the lender's next receiver")\
     X(lend_halt_returns, "lent slots handed back to the lender when the receiver halted")\
     X(lend_expired, "lends ended by the slot's deadline (the receiver preempted)")\
     X(lend_bounded, "lends refused by the lift bound (plain yields instead)")

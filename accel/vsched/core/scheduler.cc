@@ -535,7 +535,25 @@ void Scheduler::give_back(int g, int slot, int lender, uint64_t deadline, Ctr wh
                static_cast<int64_t>(deadline > now_ ? deadline - now_ : 0));
 }
 
-bool Scheduler::return_lend(int v, int cpl)
+/* The first queued vCPU of this VM (from the head) that holds an IPI of
+ * `lender` not EOI'd yet, or kNone; *vector: that IPI's. */
+int Scheduler::next_receiver(int lender, const IpiTracker &ipi, uint64_t ipi_now,
+                             int *vector) const
+{
+    for (int x = pool_.head(); x != kNone; x = pool_.next(x)) {
+        if (x == lender || !own(x)) {
+            continue;
+        }
+        const int vec = ipi.held_vector(lender - base_, x - base_, ipi_now);
+        if (vec >= 0) {
+            *vector = vec;
+            return x;
+        }
+    }
+    return kNone;
+}
+
+bool Scheduler::return_lend(int v, int cpl, const IpiTracker *chain, uint64_t ipi_now)
 {
     if (!placed(v) || !lend_due_[v].exchange(0, std::memory_order_relaxed)) {
         return false;
@@ -557,11 +575,15 @@ bool Scheduler::return_lend(int v, int cpl)
         end_lend(slot);
         return false;
     }
+    const Lend l = lend_[slot];
+    int vector = -1;
+    const int next = chain ? next_receiver(lender, *chain, ipi_now, &vector) : kNone;
     take_slot(slot);
     /* The receiver had been queued before the lend, and its turn came
      * ahead of everyone (a yield target is served out of turn): it goes
      * to the tail, passing nobody, marked preempted as a vCPU that lost
-     * its slot while runnable. */
+     * its slot while runnable.  (Back to its place before the lend, by
+     * queued_at, measured slower: docs/design/where-time-goes.rst.) */
     enqueue(g);
     pool_.set_flag(g, vflag::kReady | vflag::kPreempted);
     if (cpl == 0) {
@@ -570,6 +592,19 @@ bool Scheduler::return_lend(int v, int cpl)
         pool_.clear_flag(g, vflag::kPreemptedInKernel);
     }
     sched_out(g);
+    if (next != kNone) {
+        /* The lender still waits for another receiver: the slot goes on
+         * to it, out of turn as a yield target, the lender still lending. */
+        grant(next, slot, deadline);
+        lend_[slot] = Lend{next, now_, lender, l.lender_queued_at};
+        lend_vector_[next - base_].store(vector, std::memory_order_relaxed);
+        lend_due_[next - base_].store(0, std::memory_order_relaxed);
+        ctr_.add(Ctr::lend_chains);
+        ctr_.add(Ctr::wakes);
+        fx_wake(next);
+        fx_->trace(TraceEvent::kLend, lender - base_, next - base_, vector);
+        return true;
+    }
     give_back(g, slot, lender, deadline, Ctr::lend_returns);
     return true;
 }

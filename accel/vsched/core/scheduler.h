@@ -121,8 +121,9 @@ public:
      * a yield does, and the yielder waits at the queue head (passing
      * everyone queued, so only if nobody is at the lift bound; else a
      * plain yield, lend_bounded).  The lend ends when the target EOIs
-     * that vector (return_lend() at its next exit: the slot back to the
-     * lender with the rest of its deadline), halts (the slot back to the
+     * that vector (return_lend() at its next exit: the slot to the
+     * lender's next receiver, or back to the lender, with the rest of its
+     * deadline), halts (the slot back to the
      * lender), is preempted at the deadline (lend_expired; the lender at
      * the head gets the next grant), or either side leaves the pool
      * state the lend was made in.  null: plain yields. */
@@ -150,10 +151,13 @@ public:
                lend_due_[v].load(std::memory_order_relaxed) != 0;
     }
     /* Under the lock, at v's exit: if v's lend return is due and the lend
-     * still stands, v's slot goes back to its lender with the rest of its
-     * deadline and v requeues at the tail (cpl: as preempt_if_due()).
-     * Past the deadline it does nothing (preempt_if_due() ends the lend). */
-    bool return_lend(int v, int cpl);
+     * still stands, v requeues at the tail (cpl: as preempt_if_due()) and
+     * its slot goes, with the rest of its deadline, to the next queued
+     * vCPU of this VM that holds an IPI of the lender (chain: the tracker,
+     * at ipi_now; a multicast's sender waits for every receiver), the
+     * lender still lending; or else back to the lender.  Past the
+     * deadline it does nothing (preempt_if_due() ends the lend). */
+    bool return_lend(int v, int cpl, const IpiTracker *chain = nullptr, uint64_t ipi_now = 0);
     /* How the next yield_to() marks the yielder (see Config). */
     void set_yielder_marking(bool preempted, int cpl)
     {
@@ -279,6 +283,7 @@ private:
     void note_ipi_to_run(int g);
     bool lend_blocked(int gt) const;
     void start_lend(int gm, int gt, int slot, int vector);
+    int next_receiver(int lender, const IpiTracker &ipi, uint64_t ipi_now, int *vector) const;
     int lender_of(int slot, int holder) const;
     void end_lend(int slot);
     void give_back(int g, int slot, int lender, uint64_t deadline, Ctr why);

@@ -95,6 +95,43 @@ TEST_F(LendTest, TheLenderWaitsAtTheHeadAndGetsTheSlotBackAtEoi)
     EXPECT_FALSE(eoi(2));
 }
 
+/* A multicast's sender waits for every receiver: at 2's EOI the slot goes
+ * on to 3, which holds the same IPI, the lender still at the head; at 3's
+ * EOI it comes back.  Without the tracker (the property switched off
+ * meanwhile) it comes back at once. */
+TEST_F(LendTest, TheSlotGoesOnToTheLendersNextReceiver)
+{
+    one_slot(5, {1, 2, 3});
+    int dst[] = {2, 3};
+    ipi_->on_ipi(0, dst, 2, kCallFn, kApicDmFixed, kApicShNone, now_);
+    ASSERT_EQ(lend(0, 2), 1);
+    at(1'200'000);
+    ASSERT_TRUE(eoi(2));
+    EXPECT_TRUE(s_->return_lend(2, 0, ipi_.get(), now_));
+    EXPECT_EQ(st(3), VcpuState::kRunning);
+    EXPECT_EQ(s_->held_deadline(3), 2'000'000u);
+    EXPECT_EQ(queue(), (V{0, 1, 2}));
+    EXPECT_EQ(ctr_.get(Ctr::lend_chains), 1u);
+    EXPECT_EQ(count(Effect::Kind::kWake, 3), 1);
+    ok();
+    at(1'300'000);
+    ASSERT_TRUE(eoi(3));
+    EXPECT_TRUE(s_->return_lend(3, 0, ipi_.get(), now_));
+    EXPECT_EQ(st(0), VcpuState::kRunning);
+    EXPECT_EQ(s_->held_deadline(0), 2'000'000u);
+    EXPECT_EQ(queue(), (V{1, 2, 3}));
+    EXPECT_EQ(ctr_.get(Ctr::lend_returns), 1u);
+    ok();
+
+    one_slot(5, {1, 2, 3});
+    ipi_->on_ipi(0, dst, 2, kCallFn, kApicDmFixed, kApicShNone, now_);
+    ASSERT_EQ(lend(0, 2), 1);
+    ASSERT_TRUE(eoi(2));
+    EXPECT_TRUE(s_->return_lend(2, 0));
+    EXPECT_EQ(st(0), VcpuState::kRunning);
+    EXPECT_EQ(ctr_.get(Ctr::lend_chains), 1u);
+}
+
 TEST_F(LendTest, PlainYieldWithoutAHeldIpiOrWhenNotAsked)
 {
     /* No IPI from 0 at 2. */
@@ -274,17 +311,26 @@ TEST_F(LendTest, NobodyIsOvertakenMoreThanTheBound)
             case 2: {
                 const int target = static_cast<int>(rng() % kN);
                 if (target != v) {
-                    send(v, target);
+                    /* A multicast, so that lends chain. */
+                    int dst[] = {target, static_cast<int>(rng() % kN)};
+                    ipi_->on_ipi(v, dst, 2, kCallFn, kApicDmFixed, kApicShNone, now_);
                     exempt = target;
                     lend(v, target);
                 }
                 break;
             }
-            default:
+            default: {
                 eoi(v);
-                s_->return_lend(v, 0);
+                const uint64_t chains = ctr_.get(Ctr::lend_chains);
+                s_->return_lend(v, 0, rng() % 2 ? ipi_.get() : nullptr, now_);
+                for (int x = 0; x < kN && ctr_.get(Ctr::lend_chains) > chains; x++) {
+                    if (before[x] == VcpuState::kQueued && st(x) == VcpuState::kRunning) {
+                        exempt = x; /* the next receiver: a yield target */
+                    }
+                }
                 s_->preempt_if_due(v, 0);
                 break;
+            }
             }
             break;
         case VcpuState::kQueued:
@@ -298,6 +344,7 @@ TEST_F(LendTest, NobodyIsOvertakenMoreThanTheBound)
     EXPECT_GT(ctr_.get(Ctr::lend_halt_returns), 10u);
     EXPECT_GT(ctr_.get(Ctr::lend_expired), 10u);
     EXPECT_GT(ctr_.get(Ctr::lend_bounded), 0u);
+    EXPECT_GT(ctr_.get(Ctr::lend_chains), 5u);
     EXPECT_LE(max_overtaken, static_cast<int>(kBound));
     EXPECT_EQ(max_overtaken, static_cast<int>(kBound)); /* the bound is reached */
 }
