@@ -161,13 +161,13 @@ def test_mechanism_switches_at_start_and_run_time(qemu):
          "property": "yield-lift", "value": "maybe"}},
         get("yield-lend"),
         {"execute": "qom-set", "arguments": {"path": "/machine/accel",
-         "property": "yield-lend", "value": True}},
+         "property": "yield-lend", "value": False}},
         get("yield-lend"),
     ])
     assert [r["return"] for r in replies[:4]] == [True, True, False, False]
     assert "return" in replies[4] and replies[5]["return"] is False
     assert "error" in replies[6]
-    assert replies[7]["return"] is False and replies[9]["return"] is True
+    assert replies[7]["return"] is True and replies[9]["return"] is False
 
 
 def test_wake_preempt_and_its_granularity(qemu):

@@ -108,7 +108,7 @@ Config::Config() : VschedConfig{}
     wake_granularity_ns = 1 * kNsPerMs; /* CFS: sched_wakeup_granularity */
     wake_spinners = false;      /* wake-preempt asks a spinner first */
     wake_queued = false;        /* an IPI to a queued vCPU asks too */
-    yield_lend = false;         /* a yield to an IPI receiver lends */
+    yield_lend = true;          /* a yield to an IPI receiver lends */
     lift_bound = 2;       /* times one queued vCPU may be passed */
 }
 

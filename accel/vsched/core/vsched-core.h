@@ -120,7 +120,7 @@ typedef struct VschedConfig {
     bool wake_spinners;         /* a spinning holder first, any run time */
     bool wake_queued;           /* an IPI to a queued vCPU asks too */
     /* Lend until EOI: a yield to the receiver of the yielder's IPI lends
-     * the slot, which comes back at the receiver's EOI (default off). */
+     * the slot, which comes back at the receiver's EOI (default on). */
     bool yield_lend;
 } VschedConfig;
 
