@@ -163,6 +163,8 @@ static bool *bool_field(const char *name)
         return &c->wake_spinners;
     } else if (!strcmp(name, "wake-queued")) {
         return &c->wake_queued;
+    } else if (!strcmp(name, "yield-lend")) {
+        return &c->yield_lend;
     }
     return NULL;
 }

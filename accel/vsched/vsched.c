@@ -242,6 +242,12 @@ static void host_trace(void *opaque, int event, int vcpu, int target,
     case VSCHED_TRACE_PREEMPT_DELAY:
         trace_vsched_preempt_delay(vcpu, target, arg);
         break;
+    case VSCHED_TRACE_LEND:
+        trace_vsched_lend(vcpu, target, arg);
+        break;
+    case VSCHED_TRACE_LEND_RETURN:
+        trace_vsched_lend_return(vcpu, target, arg);
+        break;
     }
 }
 

@@ -103,7 +103,7 @@ def test_accel_help_lists_properties(qemu):
                  "ple-window", "stats-file", "halt-handoff", "ipi-lift",
                  "callfn-first", "yield-lift", "wake-preempt",
                  "wake-granularity", "wake-spinners", "wake-queued",
-                 "preempt-delay"):
+                 "preempt-delay", "yield-lend"):
         assert prop + "=" in r.stdout, r.stdout
 
 
@@ -159,10 +159,15 @@ def test_mechanism_switches_at_start_and_run_time(qemu):
         get("halt-handoff"),
         {"execute": "qom-set", "arguments": {"path": "/machine/accel",
          "property": "yield-lift", "value": "maybe"}},
+        get("yield-lend"),
+        {"execute": "qom-set", "arguments": {"path": "/machine/accel",
+         "property": "yield-lend", "value": False}},
+        get("yield-lend"),
     ])
     assert [r["return"] for r in replies[:4]] == [True, True, False, False]
     assert "return" in replies[4] and replies[5]["return"] is False
     assert "error" in replies[6]
+    assert replies[7]["return"] is True and replies[9]["return"] is False
 
 
 def test_wake_preempt_and_its_granularity(qemu):

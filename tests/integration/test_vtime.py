@@ -487,12 +487,13 @@ def test_wake_preemption_is_deterministic(qemu, image_dir, tmp_path):
     assert s1["wake_preempts"] > 0, s1
 
 
-def test_delayed_preemption_is_deterministic(qemu, image_dir, tmp_path):
+def test_delay_and_lend_are_deterministic(qemu, image_dir, tmp_path):
     """preempt-delay decides at a holder's exits from its CPL and the
-    virtual clock only: the same run twice, the second beside two CPU
-    hogs, has the same result and counters, and holders were deferred
-    and preempted both in user mode and at the grace end."""
-    accel = ",directed-yield=ipi-prio,preempt-delay=250us"
+    virtual clock; yield-lend hands the slot back at the receiver's next
+    exit after its EOI: instruction counts, never the host clock.  Both on
+    at once (ipi-prio's defaults), the same run twice, the second beside
+    two CPU hogs, has the same result and counters, and both acted."""
+    accel = ",directed-yield=ipi-prio,preempt-delay=250us,yield-lend=on"
     quiet = vtime_run(qemu, image_dir, tmp_path, 4, 2, workload="ipistorm",
                       extra_accel=accel, name="quiet")
     hogs = cpu_hogs()
@@ -506,3 +507,5 @@ def test_delayed_preemption_is_deterministic(qemu, image_dir, tmp_path):
     assert_same_counters(s1, s2)
     assert s1["preempt_delays"] > 0, s1
     assert s1["preempt_delay_user"] + s1["preempt_delay_expired"] > 0, s1
+    assert s1["lends"] > 0, s1
+    assert s1["lend_returns"] > 0, s1

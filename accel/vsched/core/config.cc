@@ -109,6 +109,7 @@ Config::Config() : VschedConfig{}
     wake_spinners = false;      /* wake-preempt asks a spinner first */
     wake_queued = false;        /* an IPI to a queued vCPU asks too */
     preempt_delay_ns = 50 * kNsPerUs; /* ipi-prio asks; where-time-goes.rst */
+    yield_lend = true;          /* a yield to an IPI receiver lends */
     lift_bound = 2;       /* times one queued vCPU may be passed */
 }
 

@@ -42,6 +42,7 @@ enum class Mechanism : uint32_t {
     kWakePreempt = 1u << 4,
     kWakeSpinnerFirst = 1u << 5,
     kWakeQueued = 1u << 6,
+    kYieldLend = 1u << 7,
 };
 inline constexpr uint32_t mechanism_bits(const Config &c)
 {
@@ -51,7 +52,8 @@ inline constexpr uint32_t mechanism_bits(const Config &c)
            (c.yield_lift ? static_cast<uint32_t>(Mechanism::kYieldLift) : 0) |
            (c.wake_preempt ? static_cast<uint32_t>(Mechanism::kWakePreempt) : 0) |
            (c.wake_spinners ? static_cast<uint32_t>(Mechanism::kWakeSpinnerFirst) : 0) |
-           (c.wake_queued ? static_cast<uint32_t>(Mechanism::kWakeQueued) : 0);
+           (c.wake_queued ? static_cast<uint32_t>(Mechanism::kWakeQueued) : 0) |
+           (c.yield_lend ? static_cast<uint32_t>(Mechanism::kYieldLend) : 0);
 }
 
 /*

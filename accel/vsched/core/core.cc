@@ -453,7 +453,9 @@ void Core::decide_locked(int v, int cpl)
     sched_.set_yielder_marking(cfg_.yielder_preempted, cpl);
     sched_.set_yielder_lift(mechanism(Mechanism::kYieldLift) &&
                             policies_[id]->lifts_yielders());
+    sched_.set_lend(lend_until_eoi() ? &ipi_ : nullptr, setup.now);
     const SpinResult d = run_spin_decision(*policies_[id], setup, sched_);
+    sched_.set_lend(nullptr, 0);
     if (d.target == kNone) {
         ctr_.add(Ctr::no_target);
         uint64_t w = spin_.grow_window(v);
@@ -481,7 +483,8 @@ bool Core::after_exec(int v, int cpl)
     int spin_cpl = 0;
     bool fired = spin_.take_pending(v, &spin_cpl);
     const bool queued_ipis = sched_.queued_ipis_pending();
-    if (!fired && !queued_ipis && unlocked_pass(v, &ExecHint::unlocked_exits)) {
+    const bool lend_due = sched_.lend_return_due(v);
+    if (!fired && !queued_ipis && !lend_due && unlocked_pass(v, &ExecHint::unlocked_exits)) {
         return false; /* preempt_if_due() would find nothing due */
     }
     uint64_t now = host_.now_ns();
@@ -501,6 +504,10 @@ bool Core::after_exec(int v, int cpl)
             }
         }
         sched_.set_preempt_delay(preempt_delay());
+        if (lend_due) {
+            sched_.return_lend(v, cpl, lend_until_eoi() ? &ipi_ : nullptr,
+                               host_.pause_now_ns());
+        }
         sched_.preempt_if_due(v, cpl);
         lost = pool.state(v) != VcpuState::kRunning;
         note_held_deadline(v);
@@ -579,6 +586,12 @@ void Core::serve_queued_ipis_locked()
     }
 }
 
+bool Core::lend_until_eoi() const
+{
+    return mechanism(Mechanism::kYieldLend) &&
+           policies_[policy_.load(std::memory_order_relaxed)]->lends_until_eoi();
+}
+
 bool Core::wake_queued() const
 {
     return mechanism(Mechanism::kWakeQueued) && wake_preempt();
@@ -644,6 +657,15 @@ void Core::on_irq_accept(int v, int vector)
 void Core::on_eoi(int v, int vector)
 {
     ipi_.on_eoi(v, vector, host_.pause_now_ns());
+    /* The EOI a lender waits for (yield-lend): v's next exit hands the
+     * slot back, a point fixed by v's own instructions.  No kick: Linux
+     * EOIs a call-function IPI before it runs the function (sysvec_call_
+     * function), so an exit right at the EOI would hand the slot back
+     * before the lender's wait is over; the next exit (the end of the
+     * run, a PAUSE, a HLT) comes after the handler in the common case. */
+    if (valid(v)) {
+        sched_.note_eoi(v, vector);
+    }
 }
 
 void Core::reset_vcpu_ipi(int v)
@@ -712,7 +734,7 @@ VcpuState Core::vcpu_state(int v) const
 
 bool Core::exit_is_noop(int v, uint64_t next_ns) const
 {
-    return valid(v) && !spin_.pending(v) &&
+    return valid(v) && !spin_.pending(v) && !sched_.lend_return_due(v) &&
            next_ns < hints_[v].deadline_ns.load(std::memory_order_relaxed);
 }
 
@@ -783,17 +805,22 @@ bool Core::check_invariants(std::string *why)
                                       static_cast<uint64_t>(spins_pending)) {
         return fail("spins detected != decided + ignored + dropped + pending");
     }
+    /* A lend's return requeues the receiver and grants the lender; a halt
+     * return grants the lender only. */
     uint64_t enq = c[Ctr::acquire_wait] + c[Ctr::preemptions] + c[Ctr::handoffs] +
-                   c[Ctr::voluntary_yields];
+                   c[Ctr::voluntary_yields] + c[Ctr::lend_returns] + c[Ctr::lend_chains];
     uint64_t deq = c[Ctr::grants_from_queue] + c[Ctr::handoffs] + c[Ctr::queue_removed] +
-                   c[Ctr::halt_handoffs] + c[Ctr::wake_preempts];
+                   c[Ctr::halt_handoffs] + c[Ctr::wake_preempts] + c[Ctr::lend_returns] +
+                   c[Ctr::lend_halt_returns] + c[Ctr::lend_chains];
     /* In a shared pool other processes enqueue and grant too (and a VM
      * that left one started its private queue afresh). */
     if (backend().counts_whole_queue() && enq - deq != q_len) {
         return fail("queue length != enqueues - dequeues");
     }
     if (c[Ctr::slot_waits] != c[Ctr::grants_from_queue] + c[Ctr::handoffs] +
-                                  c[Ctr::halt_handoffs] + c[Ctr::wake_preempts]) {
+                                  c[Ctr::halt_handoffs] + c[Ctr::wake_preempts] +
+                                  c[Ctr::lend_returns] + c[Ctr::lend_halt_returns] +
+                                  c[Ctr::lend_chains]) {
         return fail("slot waits != grants from queue + handoffs + halt and wake handoffs");
     }
     if (c[Ctr::ipi_calls] != c[Ctr::ipi_unicast] + c[Ctr::ipi_multicast] +

@@ -242,6 +242,7 @@ private:
     bool lift_ipi_wake() const;
     bool wake_preempt() const;
     bool wake_queued() const;
+    bool lend_until_eoi() const;
     void set_wake_preempt_locked();
     void serve_queued_ipis_locked();
     int halt_successor(int v) const;

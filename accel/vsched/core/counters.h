@@ -113,7 +113,13 @@ namespace vsched {
     X(preempt_delays, "due preemptions deferred because the holder was in kernel mode (preempt-delay)")\
     X(preempt_delay_user, "deferred holders preempted at their first exit in user mode")\
     X(preempt_delay_expired, "deferred holders preempted in kernel mode when the grace ran out")\
-    X(preempt_delay_ns, "total ns deferred holders kept their slot from the deferral to their preemption")
+    X(preempt_delay_ns, "total ns deferred holders kept their slot from the deferral to their preemption")\
+    X(lends, "directed yields that lent the slot to the yielder's IPI receiver (yield-lend)")\
+    X(lend_returns, "lent slots handed back to the lender at the receiver's EOI")\
+    X(lend_chains, "lent slots passed on at a receiver's EOI to the lender's next receiver")\
+    X(lend_halt_returns, "lent slots handed back to the lender when the receiver halted")\
+    X(lend_expired, "lends ended by the slot's deadline (the receiver preempted)")\
+    X(lend_bounded, "lends refused by the lift bound (plain yields instead)")
 
 enum class Ctr : int {
 #define VSCHED_CTR_ENUM(name, desc) name,

@@ -95,6 +95,7 @@ constexpr RuntimeSetting kRuntimeSettings[] = {
     mechanism<Mechanism::kWakeSpinnerFirst>("wake-spinners"),
     mechanism<Mechanism::kWakeQueued>("wake-queued"),
     accessor<&Core::preempt_delay_ns, &Core::set_preempt_delay_ns>("preempt-delay"),
+    mechanism<Mechanism::kYieldLend>("yield-lend"),
     accessor<&Core::ipi_tracking, &Core::set_ipi_tracking>("ipi-tracking"),
     accessor<&Core::ipi_window_ns, &Core::set_ipi_window_ns>("ipi-window"),
     accessor<&Core::ple_gap_ns, &Core::set_ple_gap_ns>("ple-gap"),

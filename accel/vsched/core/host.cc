@@ -11,6 +11,7 @@ const char *trace_event_name(int event)
         "preempt", "acquire-wait", "grant", "release",
         "ipi-lift", "halt-handoff", "ipi-to-run", "yielder-lift", "wake-preempt",
         "preempt-delay",
+        "lend", "lend-return",
     };
     static_assert(sizeof(kNames) / sizeof(kNames[0]) == kNumTraceEvents);
     return event >= 0 && event < kNumTraceEvents ? kNames[event] : nullptr;

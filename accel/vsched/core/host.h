@@ -31,6 +31,8 @@ enum class TraceEvent : int {
     kWakePreempt,       /* holder vcpu's slot -> IPI-woken target; arg = ns it ran */
     kPreemptDelay,      /* target: 0 deferred (arg = ns past deadline), 1 preempted
                          * in user mode, 2 grace over (arg = ns kept) */
+    kLend,              /* vcpu lent its slot to target, its IPI receiver; arg = vector */
+    kLendReturn,        /* receiver vcpu handed the slot back to target; arg = ns left */
     kCount
 };
 inline constexpr int kNumTraceEvents = static_cast<int>(TraceEvent::kCount);

@@ -268,6 +268,26 @@ bool IpiTracker::is_callfn_receiver(int sender, int candidate, uint64_t now) con
     return false;
 }
 
+int IpiTracker::held_vector(int sender, int candidate, uint64_t now) const
+{
+    if (!enabled() || !valid(sender) || !valid(candidate)) {
+        return -1;
+    }
+    int vector = -1;
+    for (const auto &e : rx_[candidate].e) {
+        int32_t k = e.key.load(rlx);
+        if (k < 0 || key_sender(k) != sender || !live(e.time_ns.load(rlx), now)) {
+            continue;
+        }
+        const int vec = key_vector(k);
+        if (vec == kCallFunctionVector || vec == kCallFunctionSingleVector) {
+            return vec;
+        }
+        vector = vec;
+    }
+    return vector;
+}
+
 int IpiTracker::last_receiver(int sender, uint64_t now) const
 {
     if (!valid(sender) || !may_have_receivers(sender)) {

@@ -114,6 +114,10 @@ public:
      * sender waits for it in smp_call_function*(); a reschedule IPI's
      * sender does not. */
     bool is_callfn_receiver(int sender, int candidate, uint64_t now) const;
+    /* The vector of an un-EOI'd IPI from sender that candidate holds (a
+     * call-function one first: its sender waits for exactly that EOI), or
+     * -1. */
+    int held_vector(int sender, int candidate, uint64_t now) const;
     /* The latest receiver of sender that still holds its IPI, or -1. */
     int last_receiver(int sender, uint64_t now) const;
     /* Live receivers of sender; returns how many were copied. */

@@ -36,6 +36,9 @@ public:
     /* A holder due for preemption in kernel mode runs on until it returns
      * to user mode, within a grace (preempt-delay): it may hold a lock. */
     virtual bool delays_kernel_preemption() const { return false; }
+    /* A yield to a vCPU holding the yielder's IPI lends the slot until
+     * that vCPU EOIs it (the yielder waits at the queue head, bounded). */
+    virtual bool lends_until_eoi() const { return false; }
     /* The queued vCPU that should get the slot `me` frees by halting, or
      * kNone for the queue head.  Under the core lock. */
     virtual int halt_successor(const IpiTracker &, int /*me*/, uint64_t /*now*/) const

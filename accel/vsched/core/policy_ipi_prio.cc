@@ -25,7 +25,9 @@
  * VM's holder that has run longest, if at least wake-granularity
  * (wake-preempt, CFS's wakeup preemption); and a holder due for
  * preemption in kernel mode, where the guest's spinlocks are, runs on to
- * its return to user mode within a grace (preempt-delay).
+ * its return to user mode within a grace (preempt-delay); and a yield to
+ * a vCPU that holds an IPI of the spinner lends the slot until that vCPU
+ * EOIs it (yield-lend).
  *
  * Each pass has its own -ESRCH budget (no shared `try`, no underflow); a
  * candidate is looked at by at most one pass, so dy_eligible toggles at
@@ -51,6 +53,9 @@ public:
     bool lifts_yielders() const override { return true; }
     bool preempts_for_ipi_wakes() const override { return true; }
     bool delays_kernel_preemption() const override { return true; }
+    /* A spinner in smp_call_function*() waits for its receivers' EOIs:
+     * lend them the slot, and have it back as soon as they are done. */
+    bool lends_until_eoi() const override { return true; }
     int halt_successor(const IpiTracker &ipi, int me, uint64_t now) const override
     {
         return ipi.last_receiver(me, now);

@@ -143,6 +143,7 @@ void Scheduler::take_slot(int slot)
     }
     wake_ask_[slot] = WakeAsk{};
     delay_[slot] = PreemptDelay{};
+    end_lend(slot);
     pool_.unassign(slot);
 }
 
@@ -276,10 +277,16 @@ void Scheduler::release(int v, ReleaseReason why, int successor)
     }
     if (s == VcpuState::kRunning) {
         int slot = held_slot(g);
+        /* A lent slot goes back to its lender before any halt successor:
+         * it was the lender's, and the receiver is done with it. */
+        const int lender = why == ReleaseReason::kHalt ? lender_of(slot, g) : kNone;
+        const uint64_t deadline = state_->slot_deadline_ns[slot];
         take_slot(slot);
         set_state(g, to);
         sched_out(g);
-        if (why != ReleaseReason::kHalt || !hand_halted_slot(g, slot, successor)) {
+        if (lender != kNone && within_bound(lender)) {
+            give_back(g, slot, lender, deadline, Ctr::lend_halt_returns);
+        } else if (why != ReleaseReason::kHalt || !hand_halted_slot(g, slot, successor)) {
             pass_slot_on(slot);
         }
     } else if (s == VcpuState::kQueued) {
@@ -326,6 +333,9 @@ bool Scheduler::preempt_if_due(int v, int cpl)
     }
     if (woken == kNone && defer_preemption(slot, g, cpl)) {
         return false;
+    }
+    if (lender_of(slot, g) != kNone) {
+        ctr_.add(Ctr::lend_expired); /* the lender, at the head, is next */
     }
     take_slot(slot);
     enqueue(g);
@@ -412,6 +422,11 @@ int Scheduler::yield_to(int me, int target)
     if (pool_.state(gt) != VcpuState::kQueued) {
         return 0; /* running, or halted/stopped (not runnable yet) */
     }
+    int vector = lend_ipi_ ? lend_ipi_->held_vector(me, target, lend_ipi_now_) : -1;
+    if (vector >= 0 && lend_blocked(gt)) {
+        ctr_.add(Ctr::lend_bounded);
+        vector = -1;
+    }
     int slot = held_slot(gm);
     uint64_t deadline = state_->slot_deadline_ns[slot];
     take_slot(slot);
@@ -430,7 +445,9 @@ int Scheduler::yield_to(int me, int target)
     }
     sched_out(gm);
     grant(gt, slot, deadline);
-    if (lift_yielder_) {
+    if (vector >= 0) {
+        start_lend(gm, gt, slot, vector);
+    } else if (lift_yielder_) {
         lift_queued(gm, Ctr::yielder_lifts, Ctr::yielder_lift_bounded, TraceEvent::kYielderLift);
     }
     ctr_.add(Ctr::handoffs);
@@ -455,6 +472,154 @@ void Scheduler::init_mechanisms()
     free_since_.reset(new uint64_t[nslots_ > 0 ? nslots_ : 1]());
     wake_ask_.reset(new WakeAsk[nslots_ > 0 ? nslots_ : 1]());
     delay_.reset(new PreemptDelay[nslots_ > 0 ? nslots_ : 1]());
+    lend_.reset(new Lend[nslots_ > 0 ? nslots_ : 1]());
+    lend_vector_.reset(new std::atomic<int>[vcpus > 0 ? vcpus : 1]);
+    lend_due_.reset(new std::atomic<uint8_t>[vcpus > 0 ? vcpus : 1]);
+    for (int v = 0; v < vcpus; v++) {
+        lend_vector_[v].store(-1, std::memory_order_relaxed);
+        lend_due_[v].store(0, std::memory_order_relaxed);
+    }
+}
+
+/* Lend until EOI. */
+
+/* The lender would pass every queued vCPU but the target: refused if one
+ * of them is at the lift bound. */
+bool Scheduler::lend_blocked(int gt) const
+{
+    for (int x = pool_.head(); x != kNone; x = pool_.next(x)) {
+        if (x != gt && passes(x) >= static_cast<int>(lift_bound_)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* gm (just queued at the tail) lent `slot` to gt (just granted it): gm
+ * waits at the head until gt EOIs `vector`. */
+void Scheduler::start_lend(int gm, int gt, int slot, int vector)
+{
+    count_passes(pool_.head(), gm);
+    pool_.remove(gm);
+    pool_.insert_after(gm, kNone);
+    lend_[slot] = Lend{gt, state_->slot_granted_at_ns[slot], gm, state_->queued_at_ns[gm]};
+    lend_vector_[gt - base_].store(vector, std::memory_order_relaxed);
+    lend_due_[gt - base_].store(0, std::memory_order_relaxed);
+    ctr_.add(Ctr::lends);
+    fx_->trace(TraceEvent::kLend, gm - base_, gt - base_, vector);
+}
+
+/* The lender of the slot `holder` holds, if the lend still stands: the
+ * holder is its receiver from the same grant and the lender is queued
+ * from the same wait.  Else kNone. */
+int Scheduler::lender_of(int slot, int holder) const
+{
+    const Lend &l = lend_[slot];
+    if (l.receiver == kNone || l.receiver != holder || pool_.slot_owner(slot) != holder ||
+        l.granted_at != state_->slot_granted_at_ns[slot] ||
+        pool_.state(l.lender) != VcpuState::kQueued ||
+        state_->queued_at_ns[l.lender] != l.lender_queued_at) {
+        return kNone;
+    }
+    return l.lender;
+}
+
+/* The slot changes hands: its lend, if any, is over. */
+void Scheduler::end_lend(int slot)
+{
+    Lend &l = lend_[slot];
+    if (l.receiver != kNone && own(l.receiver)) {
+        lend_vector_[l.receiver - base_].store(-1, std::memory_order_relaxed);
+        lend_due_[l.receiver - base_].store(0, std::memory_order_relaxed);
+    }
+    l = Lend{};
+}
+
+/* Receiver g gave up `slot` (taken): it goes back to its lender with the
+ * rest of its deadline. */
+void Scheduler::give_back(int g, int slot, int lender, uint64_t deadline, Ctr why)
+{
+    count_passes(pool_.head(), lender);
+    grant(lender, slot, deadline);
+    ctr_.add(why);
+    ctr_.add(Ctr::wakes);
+    fx_wake(lender);
+    fx_->trace(TraceEvent::kLendReturn, g - base_, lender - base_,
+               static_cast<int64_t>(deadline > now_ ? deadline - now_ : 0));
+}
+
+/* The first queued vCPU of this VM (from the head) that holds an IPI of
+ * `lender` not EOI'd yet, or kNone; *vector: that IPI's. */
+int Scheduler::next_receiver(int lender, const IpiTracker &ipi, uint64_t ipi_now,
+                             int *vector) const
+{
+    for (int x = pool_.head(); x != kNone; x = pool_.next(x)) {
+        if (x == lender || !own(x)) {
+            continue;
+        }
+        const int vec = ipi.held_vector(lender - base_, x - base_, ipi_now);
+        if (vec >= 0) {
+            *vector = vec;
+            return x;
+        }
+    }
+    return kNone;
+}
+
+bool Scheduler::return_lend(int v, int cpl, const IpiTracker *chain, uint64_t ipi_now)
+{
+    if (!placed(v) || !lend_due_[v].exchange(0, std::memory_order_relaxed)) {
+        return false;
+    }
+    const int g = base_ + v;
+    if (pool_.state(g) != VcpuState::kRunning) {
+        return false;
+    }
+    const int slot = held_slot(g);
+    const int lender = lender_of(slot, g);
+    const uint64_t deadline = state_->slot_deadline_ns[slot];
+    if (lender == kNone || now_ >= deadline) {
+        return false; /* over, or expired: preempt_if_due() counts it */
+    }
+    if (!within_bound(lender)) {
+        /* Someone was lifted ahead of the lender and is at the bound: the
+         * lend becomes a plain yield. */
+        ctr_.add(Ctr::lend_bounded);
+        end_lend(slot);
+        return false;
+    }
+    const Lend l = lend_[slot];
+    int vector = -1;
+    const int next = chain ? next_receiver(lender, *chain, ipi_now, &vector) : kNone;
+    take_slot(slot);
+    /* The receiver had been queued before the lend, and its turn came
+     * ahead of everyone (a yield target is served out of turn): it goes
+     * to the tail, passing nobody, marked preempted as a vCPU that lost
+     * its slot while runnable.  (Back to its place before the lend, by
+     * queued_at, measured slower: docs/design/where-time-goes.rst.) */
+    enqueue(g);
+    pool_.set_flag(g, vflag::kReady | vflag::kPreempted);
+    if (cpl == 0) {
+        pool_.set_flag(g, vflag::kPreemptedInKernel);
+    } else {
+        pool_.clear_flag(g, vflag::kPreemptedInKernel);
+    }
+    sched_out(g);
+    if (next != kNone) {
+        /* The lender still waits for another receiver: the slot goes on
+         * to it, out of turn as a yield target, the lender still lending. */
+        grant(next, slot, deadline);
+        lend_[slot] = Lend{next, now_, lender, l.lender_queued_at};
+        lend_vector_[next - base_].store(vector, std::memory_order_relaxed);
+        lend_due_[next - base_].store(0, std::memory_order_relaxed);
+        ctr_.add(Ctr::lend_chains);
+        ctr_.add(Ctr::wakes);
+        fx_wake(next);
+        fx_->trace(TraceEvent::kLend, lender - base_, next - base_, vector);
+        return true;
+    }
+    give_back(g, slot, lender, deadline, Ctr::lend_returns);
+    return true;
 }
 
 /* Passes of queued g in its current wait (another member's grant and
@@ -768,8 +933,11 @@ void Scheduler::use_private_pool(int nr_slots)
     free_since_.reset(new uint64_t[nslots_ > 0 ? nslots_ : 1]());
     wake_ask_.reset(new WakeAsk[nslots_ > 0 ? nslots_ : 1]());
     delay_.reset(new PreemptDelay[nslots_ > 0 ? nslots_ : 1]());
+    lend_.reset(new Lend[nslots_ > 0 ? nslots_ : 1]());
     for (int v = 0; v < n_; v++) {
         wake_hint_[v].store(kWakeNone, std::memory_order_relaxed);
+        lend_vector_[v].store(-1, std::memory_order_relaxed);
+        lend_due_[v].store(0, std::memory_order_relaxed);
     }
 }
 

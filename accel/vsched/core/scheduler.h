@@ -29,6 +29,7 @@
 
 #include "counters.h"
 #include "effects.h"
+#include "ipi_tracker.h"
 #include "yield_mechanism.h"
 #include "slot_pool.h"
 #include "spin_detector.h"
@@ -121,6 +122,49 @@ public:
      * absolute time to call again. */
     uint64_t tick();
     int yield_to(int me, int target) override;
+    /* Lend until EOI.  With ipi set, the next yield_to() to a target that
+     * holds an IPI of the yielder not EOI'd yet (ipi_now: the tracker's
+     * clock) lends the slot: the target runs on it with its deadline, as
+     * a yield does, and the yielder waits at the queue head (passing
+     * everyone queued, so only if nobody is at the lift bound; else a
+     * plain yield, lend_bounded).  The lend ends when the target EOIs
+     * that vector (return_lend() at its next exit: the slot to the
+     * lender's next receiver, or back to the lender, with the rest of its
+     * deadline), halts (the slot back to the
+     * lender), is preempted at the deadline (lend_expired; the lender at
+     * the head gets the next grant), or either side leaves the pool
+     * state the lend was made in.  null: plain yields. */
+    void set_lend(const IpiTracker *ipi, uint64_t ipi_now)
+    {
+        lend_ipi_ = ipi;
+        lend_ipi_now_ = ipi_now;
+    }
+    /* Lock-free, on v's own thread: v EOI'd `vector`.  True if that is
+     * the vector of v's lend: its return is due (lend_return_due()). */
+    bool note_eoi(int v, int vector)
+    {
+        if (static_cast<unsigned>(v) >= static_cast<unsigned>(cap_) || vector < 0 ||
+            lend_vector_[v].load(std::memory_order_relaxed) != vector) {
+            return false;
+        }
+        lend_vector_[v].store(-1, std::memory_order_relaxed);
+        lend_due_[v].store(1, std::memory_order_relaxed);
+        return true;
+    }
+    /* Lock-free, on v's own thread: v's exit must take the lock. */
+    bool lend_return_due(int v) const
+    {
+        return static_cast<unsigned>(v) < static_cast<unsigned>(cap_) &&
+               lend_due_[v].load(std::memory_order_relaxed) != 0;
+    }
+    /* Under the lock, at v's exit: if v's lend return is due and the lend
+     * still stands, v requeues at the tail (cpl: as preempt_if_due()) and
+     * its slot goes, with the rest of its deadline, to the next queued
+     * vCPU of this VM that holds an IPI of the lender (chain: the tracker,
+     * at ipi_now; a multicast's sender waits for every receiver), the
+     * lender still lending; or else back to the lender.  Past the
+     * deadline it does nothing (preempt_if_due() ends the lend). */
+    bool return_lend(int v, int cpl, const IpiTracker *chain = nullptr, uint64_t ipi_now = 0);
     /* How the next yield_to() marks the yielder (see Config). */
     void set_yielder_marking(bool preempted, int cpl)
     {
@@ -244,6 +288,12 @@ private:
     int wake_target(int slot, int holder) const;
     bool hand_woken_slot(int holder, int slot, int t, uint64_t ran);
     void note_ipi_to_run(int g);
+    bool lend_blocked(int gt) const;
+    void start_lend(int gm, int gt, int slot, int vector);
+    int next_receiver(int lender, const IpiTracker &ipi, uint64_t ipi_now, int *vector) const;
+    int lender_of(int slot, int holder) const;
+    void end_lend(int slot);
+    void give_back(int g, int slot, int lender, uint64_t deadline, Ctr why);
     void note_slot_free(int slot);
     void note_slot_taken(int slot);
     bool defer_preemption(int slot, int g, int cpl);
@@ -318,6 +368,24 @@ private:
     bool wake_preempt_ = false;
     uint64_t wake_gran_ns_ = 0;
     bool wake_spinner_first_ = false;
+    /* Lend until EOI.  Per slot: the lend its holder got (valid while
+     * the receiver holds the slot from the same grant and the lender is
+     * queued from the same wait: another member's process, a stop or a
+     * repair may have moved either).  Only this VM's vCPUs lend, so the
+     * record is this process's. */
+    struct Lend {
+        int receiver = kNone;
+        uint64_t granted_at = 0;
+        int lender = kNone;
+        uint64_t lender_queued_at = 0;
+    };
+    std::unique_ptr<Lend[]> lend_;
+    /* Per local vCPU: the vector whose EOI ends its lend (-1: none), and
+     * "that EOI came" (set lock-free on its own thread). */
+    std::unique_ptr<std::atomic<int>[]> lend_vector_;
+    std::unique_ptr<std::atomic<uint8_t>[]> lend_due_;
+    const IpiTracker *lend_ipi_ = nullptr;
+    uint64_t lend_ipi_now_ = 0;
     uint64_t wake_pause_now_ = 0;
     int wake_asked_ = kNone;
     /* Per slot: a delayed preemption of its holder in this grant (valid

@@ -57,6 +57,10 @@ constexpr VschedSetting kSettings[] = {
      "a slot holder due for preemption in kernel mode keeps its slot until "
      "it returns to user mode, at most this long past its deadline; 0: off "
      "(policies that ask for it: ipi-prio)"},
+    {"yield-lend", VSCHED_SETTING_BOOL, 0, 0, true,
+     "a directed yield to a vCPU holding the yielder's IPI lends the slot: "
+     "the yielder waits at the queue head and gets the slot back when the "
+     "receiver EOIs that IPI (policies that ask for it: ipi-prio)"},
     {"ipi-tracking", VSCHED_SETTING_BOOL, 0, 0, true,
      "record IPIs for the directed-yield policies"},
     {"ipi-window", VSCHED_SETTING_DURATION, 1 * kNsPerUs, 10 * kNsPerS, true,

@@ -71,6 +71,10 @@ enum {
                                      * (arg = ns past its deadline), 1
                                      * preempted in user mode, 2 grace over
                                      * (arg = ns it kept the slot) */
+    VSCHED_TRACE_LEND,              /* vcpu lent its slot to its IPI receiver
+                                     * target; arg = the IPI's vector */
+    VSCHED_TRACE_LEND_RETURN,       /* receiver vcpu's slot back to lender
+                                     * target; arg = ns left of the slice */
     VSCHED_TRACE__MAX,
 };
 /* VSCHED_TRACE_YIELD's arg: policy id and pass index. */
@@ -123,6 +127,9 @@ typedef struct VschedConfig {
      * its slot until it returns to user mode, at most this long past its
      * deadline (policies that ask: ipi-prio); default 50 us, 0: off. */
     uint64_t preempt_delay_ns;
+    /* Lend until EOI: a yield to the receiver of the yielder's IPI lends
+     * the slot, which comes back at the receiver's EOI (default on). */
+    bool yield_lend;
 } VschedConfig;
 
 void vsched_config_defaults(VschedConfig *cfg);
