@@ -161,13 +161,13 @@ def test_mechanism_switches_at_start_and_run_time(qemu):
          "property": "yield-lift", "value": "maybe"}},
         get("yield-lend"),
         {"execute": "qom-set", "arguments": {"path": "/machine/accel",
-         "property": "yield-lend", "value": False}},
+         "property": "yield-lend", "value": True}},
         get("yield-lend"),
     ])
     assert [r["return"] for r in replies[:4]] == [True, True, False, False]
     assert "return" in replies[4] and replies[5]["return"] is False
     assert "error" in replies[6]
-    assert replies[7]["return"] is True and replies[9]["return"] is False
+    assert replies[7]["return"] is False and replies[9]["return"] is True
 
 
 def test_wake_preempt_and_its_granularity(qemu):
@@ -188,15 +188,15 @@ def test_wake_preempt_and_its_granularity(qemu):
 
 
 def test_preempt_delay_default_and_set_at_run_time(qemu):
-    """preempt-delay is 50us by default and changes at run time (0: off)."""
+    """preempt-delay is 0 (off) by default and changes at run time."""
     get = {"execute": "qom-get", "arguments": {"path": "/machine/accel",
                                                "property": "preempt-delay"}}
     put = {"execute": "qom-set", "arguments": {"path": "/machine/accel",
-                                               "property": "preempt-delay", "value": "0"}}
+                                               "property": "preempt-delay", "value": "50us"}}
     replies = qmp_session(qemu, "tcg,vcpu-sched=on,pcpus=2", [get, put, get])
-    assert replies[0]["return"] == "50us"
+    assert replies[0]["return"] == "0ns"
     assert "return" in replies[1]
-    assert replies[2]["return"] == "0ns"
+    assert replies[2]["return"] == "50us"
 
 
 RANGE_CASES = [

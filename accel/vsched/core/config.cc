@@ -108,8 +108,8 @@ Config::Config() : VschedConfig{}
     wake_granularity_ns = 1 * kNsPerMs; /* CFS: sched_wakeup_granularity */
     wake_spinners = false;      /* wake-preempt asks a spinner first */
     wake_queued = false;        /* an IPI to a queued vCPU asks too */
-    preempt_delay_ns = 50 * kNsPerUs; /* ipi-prio asks; where-time-goes.rst */
-    yield_lend = true;          /* a yield to an IPI receiver lends */
+    preempt_delay_ns = 0;       /* off: did not replicate (where-time-goes) */
+    yield_lend = false;         /* off: inside noise over 8 seeds */
     lift_bound = 2;       /* times one queued vCPU may be passed */
 }
 

@@ -125,10 +125,10 @@ typedef struct VschedConfig {
     bool wake_queued;           /* an IPI to a queued vCPU asks too */
     /* Delayed preemption: a holder due for preemption in kernel mode keeps
      * its slot until it returns to user mode, at most this long past its
-     * deadline (policies that ask: ipi-prio); default 50 us, 0: off. */
+     * deadline (policies that ask: ipi-prio); 0: off, the default. */
     uint64_t preempt_delay_ns;
     /* Lend until EOI: a yield to the receiver of the yielder's IPI lends
-     * the slot, which comes back at the receiver's EOI (default on). */
+     * the slot, which comes back at the receiver's EOI (default off). */
     bool yield_lend;
 } VschedConfig;
 
