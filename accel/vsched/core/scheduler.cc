@@ -306,6 +306,19 @@ void Scheduler::release(int v, ReleaseReason why, int successor)
     fx_->trace(TraceEvent::kRelease, v, -1, static_cast<int64_t>(why));
 }
 
+/* kvm_sched_out() of a runnable vCPU; kvm_arch_vcpu_put() samples CPL. */
+void Scheduler::queue_preempted(int g, int cpl)
+{
+    enqueue(g);
+    pool_.set_flag(g, vflag::kReady | vflag::kPreempted);
+    if (cpl == 0) {
+        pool_.set_flag(g, vflag::kPreemptedInKernel);
+    } else {
+        pool_.clear_flag(g, vflag::kPreemptedInKernel);
+    }
+    sched_out(g);
+}
+
 bool Scheduler::preempt_if_due(int v, int cpl)
 {
     if (!placed(v)) {
@@ -338,15 +351,7 @@ bool Scheduler::preempt_if_due(int v, int cpl)
         ctr_.add(Ctr::lend_expired); /* the lender, at the head, is next */
     }
     take_slot(slot);
-    enqueue(g);
-    /* kvm_sched_out() of a runnable vCPU; kvm_arch_vcpu_put() samples CPL. */
-    pool_.set_flag(g, vflag::kReady | vflag::kPreempted);
-    if (cpl == 0) {
-        pool_.set_flag(g, vflag::kPreemptedInKernel);
-    } else {
-        pool_.clear_flag(g, vflag::kPreemptedInKernel);
-    }
-    sched_out(g);
+    queue_preempted(g, cpl);
     ctr_.add(Ctr::preemptions);
     fx_->trace(TraceEvent::kPreempt, v, -1, cpl);
     if (woken == kNone || !hand_woken_slot(g, slot, woken, ran)) {
@@ -597,14 +602,7 @@ bool Scheduler::return_lend(int v, int cpl, const IpiTracker *chain, uint64_t ip
      * to the tail, passing nobody, marked preempted as a vCPU that lost
      * its slot while runnable.  (Back to its place before the lend, by
      * queued_at, measured slower: docs/design/where-time-goes.rst.) */
-    enqueue(g);
-    pool_.set_flag(g, vflag::kReady | vflag::kPreempted);
-    if (cpl == 0) {
-        pool_.set_flag(g, vflag::kPreemptedInKernel);
-    } else {
-        pool_.clear_flag(g, vflag::kPreemptedInKernel);
-    }
-    sched_out(g);
+    queue_preempted(g, cpl);
     if (next != kNone) {
         /* The lender still waits for another receiver: the slot goes on
          * to it, out of turn as a yield target, the lender still lending. */

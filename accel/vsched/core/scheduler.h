@@ -274,6 +274,8 @@ private:
     void pass_slot_on(int slot);
     void sched_out(int g);
     void enqueue(int g);
+    /* g lost its slot while runnable: to the tail, marked preempted. */
+    void queue_preempted(int g, int cpl);
     void kick_expired_holder();
     /* Mechanisms a policy may ask for (see acquire() and release()). */
     void init_mechanisms();
