@@ -467,12 +467,9 @@ def test_a_pool_refuses_a_vm_of_another_time_base(qemu, vtime_pool):
         first.wait()
 
 
-def test_wake_preemption_is_deterministic(qemu, image_dir, tmp_path):
-    """wake-preempt asks a holder to leave from the round-robin thread and
-    the holder leaves at its next exit (instruction counts): the same run
-    twice, the second beside two CPU hogs, has the same result and
-    counters, and the mechanism did act."""
-    accel = ",directed-yield=ipi-prio,wake-preempt=on,wake-granularity=20us"
+def run_twice_beside_hogs(qemu, image_dir, tmp_path, accel):
+    """The ipistorm run twice on 4 vCPUs and 2 slots, the second beside two
+    CPU hogs: same result and counters.  Returns the counters."""
     quiet = vtime_run(qemu, image_dir, tmp_path, 4, 2, workload="ipistorm",
                       extra_accel=accel, name="quiet")
     hogs = cpu_hogs()
@@ -484,28 +481,28 @@ def test_wake_preemption_is_deterministic(qemu, image_dir, tmp_path):
     (r1, s1), (r2, s2) = quiet, loaded
     assert r1 == r2
     assert_same_counters(s1, s2)
-    assert s1["wake_preempts"] > 0, s1
+    return s1
+
+
+def test_wake_preemption_is_deterministic(qemu, image_dir, tmp_path):
+    """wake-preempt asks a holder to leave from the round-robin thread and
+    the holder leaves at its next exit (instruction counts): the same run
+    twice, the second beside two CPU hogs, has the same result and
+    counters, and the mechanism did act."""
+    s = run_twice_beside_hogs(qemu, image_dir, tmp_path,
+                              ",directed-yield=ipi-prio,wake-preempt=on,wake-granularity=20us")
+    assert s["wake_preempts"] > 0, s
 
 
 def test_delay_and_lend_are_deterministic(qemu, image_dir, tmp_path):
     """preempt-delay decides at a holder's exits from its CPL and the
     virtual clock; yield-lend hands the slot back at the receiver's next
     exit after its EOI: instruction counts, never the host clock.  Both on
-    at once (ipi-prio's defaults), the same run twice, the second beside
-    two CPU hogs, has the same result and counters, and both acted."""
-    accel = ",directed-yield=ipi-prio,preempt-delay=250us,yield-lend=on"
-    quiet = vtime_run(qemu, image_dir, tmp_path, 4, 2, workload="ipistorm",
-                      extra_accel=accel, name="quiet")
-    hogs = cpu_hogs()
-    try:
-        loaded = vtime_run(qemu, image_dir, tmp_path, 4, 2, workload="ipistorm",
-                           extra_accel=accel, name="loaded")
-    finally:
-        stop(hogs)
-    (r1, s1), (r2, s2) = quiet, loaded
-    assert r1 == r2
-    assert_same_counters(s1, s2)
-    assert s1["preempt_delays"] > 0, s1
-    assert s1["preempt_delay_user"] + s1["preempt_delay_expired"] > 0, s1
-    assert s1["lends"] > 0, s1
-    assert s1["lend_returns"] > 0, s1
+    at once, the same run twice, the second beside two CPU hogs, has the
+    same result and counters, and both acted."""
+    s = run_twice_beside_hogs(qemu, image_dir, tmp_path,
+                              ",directed-yield=ipi-prio,preempt-delay=250us,yield-lend=on")
+    assert s["preempt_delays"] > 0, s
+    assert s["preempt_delay_user"] + s["preempt_delay_expired"] > 0, s
+    assert s["lends"] > 0, s
+    assert s["lend_returns"] > 0, s
