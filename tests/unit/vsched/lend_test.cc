@@ -14,6 +14,7 @@
 #include "policy_registry.h"
 #include "pool_test_util.h"
 #include "scheduler.h"
+#include "overtake_ledger.h"
 #include "scheduler_fixture.h"
 #include "shared_pool.h"
 #include "sim_host.h"
@@ -258,32 +259,7 @@ TEST_F(LendTest, NobodyIsOvertakenMoreThanTheBound)
     constexpr unsigned kBound = 2;
     init(kN, 2, kBound);
     std::mt19937 rng(11);
-    std::vector<uint64_t> seq(kN, 0);
-    std::vector<int> overtaken(kN, 0);
-    uint64_t next_seq = 1;
-    int max_overtaken = 0;
-    auto granted = [&](const std::vector<VcpuState> &before, int exempt) {
-        for (int g = 0; g < kN; g++) {
-            if (before[g] != VcpuState::kQueued || st(g) == VcpuState::kQueued) {
-                continue;
-            }
-            if (g != exempt) {
-                for (int w = 0; w < kN; w++) {
-                    if (before[w] == VcpuState::kQueued && st(w) == VcpuState::kQueued &&
-                        seq[w] < seq[g]) {
-                        max_overtaken = std::max(max_overtaken, ++overtaken[w]);
-                    }
-                }
-            }
-            seq[g] = 0;
-        }
-        for (int v = 0; v < kN; v++) {
-            if (st(v) == VcpuState::kQueued && seq[v] == 0) {
-                seq[v] = next_seq++;
-                overtaken[v] = 0;
-            }
-        }
-    };
+    OvertakeLedger ledger(kN);
     uint64_t t = 1'000'000;
     for (int step = 0; step < 20000; step++) {
         t += 1000 + rng() % 60'000;
@@ -336,7 +312,7 @@ TEST_F(LendTest, NobodyIsOvertakenMoreThanTheBound)
         case VcpuState::kQueued:
             break;
         }
-        granted(before, exempt);
+        ledger.step(before, [&](int g) { return st(g); }, exempt);
         ok();
     }
     EXPECT_GT(ctr_.get(Ctr::lends), 100u);
@@ -345,8 +321,8 @@ TEST_F(LendTest, NobodyIsOvertakenMoreThanTheBound)
     EXPECT_GT(ctr_.get(Ctr::lend_expired), 10u);
     EXPECT_GT(ctr_.get(Ctr::lend_bounded), 0u);
     EXPECT_GT(ctr_.get(Ctr::lend_chains), 5u);
-    EXPECT_LE(max_overtaken, static_cast<int>(kBound));
-    EXPECT_EQ(max_overtaken, static_cast<int>(kBound)); /* the bound is reached */
+    EXPECT_LE(ledger.max_overtaken(), static_cast<int>(kBound));
+    EXPECT_EQ(ledger.max_overtaken(), static_cast<int>(kBound)); /* the bound is reached */
 }
 
 /* Shared pool: the lender waits in the pool's queue beside another VM's

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "scheduler.h"
+#include "overtake_ledger.h"
 #include "scheduler_fixture.h"
 
 namespace vsched::test {
@@ -128,33 +129,7 @@ TEST_F(MechanismTest, NobodyIsOvertakenMoreThanTheBound)
     constexpr unsigned kBound = 2;
     init(kN, 2, kBound);
     std::mt19937 rng(7);
-    std::vector<uint64_t> seq(kN, 0); /* enqueue order while queued */
-    std::vector<int> overtaken(kN, 0);
-    uint64_t next_seq = 1;
-    int max_overtaken = 0;
-    auto sync_queue = [&] {
-        for (int v = 0; v < kN; v++) {
-            if (st(v) == VcpuState::kQueued && seq[v] == 0) {
-                seq[v] = next_seq++;
-                overtaken[v] = 0;
-            }
-        }
-    };
-    auto granted = [&](std::vector<VcpuState> before) {
-        for (int g = 0; g < kN; g++) {
-            if (before[g] != VcpuState::kQueued || st(g) == VcpuState::kQueued) {
-                continue;
-            }
-            for (int w = 0; w < kN; w++) {
-                /* w waited before this step and queued before g */
-                if (before[w] == VcpuState::kQueued && st(w) == VcpuState::kQueued &&
-                    seq[w] < seq[g]) {
-                    max_overtaken = std::max(max_overtaken, ++overtaken[w]);
-                }
-            }
-            seq[g] = 0;
-        }
-    };
+    OvertakeLedger ledger(kN);
     uint64_t t = 1'000'000;
     for (int step = 0; step < 20000; step++) {
         t += 1000 + rng() % 500'000;
@@ -185,15 +160,14 @@ TEST_F(MechanismTest, NobodyIsOvertakenMoreThanTheBound)
         case VcpuState::kQueued:
             break;
         }
-        granted(before);
-        sync_queue();
+        ledger.step(before, [&](int g) { return st(g); });
         ok();
     }
     EXPECT_GT(ctr_.get(Ctr::ipi_wake_lifts), 100u);
     EXPECT_GT(ctr_.get(Ctr::halt_handoffs), 100u);
     EXPECT_GT(ctr_.get(Ctr::ipi_wake_lift_bounded) + ctr_.get(Ctr::halt_handoff_bounded), 0u);
-    EXPECT_LE(max_overtaken, static_cast<int>(kBound));
-    EXPECT_EQ(max_overtaken, static_cast<int>(kBound)); /* the bound is reached */
+    EXPECT_LE(ledger.max_overtaken(), static_cast<int>(kBound));
+    EXPECT_EQ(ledger.max_overtaken(), static_cast<int>(kBound)); /* the bound is reached */
 }
 
 /* yield-lift: a directed-yield yielder requeues at the head, not behind
@@ -387,10 +361,7 @@ TEST_F(MechanismTest, WakePreemptNobodyStarves)
     init(kN, 2, kBound);
     s_->set_wake_preempt(true, 200'000);
     std::mt19937 rng(11);
-    std::vector<uint64_t> seq(kN, 0);
-    std::vector<int> overtaken(kN, 0);
-    uint64_t next_seq = 1;
-    int max_overtaken = 0;
+    OvertakeLedger ledger(kN);
     uint64_t t = 1'000'000;
     for (int step = 0; step < 20000; step++) {
         t += 1000 + rng() % 400'000;
@@ -423,29 +394,12 @@ TEST_F(MechanismTest, WakePreemptNobodyStarves)
         case VcpuState::kQueued:
             break;
         }
-        for (int g = 0; g < kN; g++) {
-            if (before[g] != VcpuState::kQueued || st(g) == VcpuState::kQueued) {
-                continue;
-            }
-            for (int w = 0; w < kN; w++) {
-                if (before[w] == VcpuState::kQueued && st(w) == VcpuState::kQueued &&
-                    seq[w] < seq[g]) {
-                    max_overtaken = std::max(max_overtaken, ++overtaken[w]);
-                }
-            }
-            seq[g] = 0;
-        }
-        for (int w = 0; w < kN; w++) {
-            if (st(w) == VcpuState::kQueued && seq[w] == 0) {
-                seq[w] = next_seq++;
-                overtaken[w] = 0;
-            }
-        }
+        ledger.step(before, [&](int g) { return st(g); });
         ok();
     }
     EXPECT_GT(ctr_.get(Ctr::wake_preempts), 100u);
     EXPECT_GT(ctr_.get(Ctr::wake_preempt_bounded), 0u);
-    EXPECT_LE(max_overtaken, static_cast<int>(kBound));
+    EXPECT_LE(ledger.max_overtaken(), static_cast<int>(kBound));
 }
 
 TEST_F(MechanismTest, IpiToRunLatencyFromFirstIpiToGrant)
