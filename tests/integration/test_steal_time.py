@@ -81,9 +81,10 @@ def guest_steal(console):
 def test_guest_uses_kvm_steal_time(qemu, image_dir, tmp_path):
     console, stats = shell_run(qemu, image_dir, tmp_path, SCHED + ",steal-time=on")
     assert "Hypervisor detected: KVM" in console, console[-3000:]
-    # Linux registers the record on every CPU (kvm_register_steal_time).
+    # Linux registers the record on every CPU (kvm_register_steal_time);
+    # the boot CPU's line comes before dyndbg= is parsed: the APs' show.
     cpus = set(re.findall(r"stealtime: cpu (\d+), msr [0-9a-f]+", console))
-    assert cpus == {"0", "1", "2", "3"}, console[-3000:]
+    assert {"1", "2", "3"} <= cpus, console[-3000:]
     assert guest_steal(console) > 0
     assert stats["steal_time_updates"] > 0, stats
     assert stats["steal_time_preempted_marks"] > 0, stats
@@ -91,7 +92,7 @@ def test_guest_uses_kvm_steal_time(qemu, image_dir, tmp_path):
 
 def test_without_steal_time_the_guest_sees_tcg(qemu, image_dir, tmp_path):
     console, stats = shell_run(qemu, image_dir, tmp_path, SCHED)
-    assert "Hypervisor detected" not in console, console[-3000:]
+    assert "Hypervisor detected: KVM" not in console, console[-3000:]
     assert "stealtime:" not in console
     assert guest_steal(console) == 0
     assert stats["steal_time_updates"] == 0, stats
