@@ -12,6 +12,7 @@
 /* What -accel tcg,... asked for; read at machine-init-done. */
 typedef struct VschedSettings {
     bool enabled;           /* vcpu-sched */
+    bool steal_time;        /* steal-time: KVM's PV steal time (x86) */
     bool pcpus_set;         /* pcpus given; else the host's CPU count */
     VschedConfig cfg;
     char *stats_file;
@@ -34,6 +35,8 @@ typedef enum VschedGlueCounter {
     VSCHED_GLUE_IDLE_MWAITS,    /* idle MWAIT gave the slot away */
     VSCHED_GLUE_VCPU_PLUGS,     /* vCPUs hotplugged while scheduling */
     VSCHED_GLUE_VCPU_UNPLUGS,   /* vCPUs unplugged (forgotten) */
+    VSCHED_GLUE_STEAL_UPDATES,  /* steal-time records written */
+    VSCHED_GLUE_STEAL_PREEMPTED, /* steal-time records marked preempted */
     VSCHED_GLUE__MAX,
 } VschedGlueCounter;
 
@@ -59,5 +62,13 @@ void vsched_note_cpu(CPUState *cs);
 
 /* vsched-x86.c (or the stub on other targets): privilege level, 0 = kernel. */
 int vsched_arch_cpl(CPUState *cs);
+/*
+ * Paravirtual steal time (vsched-x86.c; no-ops on other targets), on the
+ * vCPU's own thread: _init at start with steal-time=on, _enter when the
+ * vCPU got a slot, _preempted when it lost it while runnable.
+ */
+void vsched_arch_steal_init(int nr_vcpus);
+void vsched_arch_steal_enter(CPUState *cs);
+void vsched_arch_steal_preempted(CPUState *cs);
 
 #endif

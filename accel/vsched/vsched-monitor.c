@@ -166,6 +166,8 @@ VschedInfo *qmp_query_vsched(Error **errp)
     info->vtime = vtime_to_qapi();
     info->time = g_strdup(info->vtime ? "virtual" : "real");
     info->pool = pool_to_qapi();
+    info->has_steal_time = true;
+    info->steal_time = vsched_steal_time;
     info->vcpus = vcpus_to_qapi();
     info->has_vcpus = true;
     info->counters = counters_to_qapi();
@@ -236,6 +238,7 @@ static void hmp_info_vsched(Monitor *mon, const QDict *qdict)
     } else {
         monitor_printf(mon, "time: real\n");
     }
+    monitor_printf(mon, "steal-time: %s\n", info->steal_time ? "on" : "off");
     hmp_print_pool(mon, info->pool);
     monitor_printf(mon, "vcpu state            slot  flags     pauses      spins"
                    " sender   recv pend  receivers\n");

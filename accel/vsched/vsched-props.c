@@ -145,6 +145,8 @@ static bool *bool_field(const char *name)
 
     if (!strcmp(name, "vcpu-sched")) {
         return &vsched_settings.enabled;
+    } else if (!strcmp(name, "steal-time")) {
+        return &vsched_settings.steal_time;
     } else if (!strcmp(name, "relaxed-boost")) {
         return &c->relaxed_boost;
     } else if (!strcmp(name, "ipi-tracking")) {

@@ -12,6 +12,7 @@
 #include "accel/vsched-vtime.h"
 
 bool vsched_active;
+bool vsched_steal_time;
 bool vsched_vtime_active;
 
 /* No properties: -accel tcg,vcpu-sched=on fails as any unknown property. */
@@ -86,6 +87,23 @@ int64_t vsched_vtime_icount_update(CPUState *cpu, int64_t icount,
 }
 
 bool vsched_vtime_rr_round(void)
+{
+    g_assert_not_reached();
+}
+
+bool vsched_x86_cpuid(CPUState *cs, uint32_t index, uint32_t *eax,
+                      uint32_t *ebx, uint32_t *ecx, uint32_t *edx)
+{
+    g_assert_not_reached();
+}
+
+bool vsched_x86_wrmsr(CPUState *cs, uint32_t msr, uint64_t val,
+                      uintptr_t retaddr)
+{
+    g_assert_not_reached();
+}
+
+bool vsched_x86_rdmsr(CPUState *cs, uint32_t msr, uint64_t *val)
 {
     g_assert_not_reached();
 }

@@ -115,6 +115,14 @@ static bool gate_wait_mttcg(CPUState *cs)
     return !why;
 }
 
+/* KVM's record_steal_time() at entry: the vCPU holds a slot now. */
+static void steal_enter(CPUState *cs)
+{
+    if (vsched_steal_time) {
+        vsched_arch_steal_enter(cs);
+    }
+}
+
 bool vsched_tcg_gate(CPUState *cs, int *ret)
 {
     vsched_note_cpu(cs);
@@ -131,6 +139,7 @@ bool vsched_tcg_gate(CPUState *cs, int *ret)
         return false;
     }
     if (vsched_acquire(vsched_core, cs->cpu_index)) {
+        steal_enter(cs);
         return true;
     }
     *ret = EXCP_INTERRUPT;
@@ -138,7 +147,11 @@ bool vsched_tcg_gate(CPUState *cs, int *ret)
         vsched_count(VSCHED_GLUE_GATE_SKIPS);
         return false;
     }
-    return gate_wait_mttcg(cs);
+    if (!gate_wait_mttcg(cs)) {
+        return false;
+    }
+    steal_enter(cs);
+    return true;
 }
 
 void vsched_tcg_after_exec(CPUState *cs, int ret)
@@ -170,7 +183,9 @@ void vsched_tcg_after_exec(CPUState *cs, int ret)
     } else if (idle) {
         vsched_count(VSCHED_GLUE_IDLE_MWAITS);
         vsched_release(vsched_core, vcpu, VSCHED_RELEASE_YIELD);
-    } else {
-        vsched_after_exec(vsched_core, vcpu, vsched_arch_cpl(cs));
+    } else if (vsched_after_exec(vsched_core, vcpu, vsched_arch_cpl(cs)) &&
+               vsched_steal_time) {
+        /* Lost the slot while runnable: KVM marks the vCPU preempted. */
+        vsched_arch_steal_preempted(cs);
     }
 }

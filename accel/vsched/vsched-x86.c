@@ -1,6 +1,7 @@
 /*
- * vsched: x86 pieces: who an ICR write reaches, the privilege level, and
- * the APIC events (accept, EOI, reset) by vCPU index.
+ * vsched: x86 pieces: who an ICR write reaches, the privilege level, the
+ * APIC events (accept, EOI, reset) by vCPU index, and KVM's paravirtual
+ * steal time.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -8,8 +9,12 @@
 #include "hw/core/cpu.h"
 #include "cpu.h"
 #include "hw/i386/apic.h"
+#include "exec/memory.h"
+#include "standard-headers/asm-x86/kvm_para.h"
+#include "tcg/helper-tcg.h"
 #include "accel/vsched.h"
 #include "vsched-internal.h"
+#include "trace.h"
 
 #define APIC_DM_LOWPRI 1
 
@@ -67,4 +72,154 @@ void vsched_apic_eoi(CPUState *cs, int vector)
 void vsched_apic_reset(CPUState *cs)
 {
     vsched_vcpu_reset(vsched_core, cs->cpu_index);
+}
+
+/*
+ * KVM's paravirtual steal time (-accel tcg,steal-time=on): the guest finds
+ * KVM at CPUID 0x40000000, only KVM_FEATURE_STEAL_TIME at 0x40000001, and
+ * registers a struct kvm_steal_time per vCPU with MSR_KVM_STEAL_TIME.  The
+ * MSR value lives where QEMU keeps it for KVM, env->steal_time_msr (reset
+ * and INIT clear it, migration carries it).  The record is written only on
+ * the vCPU's own thread: at the MSR write, when it gets a slot and when it
+ * loses one involuntarily, so virtual time stays deterministic.
+ */
+typedef struct VschedStealTime {
+    uint64_t last_steal;    /* core's steal_ns at the last record */
+    bool preempted;         /* the record says KVM_VCPU_PREEMPTED */
+} VschedStealTime;
+
+static VschedStealTime *vsched_steal;
+static int vsched_steal_len;
+
+void vsched_arch_steal_init(int nr_vcpus)
+{
+    vsched_steal = g_new0(VschedStealTime, nr_vcpus);
+    vsched_steal_len = nr_vcpus;
+}
+
+static VschedStealTime *steal_of(CPUState *cs)
+{
+    return cs->cpu_index < vsched_steal_len ? &vsched_steal[cs->cpu_index]
+                                            : NULL;
+}
+
+bool vsched_x86_cpuid(CPUState *cs, uint32_t index, uint32_t *eax,
+                      uint32_t *ebx, uint32_t *ecx, uint32_t *edx)
+{
+    uint32_t signature[3];
+
+    if (index == KVM_CPUID_SIGNATURE) {
+        memcpy(signature, KVM_SIGNATURE, 12);
+        *eax = KVM_CPUID_FEATURES;
+        *ebx = signature[0];
+        *ecx = signature[1];
+        *edx = signature[2];
+        return true;
+    }
+    if (index == KVM_CPUID_FEATURES) {
+        /* No hints in edx: KVM_HINTS_REALTIME would enable haltpoll. */
+        *eax = 1U << KVM_FEATURE_STEAL_TIME;
+        *ebx = *ecx = *edx = 0;
+        return true;
+    }
+    return false;
+}
+
+static uint64_t steal_gpa(CPUX86State *env)
+{
+    return env->steal_time_msr & KVM_STEAL_VALID_BITS;
+}
+
+/* KVM's record_steal_time(): odd version, steal, preempted = 0, even. */
+static void steal_record(CPUState *cs)
+{
+    CPUX86State *env = &X86_CPU(cs)->env;
+    VschedStealTime *st = steal_of(cs);
+    uint64_t gpa = steal_gpa(env);
+    AddressSpace *as = cs->as;
+    MemTxAttrs attrs = MEMTXATTRS_UNSPECIFIED;
+    uint64_t now, steal;
+    uint32_t version;
+
+    if (!st || !(env->steal_time_msr & KVM_MSR_ENABLED)) {
+        return;
+    }
+    now = vsched_vcpu_steal_ns(vsched_core, cs->cpu_index);
+    address_space_stb(as, gpa + offsetof(struct kvm_steal_time, preempted),
+                      0, attrs, NULL);
+    st->preempted = false;
+    version = address_space_ldl_le(as, gpa + offsetof(struct kvm_steal_time,
+                                                      version), attrs, NULL);
+    version += (version & 1) + 1;   /* odd; junk from the guest made even */
+    address_space_stl_le(as, gpa + offsetof(struct kvm_steal_time, version),
+                         version, attrs, NULL);
+    smp_wmb();
+    steal = address_space_ldq_le(as, gpa, attrs, NULL);
+    steal += now >= st->last_steal ? now - st->last_steal : 0;
+    st->last_steal = now;
+    address_space_stq_le(as, gpa, steal, attrs, NULL);
+    smp_wmb();
+    address_space_stl_le(as, gpa + offsetof(struct kvm_steal_time, version),
+                         version + 1, attrs, NULL);
+    vsched_count(VSCHED_GLUE_STEAL_UPDATES);
+    trace_vsched_steal_time(cs->cpu_index, steal, 0);
+}
+
+/* Got a slot: record if anything changed since the last record. */
+void vsched_arch_steal_enter(CPUState *cs)
+{
+    VschedStealTime *st = steal_of(cs);
+
+    if (st && (st->preempted ||
+               vsched_vcpu_steal_ns(vsched_core, cs->cpu_index) !=
+               st->last_steal)) {
+        steal_record(cs);
+    }
+}
+
+/*
+ * Lost the slot while runnable (preempted, directed yield, lend): KVM's
+ * kvm_steal_time_set_preempted(), from kvm_arch_vcpu_put() when
+ * vcpu->preempted.  A halt or idle MWAIT never gets here.
+ */
+void vsched_arch_steal_preempted(CPUState *cs)
+{
+    CPUX86State *env = &X86_CPU(cs)->env;
+    VschedStealTime *st = steal_of(cs);
+
+    if (!st || st->preempted || !(env->steal_time_msr & KVM_MSR_ENABLED)) {
+        return;
+    }
+    address_space_stb(cs->as, steal_gpa(env) +
+                      offsetof(struct kvm_steal_time, preempted),
+                      KVM_VCPU_PREEMPTED, MEMTXATTRS_UNSPECIFIED, NULL);
+    st->preempted = true;
+    vsched_count(VSCHED_GLUE_STEAL_PREEMPTED);
+    trace_vsched_steal_time(cs->cpu_index, st->last_steal, 1);
+}
+
+/* MSR_KVM_STEAL_TIME write; reserved bits raise #GP as in KVM. */
+bool vsched_x86_wrmsr(CPUState *cs, uint32_t msr, uint64_t val,
+                      uintptr_t retaddr)
+{
+    CPUX86State *env = &X86_CPU(cs)->env;
+
+    if (msr != MSR_KVM_STEAL_TIME) {
+        return false;
+    }
+    if (val & KVM_STEAL_RESERVED_MASK) {
+        raise_exception_err_ra(env, EXCP0D_GPF, 0, retaddr);
+    }
+    env->steal_time_msr = val;
+    steal_record(cs);
+    return true;
+}
+
+bool vsched_x86_rdmsr(CPUState *cs, uint32_t msr, uint64_t *val)
+{
+    if (msr != MSR_KVM_STEAL_TIME) {
+        return false;
+    }
+    *val = X86_CPU(cs)->env.steal_time_msr;
+    return true;
 }

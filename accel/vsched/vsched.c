@@ -25,6 +25,7 @@
 #include "trace.h"
 
 bool vsched_active;
+bool vsched_steal_time;
 VschedCore *vsched_core;
 VschedSettings vsched_settings;
 
@@ -40,6 +41,8 @@ const char *const vsched_glue_counter_names[VSCHED_GLUE__MAX] = {
     [VSCHED_GLUE_IDLE_MWAITS] = "idle_mwait_yields",
     [VSCHED_GLUE_VCPU_PLUGS] = "vcpu_plugs",
     [VSCHED_GLUE_VCPU_UNPLUGS] = "vcpu_unplugs",
+    [VSCHED_GLUE_STEAL_UPDATES] = "steal_time_updates",
+    [VSCHED_GLUE_STEAL_PREEMPTED] = "steal_time_preempted_marks",
 };
 
 /* The core's counters, then the glue's, then virtual time's rounds'. */
@@ -388,6 +391,7 @@ static void vsched_exit(Notifier *n, void *data)
     bool locked = bql_locked();
 
     qatomic_set(&vsched_active, false);
+    qatomic_set(&vsched_steal_time, false);
     vsched_vtime_stop();
     qatomic_set(&vsched_exiting, true);
     /* The mailbox thread may be waiting for the BQL to deliver a wake. */
@@ -454,6 +458,11 @@ static void vsched_start(Notifier *n, void *data)
     char err[256];
     bool virtual_time = vsched_vtime_check_startup(s->enabled);
 
+    if (s->steal_time && !s->enabled && tcg_enabled()) {
+        error_report("-accel tcg,steal-time=on needs vcpu-sched=on: the "
+                     "guest's steal time is its vCPUs' wait for a slot");
+        exit(1);
+    }
     if (!s->enabled || !tcg_enabled()) {
         return;
     }
@@ -513,6 +522,11 @@ static void vsched_start(Notifier *n, void *data)
         qemu_thread_create(&vsched_mailbox, "vsched-mailbox",
                            vsched_mailbox_thread, NULL, QEMU_THREAD_JOINABLE);
         vsched_mailbox_started = true;
+    }
+    if (s->steal_time) {
+        /* Before the first vCPU runs: the guest reads CPUID at boot. */
+        vsched_arch_steal_init(vsched_nr_vcpus);
+        vsched_steal_time = true;
     }
     trace_vsched_start(s->cfg.pcpus, vsched_nr_vcpus,
                        vsched_policy_name(s->cfg.policy));

@@ -12,6 +12,8 @@
 
 /* True once -accel tcg,vcpu-sched=on has set up the scheduler. */
 extern bool vsched_active;
+/* True once it has, with steal-time=on (KVM's PV steal time, x86). */
+extern bool vsched_steal_time;
 
 /* Class init of tcg-accel / kvm-accel: add the vsched properties. */
 void vsched_tcg_accel_class_init(ObjectClass *oc);
@@ -31,6 +33,11 @@ void vsched_apic_accept(CPUState *cs, int vector);
 void vsched_apic_eoi(CPUState *cs, int vector);
 void vsched_apic_reset(CPUState *cs);
 void vsched_shutdown_request(void);
+bool vsched_x86_cpuid(CPUState *cs, uint32_t index, uint32_t *eax,
+                      uint32_t *ebx, uint32_t *ecx, uint32_t *edx);
+bool vsched_x86_wrmsr(CPUState *cs, uint32_t msr, uint64_t val,
+                      uintptr_t retaddr);
+bool vsched_x86_rdmsr(CPUState *cs, uint32_t msr, uint64_t *val);
 
 /*
  * helper_pause: a PAUSE executed at privilege level @cpl.  Runs inside
@@ -134,6 +141,36 @@ static inline void vsched_hook_shutdown_request(void)
     if (unlikely(vsched_active)) {
         vsched_shutdown_request();
     }
+}
+
+/*
+ * cpu_x86_cpuid, after the index clamp: with steal-time=on, leaves
+ * 0x40000000 (KVM signature) and 0x40000001 (KVM_FEATURE_STEAL_TIME).
+ * True when it filled the registers.
+ */
+static inline bool vsched_hook_cpuid(CPUState *cs, uint32_t index,
+                                     uint32_t *eax, uint32_t *ebx,
+                                     uint32_t *ecx, uint32_t *edx)
+{
+    return unlikely(vsched_steal_time) &&
+           vsched_x86_cpuid(cs, index, eax, ebx, ecx, edx);
+}
+
+/*
+ * helper_wrmsr / helper_rdmsr, for MSRs QEMU does not know: with
+ * steal-time=on, MSR_KVM_STEAL_TIME.  True when handled (a write with
+ * reserved bits raises #GP from @retaddr).
+ */
+static inline bool vsched_hook_wrmsr(CPUState *cs, uint32_t msr, uint64_t val,
+                                     uintptr_t retaddr)
+{
+    return unlikely(vsched_steal_time) &&
+           vsched_x86_wrmsr(cs, msr, val, retaddr);
+}
+
+static inline bool vsched_hook_rdmsr(CPUState *cs, uint32_t msr, uint64_t *val)
+{
+    return unlikely(vsched_steal_time) && vsched_x86_rdmsr(cs, msr, val);
 }
 
 #endif

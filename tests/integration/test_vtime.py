@@ -494,6 +494,16 @@ def test_wake_preemption_is_deterministic(qemu, image_dir, tmp_path):
     assert s["wake_preempts"] > 0, s
 
 
+def test_steal_time_is_deterministic(qemu, image_dir, tmp_path):
+    """steal-time=on writes the guest's steal-time record on the vCPU's own
+    thread at its grants and involuntary releases, in virtual ns: the same
+    run twice, the second beside two CPU hogs, has the same result and
+    counters, and the guest's records were written and marked preempted."""
+    s = run_twice_beside_hogs(qemu, image_dir, tmp_path, ",steal-time=on")
+    assert s["steal_time_updates"] > 0, s
+    assert s["steal_time_preempted_marks"] > 0, s
+
+
 def test_delay_and_lend_are_deterministic(qemu, image_dir, tmp_path):
     """preempt-delay decides at a holder's exits from its CPL and the
     virtual clock; yield-lend hands the slot back at the receiver's next

@@ -732,6 +732,14 @@ VcpuState Core::vcpu_state(int v) const
     return static_cast<VcpuState>(shm_load(sched_.state().state[sched_.base() + v]));
 }
 
+uint64_t Core::steal_ns(int v) const
+{
+    if (!valid(v)) {
+        return 0;
+    }
+    return shm_load(sched_.state().steal_ns[sched_.base() + v]);
+}
+
 bool Core::exit_is_noop(int v, uint64_t next_ns) const
 {
     return valid(v) && !spin_.pending(v) && !sched_.lend_return_due(v) &&

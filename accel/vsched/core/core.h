@@ -164,6 +164,9 @@ public:
      * (local id) holding slot s, or -1; v's state (kStopped if invalid). */
     int slot_holder(int s) const;
     VcpuState vcpu_state(int v) const;
+    /* Lock-free, on v's thread after its acquire() returned true: the
+     * total of v's finished queue waits, its steal time (0 if invalid). */
+    uint64_t steal_ns(int v) const;
     /* Lock-free, on v's own thread: would an exit of v now and its next
      * gate pass at pause-clock time next_ns (>= now) both pass without the
      * lock and change nothing?  True when no spin fired and next_ns is

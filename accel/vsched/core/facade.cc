@@ -536,6 +536,11 @@ bool vsched_vcpu_info(VschedCore *core, int vcpu, VschedVcpuInfo *out)
     });
 }
 
+uint64_t vsched_vcpu_steal_ns(VschedCore *core, int vcpu)
+{
+    return guarded(uint64_t{0}, [&] { return core->core->steal_ns(vcpu); });
+}
+
 size_t vsched_counters_json(VschedCore *core, char *buf, size_t len)
 {
     return guarded(size_t{0}, [&] {

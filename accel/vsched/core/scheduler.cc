@@ -102,6 +102,7 @@ void Scheduler::grant(int g, int slot, uint64_t deadline)
         ctr_.add(Ctr::slot_waits);
         ctr_.add(Ctr::slot_wait_ns, waited);
         ctr_.max(Ctr::slot_wait_max_ns, waited);
+        state_->steal_ns[g] += waited;
         if (m >= 0) {
             MemberState &ms = state_->member[m];
             ms.slot_waits++;
@@ -910,6 +911,7 @@ bool Scheduler::grow(int n, std::string *why)
         state_->state[g] = static_cast<uint8_t>(VcpuState::kStopped);
         state_->flags[g] = 0;
         state_->vcpu_tid[g] = 0;
+        state_->steal_ns[g] = 0;
     }
     state_->member[member_].nr_vcpus = n;
     n_ = n;

@@ -70,6 +70,9 @@ constexpr VschedSetting kSettings[] = {
     /* The window grows up to Config::ple_window_max_ns (3.2 ms). */
     {"ple-window", VSCHED_SETTING_DURATION, 1 * kNsPerUs, 3200 * kNsPerUs, true,
      "a spin this long triggers a yield decision"},
+    {"steal-time", VSCHED_SETTING_BOOL, 0, 0, false,
+     "show the guest KVM's paravirtual steal time and preempted flag "
+     "(CPUID KVM signature, MSR_KVM_STEAL_TIME); x86 only"},
     {"pool", VSCHED_SETTING_STRING, 0, 0, false,
      "share the slots with every VM naming this pool"},
     {"stats-file", VSCHED_SETTING_STRING, 0, 0, false,

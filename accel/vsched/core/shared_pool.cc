@@ -636,6 +636,7 @@ int SharedPool::add_member_locked(int nr_vcpus, uint64_t now, std::string *err)
         p.pool.vcpu_member[g] = static_cast<int16_t>(slot);
         p.pool.state[g] = static_cast<uint8_t>(VcpuState::kStopped);
         p.pool.flags[g] = 0;
+        p.pool.steal_ns[g] = 0;
     }
     p.pool.nr_members++;
     p.stats.members_joined++;

@@ -42,7 +42,7 @@ class Counters;
 class Scheduler;
 
 inline constexpr uint64_t kPoolMagic = 0x4c4f4f5048435356ull; /* "VSCHPOOL" (LE) */
-inline constexpr uint32_t kPoolLayoutVersion = 3;
+inline constexpr uint32_t kPoolLayoutVersion = 4;
 inline constexpr int kPoolNameMax = 64;
 inline constexpr int kMailboxWords = kMaxVcpus / 64;
 /* Members are checked for liveness at most this often. */

@@ -60,6 +60,7 @@ void SlotPool::init(int nr_vcpus, int nr_slots)
         s_->flags[v] = 0;
         s_->slot_of[v] = kNone;
         s_->queued_at_ns[v] = 0;
+        s_->steal_ns[v] = 0;
     }
     s_->free_top = 0;
     for (int i = 0; i < kMaxSlots; i++) {

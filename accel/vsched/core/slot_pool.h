@@ -72,6 +72,8 @@ struct PoolState {
     uint8_t flags[kMaxVcpus];   /* vflag::* */
     int32_t slot_of[kMaxVcpus]; /* kNone unless kRunning */
     uint64_t queued_at_ns[kMaxVcpus];
+    /* Total of its finished queue waits: the guest's steal time. */
+    uint64_t steal_ns[kMaxVcpus];
 
     /* Per slot. */
     int32_t slot_owner[kMaxSlots];

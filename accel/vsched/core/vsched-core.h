@@ -288,6 +288,13 @@ typedef struct VschedVcpuInfo {
 } VschedVcpuInfo;
 
 bool vsched_vcpu_info(VschedCore *core, int vcpu, VschedVcpuInfo *out);
+/*
+ * Steal time (KVM's run_delay): the ns vcpu spent runnable in the queue,
+ * summed over the waits that ended with a slot (halted and stopped time
+ * are not in it), in the core's time base.  Lock-free: call it on vcpu's
+ * own thread right after vsched_acquire() returned true.
+ */
+uint64_t vsched_vcpu_steal_ns(VschedCore *core, int vcpu);
 /* One-line JSON of all counters, NUL-terminated, truncated to len.
  * Returns the length needed without the NUL (snprintf style). */
 size_t vsched_counters_json(VschedCore *core, char *buf, size_t len);

@@ -317,6 +317,68 @@ TEST(Facade, EveryRuntimeRowAndNoOtherHasAnAccessor)
 /* vCPU reset (the glue calls it from apic_init_reset, as KVM clears in
  * kvm_vcpu_reset()): the reset vCPU forgets its IPI state as receiver and
  * as sender, in both views; the others keep theirs. */
+/*
+ * Steal time as KVM's run_delay: only waits in the queue while runnable
+ * count, from the wake (or the involuntary loss of the slot) to the grant;
+ * halted time never does.  The glue marks the guest's record preempted
+ * when vsched_after_exec() took the slot away, never on a halt.
+ */
+TEST(Facade, StealTimeCountsQueueWaitsNotHalts)
+{
+    Glue g;
+    VschedConfig c;
+    vsched_config_defaults(&c);
+    c.pcpus = 1;
+    c.slice_ns = 1'000'000;
+    c.policy = policy("none");
+    VschedCore *core = vsched_core_new(&c, 2, &kOps, &g, nullptr, 0);
+    ASSERT_NE(core, nullptr);
+
+    ASSERT_TRUE(vsched_acquire(core, 0));
+    ASSERT_FALSE(vsched_acquire(core, 1)); /* runnable, queued */
+    g.now += 300'000;
+    EXPECT_EQ(vsched_vcpu_steal_ns(core, 1), 0u); /* counted at the grant */
+    vsched_release(core, 0, VSCHED_RELEASE_HALT);  /* voluntary: halts */
+    ASSERT_TRUE(vsched_acquire(core, 1));
+    EXPECT_EQ(vsched_vcpu_steal_ns(core, 1), 300'000u);
+    EXPECT_EQ(vsched_vcpu_steal_ns(core, 0), 0u);
+
+    g.now += 5'000'000;                     /* vCPU 0 halted: no steal */
+    ASSERT_FALSE(vsched_acquire(core, 0));  /* woken: queued from now */
+    g.now += 200'000;
+    vsched_tick(core);
+    EXPECT_TRUE(vsched_after_exec(core, 1, 0)); /* slice over: involuntary */
+    ASSERT_TRUE(vsched_acquire(core, 0));
+    EXPECT_EQ(vsched_vcpu_steal_ns(core, 0), 200'000u);
+
+    g.now += 700'000;                       /* 1 waits, preempted */
+    vsched_release(core, 0, VSCHED_RELEASE_HALT);
+    ASSERT_TRUE(vsched_acquire(core, 1));
+    EXPECT_EQ(vsched_vcpu_steal_ns(core, 1), 1'000'000u);
+    EXPECT_FALSE(vsched_after_exec(core, 1, 0)); /* nobody waits: keeps it */
+
+    g.now += 10'000'000;                    /* 0 halted all along */
+    EXPECT_EQ(vsched_vcpu_steal_ns(core, 0), 200'000u);
+    EXPECT_EQ(vsched_vcpu_steal_ns(core, 2), 0u); /* no such vCPU */
+    vsched_core_free(core);
+}
+
+/* The guest reads CPUID once, at boot: steal-time is fixed at start. */
+TEST(Facade, StealTimeIsABootTimeSetting)
+{
+    const VschedSetting *s = vsched_setting_find("steal-time");
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->type, VSCHED_SETTING_BOOL);
+    EXPECT_FALSE(s->runtime);
+    VschedConfig c;
+    vsched_config_defaults(&c);
+    VschedHostOps ops = {nullptr, nullptr, nullptr, nullptr};
+    VschedCore *core = vsched_core_new(&c, 2, &ops, nullptr, nullptr, 0);
+    ASSERT_NE(core, nullptr);
+    EXPECT_FALSE(vsched_setting_set(core, "steal-time", 1));
+    vsched_core_free(core);
+}
+
 TEST(Facade, VcpuResetForgetsIpiState)
 {
     Glue g;
