@@ -40,6 +40,20 @@ int policy(const char *word)
     return p;
 }
 
+/* One slot, 1 ms slice, policy `word`: the glue-protocol tests' core. */
+VschedCore *one_slot_core(Glue &g, const char *word, int vcpus)
+{
+    VschedConfig c;
+    vsched_config_defaults(&c);
+    c.pcpus = 1;
+    c.slice_ns = 1'000'000;
+    c.policy = policy(word);
+    char err[128] = "";
+    VschedCore *core = vsched_core_new(&c, vcpus, &kOps, &g, err, sizeof(err));
+    EXPECT_NE(core, nullptr) << err;
+    return core;
+}
+
 TEST(Facade, DefaultsAndWords)
 {
     VschedConfig c;
@@ -127,14 +141,8 @@ TEST(Facade, NewValidates)
 TEST(Facade, GlueProtocolEndToEnd)
 {
     Glue g;
-    VschedConfig c;
-    vsched_config_defaults(&c);
-    c.pcpus = 1;
-    c.slice_ns = 1'000'000;
-    c.policy = policy("ipi-prio");
-    char err[128];
-    VschedCore *core = vsched_core_new(&c, 3, &kOps, &g, err, sizeof(err));
-    ASSERT_NE(core, nullptr) << err;
+    VschedCore *core = one_slot_core(g, "ipi-prio", 3);
+    ASSERT_NE(core, nullptr);
 
     ASSERT_TRUE(vsched_acquire(core, 0));
     ASSERT_FALSE(vsched_acquire(core, 1));
@@ -314,9 +322,6 @@ TEST(Facade, EveryRuntimeRowAndNoOtherHasAnAccessor)
     vsched_core_free(core);
 }
 
-/* vCPU reset (the glue calls it from apic_init_reset, as KVM clears in
- * kvm_vcpu_reset()): the reset vCPU forgets its IPI state as receiver and
- * as sender, in both views; the others keep theirs. */
 /*
  * Steal time as KVM's run_delay: only waits in the queue while runnable
  * count, from the wake (or the involuntary loss of the slot) to the grant;
@@ -326,12 +331,7 @@ TEST(Facade, EveryRuntimeRowAndNoOtherHasAnAccessor)
 TEST(Facade, StealTimeCountsQueueWaitsNotHalts)
 {
     Glue g;
-    VschedConfig c;
-    vsched_config_defaults(&c);
-    c.pcpus = 1;
-    c.slice_ns = 1'000'000;
-    c.policy = policy("none");
-    VschedCore *core = vsched_core_new(&c, 2, &kOps, &g, nullptr, 0);
+    VschedCore *core = one_slot_core(g, "none", 2);
     ASSERT_NE(core, nullptr);
 
     ASSERT_TRUE(vsched_acquire(core, 0));
@@ -379,6 +379,9 @@ TEST(Facade, StealTimeIsABootTimeSetting)
     vsched_core_free(core);
 }
 
+/* vCPU reset (the glue calls it from apic_init_reset, as KVM clears in
+ * kvm_vcpu_reset()): the reset vCPU forgets its IPI state as receiver and
+ * as sender, in both views; the others keep theirs. */
 TEST(Facade, VcpuResetForgetsIpiState)
 {
     Glue g;
