@@ -13,6 +13,7 @@
 typedef struct VschedSettings {
     bool enabled;           /* vcpu-sched */
     bool steal_time;        /* steal-time: KVM's PV steal time (x86) */
+    bool pv_tlb_flush;      /* pv-tlb-flush: KVM's PV TLB flush (x86) */
     bool pcpus_set;         /* pcpus given; else the host's CPU count */
     VschedConfig cfg;
     char *stats_file;
@@ -37,6 +38,7 @@ typedef enum VschedGlueCounter {
     VSCHED_GLUE_VCPU_UNPLUGS,   /* vCPUs unplugged (forgotten) */
     VSCHED_GLUE_STEAL_UPDATES,  /* steal-time records written */
     VSCHED_GLUE_STEAL_PREEMPTED, /* steal-time records marked preempted */
+    VSCHED_GLUE_PV_TLB_FLUSHES, /* TLB flushes the guest left to entry */
     VSCHED_GLUE__MAX,
 } VschedGlueCounter;
 

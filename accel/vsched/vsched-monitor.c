@@ -168,6 +168,8 @@ VschedInfo *qmp_query_vsched(Error **errp)
     info->pool = pool_to_qapi();
     info->has_steal_time = true;
     info->steal_time = vsched_steal_time;
+    info->has_pv_tlb_flush = true;
+    info->pv_tlb_flush = vsched_steal_time && vsched_settings.pv_tlb_flush;
     info->vcpus = vcpus_to_qapi();
     info->has_vcpus = true;
     info->counters = counters_to_qapi();
@@ -239,6 +241,7 @@ static void hmp_info_vsched(Monitor *mon, const QDict *qdict)
         monitor_printf(mon, "time: real\n");
     }
     monitor_printf(mon, "steal-time: %s\n", info->steal_time ? "on" : "off");
+    monitor_printf(mon, "pv-tlb-flush: %s\n", info->pv_tlb_flush ? "on" : "off");
     hmp_print_pool(mon, info->pool);
     monitor_printf(mon, "vcpu state            slot  flags     pauses      spins"
                    " sender   recv pend  receivers\n");

@@ -147,6 +147,8 @@ static bool *bool_field(const char *name)
         return &vsched_settings.enabled;
     } else if (!strcmp(name, "steal-time")) {
         return &vsched_settings.steal_time;
+    } else if (!strcmp(name, "pv-tlb-flush")) {
+        return &vsched_settings.pv_tlb_flush;
     } else if (!strcmp(name, "relaxed-boost")) {
         return &c->relaxed_boost;
     } else if (!strcmp(name, "ipi-tracking")) {

@@ -10,6 +10,8 @@
 #include "cpu.h"
 #include "hw/i386/apic.h"
 #include "exec/memory.h"
+#include "exec/cputlb.h"
+#include "qemu/error-report.h"
 #include "standard-headers/asm-x86/kvm_para.h"
 #include "tcg/helper-tcg.h"
 #include "accel/vsched.h"
@@ -82,6 +84,13 @@ void vsched_apic_reset(CPUState *cs)
  * and INIT clear it, migration carries it).  The record is written only on
  * the vCPU's own thread: at the MSR write, when it gets a slot and when it
  * loses one involuntarily, so virtual time stays deterministic.
+ *
+ * With pv-tlb-flush=on as well (KVM_FEATURE_PV_TLB_FLUSH), a guest that
+ * flushes other vCPUs' TLBs skips those whose record says preempted and
+ * sets KVM_VCPU_FLUSH_TLB in it instead (kvm_flush_tlb_multi()): the
+ * sender no longer waits for a vCPU that has no slot.  The vCPU takes the
+ * flag back with an atomic exchange when it gets a slot and flushes before
+ * it runs guest code, as KVM's record_steal_time() does.
  */
 typedef struct VschedStealTime {
     uint64_t last_steal;    /* core's steal_ns at the last record */
@@ -103,6 +112,17 @@ static VschedStealTime *steal_of(CPUState *cs)
                                             : NULL;
 }
 
+/* Linux (pv_tlb_flush_supported()) ignores the feature on a CPU with MWAIT. */
+static void warn_if_monitor(CPUState *cs)
+{
+    if (X86_CPU(cs)->env.features[FEAT_1_ECX] & CPUID_EXT_MONITOR) {
+        warn_report_once("-accel tcg,pv-tlb-flush=on: the CPU model has "
+                         "MONITOR/MWAIT, and Linux guests then do not use "
+                         "paravirtual TLB flush; add -monitor to -cpu "
+                         "(e.g. -cpu max,-monitor), as KVM hides MWAIT");
+    }
+}
+
 bool vsched_x86_cpuid(CPUState *cs, uint32_t index, uint32_t *eax,
                       uint32_t *ebx, uint32_t *ecx, uint32_t *edx)
 {
@@ -119,6 +139,10 @@ bool vsched_x86_cpuid(CPUState *cs, uint32_t index, uint32_t *eax,
     if (index == KVM_CPUID_FEATURES) {
         /* No hints in edx: KVM_HINTS_REALTIME would enable haltpoll. */
         *eax = 1U << KVM_FEATURE_STEAL_TIME;
+        if (vsched_settings.pv_tlb_flush) {
+            *eax |= 1U << KVM_FEATURE_PV_TLB_FLUSH;
+            warn_if_monitor(cs);
+        }
         *ebx = *ecx = *edx = 0;
         return true;
     }
@@ -128,6 +152,31 @@ bool vsched_x86_cpuid(CPUState *cs, uint32_t index, uint32_t *eax,
 static uint64_t steal_gpa(CPUX86State *env)
 {
     return env->steal_time_msr & KVM_STEAL_VALID_BITS;
+}
+
+/*
+ * Clear the record's preempted byte and return what it held.  Atomic on
+ * guest RAM: a guest vCPU may be adding KVM_VCPU_FLUSH_TLB to it with a
+ * cmpxchg right now, and that request must not be lost.
+ */
+static uint8_t steal_take_preempted(AddressSpace *as, uint64_t gpa)
+{
+    hwaddr addr = gpa + offsetof(struct kvm_steal_time, preempted);
+    hwaddr len = 1;
+    uint8_t *p = address_space_map(as, addr, &len, true,
+                                   MEMTXATTRS_UNSPECIFIED);
+    uint8_t old;
+
+    if (!p) {
+        /* Not plain RAM (the guest put the record on MMIO): no atomic
+         * access exists, as for KVM, which then fails the record. */
+        old = address_space_ldub(as, addr, MEMTXATTRS_UNSPECIFIED, NULL);
+        address_space_stb(as, addr, 0, MEMTXATTRS_UNSPECIFIED, NULL);
+        return old;
+    }
+    old = qatomic_xchg(p, 0);
+    address_space_unmap(as, p, len, true, len);
+    return old;
 }
 
 /* KVM's record_steal_time(): odd version, steal, preempted = 0, even. */
@@ -145,8 +194,11 @@ static void steal_record(CPUState *cs)
         return;
     }
     now = vsched_vcpu_steal_ns(vsched_core, cs->cpu_index);
-    address_space_stb(as, gpa + offsetof(struct kvm_steal_time, preempted),
-                      0, attrs, NULL);
+    if (steal_take_preempted(as, gpa) & KVM_VCPU_FLUSH_TLB) {
+        tlb_flush(cs);      /* on our own thread: done before we return */
+        vsched_count(VSCHED_GLUE_PV_TLB_FLUSHES);
+        trace_vsched_pv_tlb_flush(cs->cpu_index);
+    }
     st->preempted = false;
     version = address_space_ldl_le(as, gpa + offsetof(struct kvm_steal_time,
                                                       version), attrs, NULL);

@@ -43,6 +43,7 @@ const char *const vsched_glue_counter_names[VSCHED_GLUE__MAX] = {
     [VSCHED_GLUE_VCPU_UNPLUGS] = "vcpu_unplugs",
     [VSCHED_GLUE_STEAL_UPDATES] = "steal_time_updates",
     [VSCHED_GLUE_STEAL_PREEMPTED] = "steal_time_preempted_marks",
+    [VSCHED_GLUE_PV_TLB_FLUSHES] = "pv_tlb_flushes",
 };
 
 /* The core's counters, then the glue's, then virtual time's rounds'. */
@@ -461,6 +462,12 @@ static void vsched_start(Notifier *n, void *data)
     if (s->steal_time && !s->enabled && tcg_enabled()) {
         error_report("-accel tcg,steal-time=on needs vcpu-sched=on: the "
                      "guest's steal time is its vCPUs' wait for a slot");
+        exit(1);
+    }
+    if (s->pv_tlb_flush && !s->steal_time && tcg_enabled()) {
+        error_report("-accel tcg,pv-tlb-flush=on needs steal-time=on: the "
+                     "guest asks for a flush in a preempted vCPU's "
+                     "steal-time record");
         exit(1);
     }
     if (!s->enabled || !tcg_enabled()) {

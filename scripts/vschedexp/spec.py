@@ -56,6 +56,7 @@ SPEC_FIELDS = {
     "compare": "more variants to compute reductions against",
     "accel_extra": "extra -accel tcg properties, e.g. slice=4ms",
     "memory_mb": "guest memory per VM (default 192 + 32 per vCPU)",
+    "cpu": "QEMU -cpu model of every VM (default max), e.g. max,-monitor",
     "image": "guest image directory",
     "time": "real|virtual: the time base (virtual: -icount, lockstep rounds)",
     "shift": "time = virtual: -icount shift (0..10, default 0)",
@@ -282,6 +283,11 @@ def validate_spec(raw, policies=None):
     if mem is not None and (isinstance(mem, bool) or not isinstance(mem, int) or mem < 128):
         raise SpecError("field 'memory_mb': expected an integer >= 128, got %r" % (mem,))
     s["memory_mb"] = mem
+    cpu = raw.get("cpu", "max")
+    if not isinstance(cpu, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_=,.+-]*$", cpu):
+        raise SpecError("field 'cpu': expected a -cpu model[,+feature|-feature...], got %r"
+                        % (cpu,))
+    s["cpu"] = cpu
     img = raw.get("image")
     if img is not None and not isinstance(img, str):
         raise SpecError("field 'image': expected a path")

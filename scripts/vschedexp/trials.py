@@ -145,7 +145,7 @@ def _make_vm(spec, trial, ctx, tag, i, pool_name):
     vm = vsched_vm.VM(workload=w["name"], smp=vcpus_of(spec, trial.vms), accel=accel,
                       qemu=ctx["qemu"], image_dir=ctx["image"],
                       icount=icount_of(spec), seed=seed_of(spec, trial.rep),
-                      memory=w["memory_mb"] or spec["memory_mb"],
+                      memory=w["memory_mb"] or spec["memory_mb"], cpu=spec["cpu"],
                       args=w["args"] or None, size=w["size"], threads=w["threads"],
                       extra_args=["-S"] if trial.vms > 1 else [],
                       log_path=os.path.join(ctx["outdir"], "logs", "%s-vm%d.log" % (tag, i)))

@@ -285,6 +285,8 @@ VALID = {
     ({"baseline": "ipi-prio"}, "baseline"),
     ({"pool": "global"}, "pool"),
     ({"accel_extra": "pcpus=3"}, "accel_extra"),
+    ({"cpu": "max -monitor"}, "cpu"),
+    ({"cpu": ""}, "cpu"),
     ({"repetiton": 3}, "repetiton"),
     ({"name": "../x"}, "name"),
     ({"variants": ["vanilla", "ipi/fast"]}, "variants"),
@@ -347,6 +349,20 @@ def test_a_variant_adds_its_own_properties():
         "directed-yield=ipi-prio,relaxed-boost=on,stats-file=/tmp/s.json,ipi-lift=on,slice=2ms")
     assert "ipi-lift" not in accel["ipi-prio"] and "ipi-lift" not in accel["vanilla"]
     assert experiment_spec.validate_spec(experiment_spec.raw_from(spec)) == spec
+
+
+def test_cpu_model_reaches_every_vm(tmp_path):
+    """cpu = "max,-monitor" (a KVM guest's view, for pv-tlb-flush) is every
+    VM's -cpu; without it the VMs get max."""
+    for raw_cpu, want in ((None, "max"), ("max,-monitor", "max,-monitor")):
+        raw = dict(VALID) if raw_cpu is None else dict(VALID, cpu=raw_cpu)
+        spec = experiment_spec.validate_spec(raw)
+        trial = trials.plan(spec)[0]
+        ctx = {"outdir": str(tmp_path), "qemu": "/bin/true", "image": None}
+        os.makedirs(os.path.join(str(tmp_path), "stats"), exist_ok=True)
+        vm, _, _ = trials._make_vm(spec, trial, ctx, "t", 0, None)
+        cmd = vm.command()
+        assert cmd[cmd.index("-cpu") + 1] == want
 
 
 def test_off_is_upstream_qemu_in_real_time_only():

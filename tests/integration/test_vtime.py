@@ -192,15 +192,17 @@ def test_pinned_inputs_are_on_the_command_line(image_dir):
 # ------------------------------------------------------------ the model in QEMU
 
 def vtime_run(qemu, image_dir, tmp_path, smp, pcpus, workload="cpuloop",
-              extra_accel="", name="run"):
-    """One guest in virtual time; returns (result JSON, stats-file JSON)."""
+              extra_accel="", name="run", **vm_args):
+    """One guest in virtual time; returns (result JSON, stats-file JSON).
+    vm_args go to VM (cpu, size, threads)."""
     work = tmp_path / name
     work.mkdir()
     stats = work / "stats.json"
     accel = "%s,pcpus=%d,stats-file=%s%s" % (
         "tcg,thread=single,vcpu-sched=on,time=virtual", pcpus, stats, extra_accel)
     vm = VM(qemu=qemu, image_dir=image_dir, workdir=str(work), smp=smp,
-            workload=workload, accel=accel, icount=VTIME_ICOUNT, quiet=True)
+            workload=workload, accel=accel, icount=VTIME_ICOUNT, quiet=True,
+            **vm_args)
     res = vm.run(timeout=300)
     assert res.ok, (res.summary(), res.qemu_stderr)
     with open(stats) as f:
@@ -502,6 +504,27 @@ def test_steal_time_is_deterministic(qemu, image_dir, tmp_path):
     s = run_twice_beside_hogs(qemu, image_dir, tmp_path, ",steal-time=on")
     assert s["steal_time_updates"] > 0, s
     assert s["steal_time_preempted_marks"] > 0, s
+
+
+def test_pv_tlb_flush_is_deterministic(qemu, image_dir, tmp_path):
+    """pv-tlb-flush=on: a guest vCPU's cmpxchg on a preempted vCPU's record
+    happens in its own turn, the exchange and flush at the other's grant:
+    dedup (munmap shootdowns) twice, the second beside two CPU hogs, has the
+    same result and counters, and flushes were left to entry."""
+    runs = []
+    for name in ("quiet", "loaded"):
+        hogs = cpu_hogs() if name == "loaded" else []
+        try:
+            runs.append(vtime_run(qemu, image_dir, tmp_path, 4, 1, workload="dedup",
+                                  extra_accel=",steal-time=on,pv-tlb-flush=on",
+                                  name=name, cpu="max,-monitor", size="small",
+                                  threads=4))
+        finally:
+            stop(hogs)
+    (r1, s1), (r2, s2) = runs
+    assert r1 == r2
+    assert_same_counters(s1, s2)
+    assert s1["pv_tlb_flushes"] > 0, s1
 
 
 def test_delay_and_lend_are_deterministic(qemu, image_dir, tmp_path):

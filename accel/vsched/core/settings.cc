@@ -73,6 +73,10 @@ constexpr VschedSetting kSettings[] = {
     {"steal-time", VSCHED_SETTING_BOOL, 0, 0, false,
      "show the guest KVM's paravirtual steal time and preempted flag "
      "(CPUID KVM signature, MSR_KVM_STEAL_TIME); x86 only"},
+    {"pv-tlb-flush", VSCHED_SETTING_BOOL, 0, 0, false,
+     "with steal-time=on, KVM's paravirtual TLB flush: the guest skips the "
+     "flush IPI to a preempted vCPU, which flushes when it gets a slot "
+     "(Linux uses it only without MONITOR: -cpu ...,-monitor); x86 only"},
     {"pool", VSCHED_SETTING_STRING, 0, 0, false,
      "share the slots with every VM naming this pool"},
     {"stats-file", VSCHED_SETTING_STRING, 0, 0, false,

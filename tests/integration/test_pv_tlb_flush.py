@@ -1,0 +1,103 @@
+"""KVM's paravirtual TLB flush for TCG guests (-accel tcg,...,pv-tlb-flush=on).
+
+With steal-time=on and pv-tlb-flush=on on a CPU without MONITOR/MWAIT, a
+Linux guest must take the feature ("KVM setup pv remote TLB flush"), skip
+the flush IPI to preempted vCPUs and leave the flush to their next entry
+(pv_tlb_flushes > 0), and still compute right: dedup's round trip checks
+every byte, so a vCPU that ran on with stale translations after a munmap
+would fail it.
+
+Run: /usr/bin/python3 -m pytest tests/integration/test_pv_tlb_flush.py
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+
+from vsched_vm import VM  # noqa: E402
+
+# Four vCPUs on one slot: three are preempted at any time.
+SCHED = "tcg,thread=multi,vcpu-sched=on,pcpus=1,steal-time=on"
+KVM_GUEST = "max,-monitor"
+SETUP_LINE = "KVM setup pv remote TLB flush"
+
+
+def dedup_run(qemu, image_dir, tmp_path, accel, cpu=KVM_GUEST):
+    """dedup with 4 threads on 4 vCPUs; returns (result, console, stats, stderr)."""
+    stats = tmp_path / "stats.json"
+    vm = VM(qemu=qemu, image_dir=image_dir, workdir=str(tmp_path), smp=4, cpu=cpu,
+            workload="dedup", size="small", threads=4,
+            accel="%s,stats-file=%s" % (accel, stats))
+    res = vm.run(timeout=600)
+    console = vm.read_log()
+    with open(vm.stderr_path, errors="replace") as f:
+        err = f.read()
+    assert res.ok, (res.reason, err, console[-3000:])
+    with open(stats) as f:
+        return res, console, json.load(f), err
+
+
+def test_guest_leaves_flushes_of_preempted_vcpus_to_their_entry(qemu, image_dir, tmp_path):
+    res, console, stats, _ = dedup_run(qemu, image_dir, tmp_path,
+                                       SCHED + ",pv-tlb-flush=on")
+    assert SETUP_LINE in console, console[-3000:]
+    assert "roundtrip=ok" in console, console[-3000:]
+    assert stats["pv_tlb_flushes"] > 0, stats
+    assert stats["steal_time_preempted_marks"] > 0, stats
+
+
+def test_off_by_default(qemu, image_dir, tmp_path):
+    res, console, stats, _ = dedup_run(qemu, image_dir, tmp_path, SCHED)
+    assert SETUP_LINE not in console, console[-3000:]
+    assert stats["pv_tlb_flushes"] == 0, stats
+
+
+def test_cpu_with_mwait_gets_a_warning(qemu, image_dir, tmp_path):
+    """Linux ignores the feature when the CPU has MWAIT: say so, still run."""
+    res, console, stats, err = dedup_run(qemu, image_dir, tmp_path,
+                                         SCHED + ",pv-tlb-flush=on", cpu="max")
+    assert "add -monitor to -cpu" in err, err
+    assert SETUP_LINE not in console, console[-3000:]
+    assert stats["pv_tlb_flushes"] == 0, stats
+
+
+def run_none(qemu, accel, stdin=""):
+    return subprocess.run([qemu, "-M", "none", "-display", "none", "-nodefaults",
+                           "-accel", accel, "-qmp", "stdio"], input=stdin,
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_needs_steal_time(qemu):
+    r = run_none(qemu, "tcg,vcpu-sched=on,pv-tlb-flush=on")
+    assert r.returncode == 1, r.stderr
+    assert "pv-tlb-flush=on needs steal-time=on" in r.stderr, r.stderr
+
+
+def test_bad_value_is_refused(qemu):
+    r = run_none(qemu, "tcg,vcpu-sched=on,steal-time=on,pv-tlb-flush=sometimes")
+    assert r.returncode == 1, r.stderr
+    assert "'pv-tlb-flush'" in r.stderr, r.stderr
+
+
+def test_fixed_at_boot_and_shown(qemu):
+    """The guest reads CPUID at boot: qom-set refuses to change it later."""
+    cmds = [{"execute": "qmp_capabilities"},
+            {"execute": "qom-set", "arguments": {"path": "/machine/accel",
+             "property": "pv-tlb-flush", "value": False}},
+            {"execute": "query-vsched"},
+            {"execute": "human-monitor-command",
+             "arguments": {"command-line": "info vsched"}},
+            {"execute": "quit"}]
+    r = run_none(qemu, "tcg,vcpu-sched=on,steal-time=on,pv-tlb-flush=on",
+                 "".join(json.dumps(c) + "\n" for c in cmds))
+    replies = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+    replies = [x for x in replies if "return" in x or "error" in x][1:]
+    assert "cannot change while the VM runs" in replies[0]["error"]["desc"]
+    info = replies[1]["return"]
+    assert info["pv-tlb-flush"] is True
+    assert "pv_tlb_flushes" in {c["name"] for c in info["counters"]}
+    assert "pv-tlb-flush: on" in replies[2]["return"]
