@@ -82,7 +82,7 @@ bool parse_duration_ns(std::string_view text, uint64_t *out, std::string *err)
 Config::Config() : VschedConfig{}
 {
     pcpus = 1;                          /* number of slots */
-    slice_ns = 5 * kNsPerMs;            /* time slice per grant */
+    slice_ns = 20 * kNsPerMs;           /* time slice per grant */
     set_policy(policy_id(kDefaultPolicy)); /* policy_registry.h */
     relaxed_boost = true;               /* series: enable_relaxed_boost */
     ipi_tracking = true;                /* series: ipi_tracking_enabled */

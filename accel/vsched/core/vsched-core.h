@@ -95,7 +95,7 @@ typedef struct VschedHostOps {
 
 typedef struct VschedConfig {
     int pcpus;                  /* slots; default 1 */
-    uint64_t slice_ns;          /* default 5 ms */
+    uint64_t slice_ns;          /* default 20 ms */
     int policy;                 /* vsched_parse_policy(); default vanilla */
     bool relaxed_boost;         /* default true */
     bool ipi_tracking;          /* default true */

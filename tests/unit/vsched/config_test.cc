@@ -53,7 +53,7 @@ TEST(Config, DefaultsAreValid)
     Config c;
     std::string err;
     EXPECT_TRUE(validate_config(c, 4, &err)) << err;
-    EXPECT_EQ(c.slice_ns, 5'000'000u);
+    EXPECT_EQ(c.slice_ns, 20'000'000u);
     EXPECT_EQ(c.ipi_window_ns, 50'000'000u);
     EXPECT_TRUE(c.relaxed_boost);
     EXPECT_TRUE(c.ipi_tracking);

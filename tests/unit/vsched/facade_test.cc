@@ -60,7 +60,7 @@ TEST(Facade, DefaultsAndWords)
     std::memset(&c, 0xff, sizeof(c));
     vsched_config_defaults(&c);
     EXPECT_EQ(c.pcpus, 1);
-    EXPECT_EQ(c.slice_ns, 5'000'000u);
+    EXPECT_EQ(c.slice_ns, 20'000'000u);
     EXPECT_STREQ(vsched_policy_name(c.policy), "vanilla");
     EXPECT_TRUE(c.relaxed_boost);
     EXPECT_TRUE(c.ipi_tracking);
