@@ -3,6 +3,7 @@
 QEMU: $VSCHED_QEMU, default build/qemu-system-x86_64 (`make` builds it).  A
 missing emulator fails the tests: they never skip.
 """
+import json
 import os
 import subprocess
 import sys
@@ -31,3 +32,34 @@ def image_dir():
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert r.returncode == 0, "build-image.sh failed:\n" + r.stdout
     return out
+
+
+def run_none(qemu, accel, stdin=""):
+    """QEMU with -M none, this -accel and QMP on stdio fed with stdin."""
+    return subprocess.run([qemu, "-M", "none", "-display", "none", "-nodefaults",
+                           "-accel", accel, "-qmp", "stdio"], input=stdin,
+                          capture_output=True, text=True, timeout=30)
+
+
+def boot_time_property(qemu, accel, prop):
+    """qom-set of the boot-time property prop, then query-vsched and HMP
+    info vsched: returns (the qom-set error, the query's return, the HMP text)."""
+    cmds = [{"execute": "qmp_capabilities"},
+            {"execute": "qom-set", "arguments": {"path": "/machine/accel",
+             "property": prop, "value": False}},
+            {"execute": "query-vsched"},
+            {"execute": "human-monitor-command",
+             "arguments": {"command-line": "info vsched"}},
+            {"execute": "quit"}]
+    r = run_none(qemu, accel, "".join(json.dumps(c) + "\n" for c in cmds))
+    replies = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+    replies = [x for x in replies if "return" in x or "error" in x][1:]
+    return replies[0].get("error", {}).get("desc", ""), replies[1]["return"], \
+        replies[2]["return"]
+
+
+def assert_start_refused(qemu, accel, message):
+    """QEMU with this -accel stops at start, exit status 1, saying message."""
+    r = run_none(qemu, accel)
+    assert r.returncode == 1, r.stderr
+    assert message in r.stderr, r.stderr

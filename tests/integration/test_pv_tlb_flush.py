@@ -12,12 +12,12 @@ Run: /usr/bin/python3 -m pytest tests/integration/test_pv_tlb_flush.py
 
 import json
 import os
-import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 
+from conftest import assert_start_refused, boot_time_property  # noqa: E402
 from vsched_vm import VM  # noqa: E402
 
 # Four vCPUs on one slot: three are preempted at any time.
@@ -65,39 +65,21 @@ def test_cpu_with_mwait_gets_a_warning(qemu, image_dir, tmp_path):
     assert stats["pv_tlb_flushes"] == 0, stats
 
 
-def run_none(qemu, accel, stdin=""):
-    return subprocess.run([qemu, "-M", "none", "-display", "none", "-nodefaults",
-                           "-accel", accel, "-qmp", "stdio"], input=stdin,
-                          capture_output=True, text=True, timeout=30)
-
-
 def test_needs_steal_time(qemu):
-    r = run_none(qemu, "tcg,vcpu-sched=on,pv-tlb-flush=on")
-    assert r.returncode == 1, r.stderr
-    assert "pv-tlb-flush=on needs steal-time=on" in r.stderr, r.stderr
+    assert_start_refused(qemu, "tcg,vcpu-sched=on,pv-tlb-flush=on",
+                         "pv-tlb-flush=on needs steal-time=on")
 
 
 def test_bad_value_is_refused(qemu):
-    r = run_none(qemu, "tcg,vcpu-sched=on,steal-time=on,pv-tlb-flush=sometimes")
-    assert r.returncode == 1, r.stderr
-    assert "'pv-tlb-flush'" in r.stderr, r.stderr
+    assert_start_refused(qemu, "tcg,vcpu-sched=on,steal-time=on,pv-tlb-flush=sometimes",
+                         "'pv-tlb-flush'")
 
 
 def test_fixed_at_boot_and_shown(qemu):
     """The guest reads CPUID at boot: qom-set refuses to change it later."""
-    cmds = [{"execute": "qmp_capabilities"},
-            {"execute": "qom-set", "arguments": {"path": "/machine/accel",
-             "property": "pv-tlb-flush", "value": False}},
-            {"execute": "query-vsched"},
-            {"execute": "human-monitor-command",
-             "arguments": {"command-line": "info vsched"}},
-            {"execute": "quit"}]
-    r = run_none(qemu, "tcg,vcpu-sched=on,steal-time=on,pv-tlb-flush=on",
-                 "".join(json.dumps(c) + "\n" for c in cmds))
-    replies = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
-    replies = [x for x in replies if "return" in x or "error" in x][1:]
-    assert "cannot change while the VM runs" in replies[0]["error"]["desc"]
-    info = replies[1]["return"]
+    err, info, hmp = boot_time_property(
+        qemu, "tcg,vcpu-sched=on,steal-time=on,pv-tlb-flush=on", "pv-tlb-flush")
+    assert "cannot change while the VM runs" in err
     assert info["pv-tlb-flush"] is True
     assert "pv_tlb_flushes" in {c["name"] for c in info["counters"]}
-    assert "pv-tlb-flush: on" in replies[2]["return"]
+    assert "pv-tlb-flush: on" in hmp

@@ -18,6 +18,7 @@ import threading
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 
+from conftest import assert_start_refused, boot_time_property  # noqa: E402
 from vsched_vm import VM  # noqa: E402
 
 SCHED = "tcg,thread=multi,vcpu-sched=on,pcpus=1"
@@ -103,40 +104,20 @@ def test_without_steal_time_the_guest_sees_tcg(qemu, image_dir, tmp_path):
     assert stats["steal_time_preempted_marks"] == 0, stats
 
 
-def run_none(qemu, accel, stdin=""):
-    return subprocess.run([qemu, "-M", "none", "-display", "none", "-nodefaults",
-                           "-accel", accel, "-qmp", "stdio"], input=stdin,
-                          capture_output=True, text=True, timeout=30)
-
-
 def test_bad_value_is_refused(qemu):
-    r = run_none(qemu, "tcg,vcpu-sched=on,steal-time=maybe")
-    assert r.returncode == 1, r.stderr
-    assert "'steal-time'" in r.stderr, r.stderr
+    assert_start_refused(qemu, "tcg,vcpu-sched=on,steal-time=maybe", "'steal-time'")
 
 
 def test_needs_the_scheduler(qemu):
-    r = run_none(qemu, "tcg,steal-time=on")
-    assert r.returncode == 1, r.stderr
-    assert "steal-time=on needs vcpu-sched=on" in r.stderr, r.stderr
+    assert_start_refused(qemu, "tcg,steal-time=on", "steal-time=on needs vcpu-sched=on")
 
 
 def test_fixed_at_boot_and_shown(qemu):
     """The guest reads CPUID at boot: qom-set refuses to change it later."""
-    cmds = [{"execute": "qmp_capabilities"},
-            {"execute": "qom-set", "arguments": {"path": "/machine/accel",
-             "property": "steal-time", "value": False}},
-            {"execute": "query-vsched"},
-            {"execute": "human-monitor-command",
-             "arguments": {"command-line": "info vsched"}},
-            {"execute": "quit"}]
-    r = run_none(qemu, "tcg,vcpu-sched=on,steal-time=on",
-                 "".join(json.dumps(c) + "\n" for c in cmds))
-    replies = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
-    replies = [x for x in replies if "return" in x or "error" in x][1:]
-    assert "cannot change while the VM runs" in replies[0]["error"]["desc"]
-    info = replies[1]["return"]
+    err, info, hmp = boot_time_property(qemu, "tcg,vcpu-sched=on,steal-time=on",
+                                        "steal-time")
+    assert "cannot change while the VM runs" in err
     assert info["steal-time"] is True
     names = {c["name"] for c in info["counters"]}
     assert {"steal_time_updates", "steal_time_preempted_marks"} <= names
-    assert "steal-time: on" in replies[2]["return"]
+    assert "steal-time: on" in hmp
