@@ -179,6 +179,21 @@ static uint8_t steal_take_preempted(AddressSpace *as, uint64_t gpa)
     return old;
 }
 
+/*
+ * preempted = 0; true if the guest asked for a TLB flush meanwhile.  Only
+ * pv-tlb-flush=on needs the atomic exchange (a mapping per record): without
+ * the feature the guest never writes the byte, and a store does.
+ */
+static bool steal_clear_preempted(AddressSpace *as, uint64_t gpa)
+{
+    if (!vsched_settings.pv_tlb_flush) {
+        address_space_stb(as, gpa + offsetof(struct kvm_steal_time, preempted),
+                          0, MEMTXATTRS_UNSPECIFIED, NULL);
+        return false;
+    }
+    return steal_take_preempted(as, gpa) & KVM_VCPU_FLUSH_TLB;
+}
+
 /* KVM's record_steal_time(): odd version, steal, preempted = 0, even. */
 static void steal_record(CPUState *cs)
 {
@@ -194,7 +209,7 @@ static void steal_record(CPUState *cs)
         return;
     }
     now = vsched_vcpu_steal_ns(vsched_core, cs->cpu_index);
-    if (steal_take_preempted(as, gpa) & KVM_VCPU_FLUSH_TLB) {
+    if (steal_clear_preempted(as, gpa)) {
         tlb_flush(cs);      /* on our own thread: done before we return */
         vsched_count(VSCHED_GLUE_PV_TLB_FLUSHES);
         trace_vsched_pv_tlb_flush(cs->cpu_index);
