@@ -469,15 +469,17 @@ def test_a_pool_refuses_a_vm_of_another_time_base(qemu, vtime_pool):
         first.wait()
 
 
-def run_twice_beside_hogs(qemu, image_dir, tmp_path, accel):
-    """The ipistorm run twice on 4 vCPUs and 2 slots, the second beside two
-    CPU hogs: same result and counters.  Returns the counters."""
-    quiet = vtime_run(qemu, image_dir, tmp_path, 4, 2, workload="ipistorm",
-                      extra_accel=accel, name="quiet")
+def run_twice_beside_hogs(qemu, image_dir, tmp_path, accel, pcpus=2,
+                          workload="ipistorm", **vm_args):
+    """The workload (default ipistorm) run twice on 4 vCPUs and pcpus slots, the
+    second beside two CPU hogs: same result and counters.  Returns the
+    counters.  vm_args go to VM (cpu, size, threads)."""
+    quiet = vtime_run(qemu, image_dir, tmp_path, 4, pcpus, workload=workload,
+                      extra_accel=accel, name="quiet", **vm_args)
     hogs = cpu_hogs()
     try:
-        loaded = vtime_run(qemu, image_dir, tmp_path, 4, 2, workload="ipistorm",
-                           extra_accel=accel, name="loaded")
+        loaded = vtime_run(qemu, image_dir, tmp_path, 4, pcpus, workload=workload,
+                           extra_accel=accel, name="loaded", **vm_args)
     finally:
         stop(hogs)
     (r1, s1), (r2, s2) = quiet, loaded
@@ -511,19 +513,10 @@ def test_pv_tlb_flush_is_deterministic(qemu, image_dir, tmp_path):
     happens in its own turn, the exchange and flush at the other's grant:
     dedup (munmap shootdowns) twice, the second beside two CPU hogs, has the
     same result and counters, and flushes were left to entry."""
-    runs = []
-    for name in ("quiet", "loaded"):
-        hogs = cpu_hogs() if name == "loaded" else []
-        try:
-            runs.append(vtime_run(qemu, image_dir, tmp_path, 4, 1, workload="dedup",
-                                  extra_accel=",steal-time=on,pv-tlb-flush=on",
-                                  name=name, cpu="max,-monitor", size="small",
-                                  threads=4))
-        finally:
-            stop(hogs)
-    (r1, s1), (r2, s2) = runs
-    assert r1 == r2
-    assert_same_counters(s1, s2)
+    s1 = run_twice_beside_hogs(qemu, image_dir, tmp_path,
+                               ",steal-time=on,pv-tlb-flush=on", pcpus=1,
+                               workload="dedup", cpu="max,-monitor", size="small",
+                               threads=4)
     assert s1["pv_tlb_flushes"] > 0, s1
 
 
