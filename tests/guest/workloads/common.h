@@ -114,6 +114,18 @@ static inline int cpu_ticks(unsigned long long t[4])
     return 0;
 }
 
+/* Busy CPU seconds of all CPUs (user, system, irq: not idle, iowait or
+ * steal) since before[]; -1 if /proc/stat is unreadable.  USER_HZ is 100 on
+ * x86.  With N VMs sharing P pCPUs, N times this over the ROI of an
+ * unscheduled run, divided by P, is the least time the N VMs can take. */
+static inline double busy_seconds_since(const unsigned long long before[4])
+{
+    unsigned long long after[4];
+    if (cpu_ticks(after) != 0)
+        return -1;
+    return (double)(after[0] - before[0] + after[1] - before[1]) / sysconf(_SC_CLK_TCK);
+}
+
 /* Print " user_frac=.. sys_frac=.. idle_frac=.." for the interval since before[]. */
 static inline void print_cpu_fracs(const unsigned long long before[4])
 {

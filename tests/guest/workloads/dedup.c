@@ -778,6 +778,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < nt; i++)
         pthread_join(tids[i], NULL);
     double roi = now_seconds() - t1;
+    double roi_busy = busy_seconds_since(ticks0);
 
     uint8_t digest[20];
     sha1(out, out_len, digest);
@@ -800,9 +801,9 @@ int main(int argc, char **argv)
     printf("dedup: round trip %s (%.3fs)\n", why, t_verify);
     printf("VSCHED-KV roi_seconds=%.6f gen_seconds=%.3f verify_seconds=%.3f in_bytes=%zu "
            "out_bytes=%zu ratio=%.3f chunks=%llu unique=%llu coarse=%llu stage_threads=%d "
-           "threads_total=%d roundtrip=%s checksum=0x",
+           "threads_total=%d roi_busy_seconds=%.2f roundtrip=%s checksum=0x",
            roi, t_gen, t_verify, input_len, out_len, ratio, (unsigned long long)n_chunks,
-           (unsigned long long)n_unique, (unsigned long long)n_coarse, nthreads, nt,
+           (unsigned long long)n_unique, (unsigned long long)n_coarse, nthreads, nt, roi_busy,
            !check ? "skipped" : rc == 0 ? "ok" : "FAIL");
     for (int i = 0; i < 8; i++)
         printf("%02x", digest[i]);
