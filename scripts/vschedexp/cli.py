@@ -12,7 +12,7 @@ from dataclasses import asdict
 
 import vsched_vm
 
-from vschedexp import expected, host, report, stats, trials
+from vschedexp import ceiling, expected, host, report, stats, trials
 from vschedexp.spec import SpecError, load_spec, raw_from, validate_spec, vcpus_of
 
 
@@ -28,6 +28,10 @@ def parser():
     p.add_argument("--merge", nargs="+", metavar="DIR",
                    help="pool the runs of these results directories (one spec, e.g. two "
                         "runs of it) into --out and report them")
+    p.add_argument("--ceiling", nargs=2, metavar=("IDEAL", "DIR"),
+                   help="the most any policy could still gain in each cell of results DIR, "
+                        "from the unscheduled runs in IDEAL (e.g. of "
+                        "experiments/series-ideal-vtime.toml); writes DIR/ceiling.txt")
     p.add_argument("--list", action="store_true", help="print the planned trials and exit")
     p.add_argument("--qemu", help="QEMU binary (env VSCHED_QEMU)")
     p.add_argument("--image", help="guest image directory (env VSCHED_IMAGE)")
@@ -76,6 +80,8 @@ def main(argv=None):
     opts = stats.Options(a.unit, a.resamples)
     if a.report:
         return report.report(a.report, opts)
+    if a.ceiling:
+        return ceiling.main(*a.ceiling)
     if a.merge:
         if not a.out:
             p.error("--merge needs --out DIR")
