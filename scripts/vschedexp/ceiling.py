@@ -55,7 +55,7 @@ def _busy(row):
         return None
 
 
-def ideal_of(ideal_rows, workload, vcpus, args):
+def ideal_of(ideal_rows, workload, vcpus, args, threads=None):
     """(median L1, median B, runs) of the unscheduled runs of a workload."""
     rows = [r for r in _ok(ideal_rows) if r["workload"] == workload]
     if not rows:
@@ -68,6 +68,9 @@ def ideal_of(ideal_rows, workload, vcpus, args):
         if (r.get("args") or "") != (args or ""):
             raise CeilingError("the ideal's %s runs have args %r, the results %r: not the same "
                                "work" % (workload, r.get("args"), args))
+        if threads and r.get("threads") and r["threads"] != threads:
+            raise CeilingError("the ideal's %s runs have %s threads, the results %s: not the "
+                               "same work" % (workload, r["threads"], threads))
     busy = [_busy(r) for r in rows]
     if None in busy:
         raise CeilingError("the ideal's %s runs lack roi_busy_seconds (a guest image from "
@@ -84,7 +87,8 @@ def cells(ideal, results):
     for workload, nvms, args in keys:
         mine = [r for r in rows if r["workload"] == workload and r["vms"] == nvms]
         vcpus, pcpus = mine[0]["vcpus"], mine[0]["pcpus"]
-        l1, busy, n_ideal = ideal_of(ideal["rows"], workload, vcpus, args)
+        l1, busy, n_ideal = ideal_of(ideal["rows"], workload, vcpus, args,
+                                     mine[0].get("threads"))
         floor = max(l1, nvms * busy / pcpus)
         c = {"workload": workload, "vms": nvms, "vcpus": vcpus, "pcpus": pcpus, "l1": l1,
              "busy": busy, "ideal_runs": n_ideal, "floor": floor, "variants": {}}

@@ -83,15 +83,18 @@ def test_a_cell_without_headroom_cannot_reach_the_bar(tmp_path):
 
 
 def test_refuses_an_ideal_of_other_work(tmp_path):
-    results = _write(tmp_path / "res", [_row("dedup", 2, 16, 16, "vanilla", 2.0)])
+    results = _write(tmp_path / "res", [dict(_row("dedup", 2, 16, 16, "vanilla", 2.0),
+                                             threads=16)])
     cases = {
         "args": [_row("dedup", 1, 16, 16, "vanilla", 1.0, 12.0, args="-m 2")],
         "vcpus": [_row("dedup", 1, 8, 8, "vanilla", 1.0, 12.0)],
         "busy": [_row("dedup", 1, 16, 16, "vanilla", 1.0)],
         "workload": [_row("vips", 1, 16, 16, "vanilla", 1.0, 12.0)],
+        "threads": [dict(_row("dedup", 1, 16, 16, "vanilla", 1.0, 12.0), threads=8)],
     }
     words = {"args": "not the same work", "vcpus": "one VM of 16 vCPUs",
-             "busy": "roi_busy_seconds", "workload": "no successful dedup run"}
+             "busy": "roi_busy_seconds", "workload": "no successful dedup run",
+             "threads": "8 threads"}
     for name, rows in cases.items():
         r = _ceiling(_write(tmp_path / name, rows), results)
         assert r.returncode == 2, (name, r.stdout)
