@@ -10,9 +10,10 @@ CPU-seconds from P slots, so none can finish before
 
     floor = max(L1, N x B / P)
 
-(lock waits and spinning in B make this floor a little high; a scheduler
-that finishes VMs one after another could beat it for the median, and
-none of ours does).  The headroom of a variant is (median - floor) /
+(lock waits, spinning and per-CPU overheads in B make this floor an
+estimate that medians can undercut by a few percent; a scheduler that
+finishes VMs one after another could beat it for the median, and none of
+ours does).  The headroom of a variant is (median - floor) /
 median: the most any policy could gain over it.  For the series' cells the
 bar of issue 13 (ipi-prio against vanilla by the series' figure + 5
 points) is reachable only where vanilla's headroom is at least the bar."""
@@ -107,30 +108,34 @@ def cells(ideal, results):
 
 
 def format_table(entries):
-    lines = ["cell               L1 s   busy s  floor s  variant      median s  headroom   "
-             "series  bar  reachable",
-             "-" * 98]
+    width = max([7] + [len(label) for c in entries for label in c["variants"]])
+    head = "%-16s %6s %8s %8s  %-*s %8s  %8s   %s" % (
+        "cell", "L1 s", "busy s", "floor s", width, "variant", "median s", "headroom",
+        "series    bar  reachable")
+    lines = [head, "-" * len(head)]
     for c in entries:
         name = "%s-%dvm" % (c["workload"], c["vms"])
         first = True
         for label, v in c["variants"].items():
-            head = ("%-16s %6.3f %8.2f %8.3f" % (name, c["l1"], c["busy"], c["floor"]) if first
+            cell = ("%-16s %6.3f %8.2f %8.3f" % (name, c["l1"], c["busy"], c["floor"]) if first
                     else " " * 41)
             bar = ""
             if first and c.get("bar"):
                 b = c["bar"]
-                bar = "%+7.2f%% %4.1f%%  %s" % (b["published"], b["bar"],
-                                               "yes" if b["reachable"] else "no")
-            lines.append("%s  %-11s %8.3f  %+7.1f%%   %s" % (head, label, v["median"],
-                                                              v["headroom"], bar))
+                bar = "%+7.2f%% %5.1f%%  %s" % (b["published"], b["bar"],
+                                                "yes" if b["reachable"] else "no")
+            lines.append(("%s  %-*s %8.3f  %+7.1f%%   %s" % (cell, width, label, v["median"],
+                                                             v["headroom"], bar)).rstrip())
             first = False
-    lines.append("")
-    lines.append("floor = max(L1, VMs x busy / slots): no VM of the cell can finish sooner "
-                 "(L1 and busy: medians of the")
-    lines.append("unscheduled runs); headroom = (median - floor) / median, the most any "
-                 "policy could still gain;")
-    lines.append("bar = the series' ipi-vs-vanilla figure + %g points (issue 13), reachable "
-                 "only if vanilla's headroom >= bar" % BAR_MARGIN)
+    lines += ["",
+              "floor = max(L1, VMs x busy / slots): no VM of the cell can finish sooner (L1 "
+              "and busy: medians of",
+              "the unscheduled runs; busy counts their lock waits too, so the floor is an "
+              "estimate that medians can",
+              "undercut by a few percent); headroom = (median - floor) / median, the most any "
+              "policy could still gain;",
+              "bar = the series' ipi-vs-vanilla figure + %g points (issue 13), reachable only "
+              "if vanilla's headroom >= bar" % BAR_MARGIN]
     return "\n".join(lines) + "\n"
 
 
