@@ -154,6 +154,7 @@ static bool pv_sched_yield_offered(CPUState *cs)
 bool vsched_x86_cpuid(CPUState *cs, uint32_t index, uint32_t *eax,
                       uint32_t *ebx, uint32_t *ecx, uint32_t *edx)
 {
+    static bool warned_monitor;
     uint32_t signature[3];
 
     if (index == KVM_CPUID_SIGNATURE) {
@@ -167,8 +168,6 @@ bool vsched_x86_cpuid(CPUState *cs, uint32_t index, uint32_t *eax,
     if (index == KVM_CPUID_FEATURES) {
         /* No hints in edx: KVM_HINTS_REALTIME would enable haltpoll. */
         *eax = 1U << KVM_FEATURE_STEAL_TIME;
-        static bool warned_monitor;
-
         if (vsched_settings.pv_tlb_flush) {
             *eax |= 1U << KVM_FEATURE_PV_TLB_FLUSH;
             warn_if_monitor(cs, "pv-tlb-flush", &warned_monitor);

@@ -70,6 +70,15 @@ def test_cpu_not_amd_is_not_offered_it(qemu, image_dir, tmp_path):
     assert stats["pv_yield_requests"] == 0, stats
 
 
+def test_cpu_with_mwait_gets_a_warning(qemu, image_dir, tmp_path):
+    """Linux ignores the feature when the CPU has MWAIT: say so, still run."""
+    console, stats, err = dedup_run(qemu, image_dir, tmp_path,
+                                    SCHED + ",pv-sched-yield=on", cpu="max")
+    assert "pv-sched-yield=on" in err and "add -monitor to -cpu" in err, err
+    assert SETUP_LINE not in console, console[-3000:]
+    assert stats["pv_yield_requests"] == 0, stats
+
+
 def test_needs_steal_time(qemu):
     assert_start_refused(qemu, "tcg,vcpu-sched=on,pv-sched-yield=on",
                          "pv-sched-yield=on needs steal-time=on")
