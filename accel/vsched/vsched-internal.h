@@ -14,6 +14,7 @@ typedef struct VschedSettings {
     bool enabled;           /* vcpu-sched */
     bool steal_time;        /* steal-time: KVM's PV steal time (x86) */
     bool pv_tlb_flush;      /* pv-tlb-flush: KVM's PV TLB flush (x86) */
+    bool pv_sched_yield;    /* pv-sched-yield: KVM's PV sched yield (x86) */
     bool pcpus_set;         /* pcpus given; else the host's CPU count */
     VschedConfig cfg;
     char *stats_file;
@@ -39,6 +40,7 @@ typedef enum VschedGlueCounter {
     VSCHED_GLUE_STEAL_UPDATES,  /* steal-time records written */
     VSCHED_GLUE_STEAL_PREEMPTED, /* steal-time records marked preempted */
     VSCHED_GLUE_PV_TLB_FLUSHES, /* TLB flushes the guest left to entry */
+    VSCHED_GLUE_HYPERCALLS_REFUSED, /* -KVM_ENOSYS or -KVM_EPERM answers */
     VSCHED_GLUE__MAX,
 } VschedGlueCounter;
 

@@ -170,6 +170,8 @@ VschedInfo *qmp_query_vsched(Error **errp)
     info->steal_time = vsched_steal_time;
     info->has_pv_tlb_flush = true;
     info->pv_tlb_flush = vsched_steal_time && vsched_settings.pv_tlb_flush;
+    info->has_pv_sched_yield = true;
+    info->pv_sched_yield = vsched_steal_time && vsched_settings.pv_sched_yield;
     info->vcpus = vcpus_to_qapi();
     info->has_vcpus = true;
     info->counters = counters_to_qapi();
@@ -242,6 +244,8 @@ static void hmp_info_vsched(Monitor *mon, const QDict *qdict)
     }
     monitor_printf(mon, "steal-time: %s\n", info->steal_time ? "on" : "off");
     monitor_printf(mon, "pv-tlb-flush: %s\n", info->pv_tlb_flush ? "on" : "off");
+    monitor_printf(mon, "pv-sched-yield: %s\n",
+                   info->pv_sched_yield ? "on" : "off");
     hmp_print_pool(mon, info->pool);
     monitor_printf(mon, "vcpu state            slot  flags     pauses      spins"
                    " sender   recv pend  receivers\n");

@@ -149,6 +149,8 @@ static bool *bool_field(const char *name)
         return &vsched_settings.steal_time;
     } else if (!strcmp(name, "pv-tlb-flush")) {
         return &vsched_settings.pv_tlb_flush;
+    } else if (!strcmp(name, "pv-sched-yield")) {
+        return &vsched_settings.pv_sched_yield;
     } else if (!strcmp(name, "relaxed-boost")) {
         return &c->relaxed_boost;
     } else if (!strcmp(name, "ipi-tracking")) {

@@ -13,6 +13,7 @@
 
 bool vsched_active;
 bool vsched_steal_time;
+bool vsched_hypercalls;
 bool vsched_vtime_active;
 
 /* No properties: -accel tcg,vcpu-sched=on fails as any unknown property. */
@@ -104,6 +105,11 @@ bool vsched_x86_wrmsr(CPUState *cs, uint32_t msr, uint64_t val,
 }
 
 bool vsched_x86_rdmsr(CPUState *cs, uint32_t msr, uint64_t *val)
+{
+    g_assert_not_reached();
+}
+
+bool vsched_x86_hypercall(CPUState *cs)
 {
     g_assert_not_reached();
 }

@@ -1,7 +1,7 @@
 /*
  * vsched: x86 pieces: who an ICR write reaches, the privilege level, the
  * APIC events (accept, EOI, reset) by vCPU index, and KVM's paravirtual
- * steal time.
+ * steal time and sched yield hypercall.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -13,6 +13,7 @@
 #include "exec/cputlb.h"
 #include "qemu/error-report.h"
 #include "standard-headers/asm-x86/kvm_para.h"
+#include "standard-headers/linux/kvm_para.h"
 #include "tcg/helper-tcg.h"
 #include "accel/vsched.h"
 #include "vsched-internal.h"
@@ -112,20 +113,48 @@ static VschedStealTime *steal_of(CPUState *cs)
                                             : NULL;
 }
 
-/* Linux (pv_tlb_flush_supported()) ignores the feature on a CPU with MWAIT. */
-static void warn_if_monitor(CPUState *cs)
+/*
+ * Linux (pv_tlb_flush_supported(), pv_sched_yield_supported()) ignores
+ * these features on a CPU with MWAIT.  Once per property.
+ */
+static void warn_if_monitor(CPUState *cs, const char *prop, bool *warned)
 {
-    if (X86_CPU(cs)->env.features[FEAT_1_ECX] & CPUID_EXT_MONITOR) {
-        warn_report_once("-accel tcg,pv-tlb-flush=on: the CPU model has "
-                         "MONITOR/MWAIT, and Linux guests then do not use "
-                         "paravirtual TLB flush; add -monitor to -cpu "
-                         "(e.g. -cpu max,-monitor), as KVM hides MWAIT");
+    if (!*warned &&
+        X86_CPU(cs)->env.features[FEAT_1_ECX] & CPUID_EXT_MONITOR) {
+        *warned = true;
+        warn_report("-accel tcg,%s=on: the CPU model has MONITOR/MWAIT, and "
+                    "Linux guests then do not use it; add -monitor to -cpu "
+                    "(e.g. -cpu max,-monitor), as KVM hides MWAIT", prop);
     }
+}
+
+/*
+ * KVM_FEATURE_PV_SCHED_YIELD only on an AMD CPU model: the guest's
+ * hypercall is VMMCALL there (X86_FEATURE_VMMCALL) and VMCALL on Intel,
+ * which TCG does not decode (#UD).
+ */
+static bool pv_sched_yield_offered(CPUState *cs)
+{
+    static bool warned_monitor, warned_vendor;
+
+    if (X86_CPU(cs)->env.cpuid_vendor1 != CPUID_VENDOR_AMD_1) {
+        if (!warned_vendor) {
+            warned_vendor = true;
+            warn_report("-accel tcg,pv-sched-yield=on: not offered to the "
+                        "guest, whose CPU model is not AMD: it would make "
+                        "the hypercall with VMCALL, which TCG does not "
+                        "decode (e.g. -cpu max,-monitor is AMD)");
+        }
+        return false;
+    }
+    warn_if_monitor(cs, "pv-sched-yield", &warned_monitor);
+    return true;
 }
 
 bool vsched_x86_cpuid(CPUState *cs, uint32_t index, uint32_t *eax,
                       uint32_t *ebx, uint32_t *ecx, uint32_t *edx)
 {
+    static bool warned_monitor;
     uint32_t signature[3];
 
     if (index == KVM_CPUID_SIGNATURE) {
@@ -141,7 +170,10 @@ bool vsched_x86_cpuid(CPUState *cs, uint32_t index, uint32_t *eax,
         *eax = 1U << KVM_FEATURE_STEAL_TIME;
         if (vsched_settings.pv_tlb_flush) {
             *eax |= 1U << KVM_FEATURE_PV_TLB_FLUSH;
-            warn_if_monitor(cs);
+            warn_if_monitor(cs, "pv-tlb-flush", &warned_monitor);
+        }
+        if (vsched_settings.pv_sched_yield && pv_sched_yield_offered(cs)) {
+            *eax |= 1U << KVM_FEATURE_PV_SCHED_YIELD;
         }
         *ebx = *ecx = *edx = 0;
         return true;
@@ -288,5 +320,55 @@ bool vsched_x86_rdmsr(CPUState *cs, uint32_t msr, uint64_t *val)
         return false;
     }
     *val = X86_CPU(cs)->env.steal_time_msr;
+    return true;
+}
+
+/*
+ * KVM_HC_SCHED_YIELD (pv-sched-yield=on): the guest sent a call-function
+ * IPI to a vCPU whose record says preempted (kvm_smp_send_call_func_ipi())
+ * and asks to yield to it by APIC ID.  KVM's kvm_sched_yield() hands the
+ * caller's CPU to the target if it is ready; here the core does that at
+ * the vCPU's next exit, which cpu_exit() brings at the next TB boundary
+ * (a fixed point in virtual time).  The answer is 0 whatever happens.
+ */
+static void pv_sched_yield(CPUState *cs, uint64_t apic_id)
+{
+    CPUState *target = apic_id <= UINT32_MAX ? cpu_by_arch_id(apic_id) : NULL;
+
+    vsched_pv_yield(vsched_core, cs->cpu_index,
+                    target ? target->cpu_index : -1);
+    cpu_exit(cs);
+}
+
+/*
+ * VMMCALL with pv-sched-yield=on: KVM's kvm_emulate_hypercall().  Number
+ * in RAX, first argument in RBX, both cut to 32 bits outside 64-bit
+ * mode; the result goes to RAX.  CPL > 0 gets -KVM_EPERM, an unknown
+ * number -KVM_ENOSYS.  EIP stays at the VMMCALL: the translated code
+ * after the helper call moves it on.
+ */
+bool vsched_x86_hypercall(CPUState *cs)
+{
+    CPUX86State *env = &X86_CPU(cs)->env;
+    bool long_mode = env->hflags & HF_CS64_MASK;
+    uint64_t nr = env->regs[R_EAX];
+    uint64_t a0 = env->regs[R_EBX];
+    int64_t ret = 0;
+
+    if (!long_mode) {
+        nr = (uint32_t)nr;
+        a0 = (uint32_t)a0;
+    }
+    if (vsched_arch_cpl(cs) != 0) {
+        ret = -KVM_EPERM;
+    } else if (nr == KVM_HC_SCHED_YIELD) {
+        pv_sched_yield(cs, a0);
+    } else {
+        ret = -KVM_ENOSYS;
+    }
+    if (ret) {
+        vsched_count(VSCHED_GLUE_HYPERCALLS_REFUSED);
+    }
+    env->regs[R_EAX] = long_mode ? (uint64_t)ret : (uint32_t)ret;
     return true;
 }

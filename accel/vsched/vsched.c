@@ -26,6 +26,7 @@
 
 bool vsched_active;
 bool vsched_steal_time;
+bool vsched_hypercalls;
 VschedCore *vsched_core;
 VschedSettings vsched_settings;
 
@@ -44,6 +45,7 @@ const char *const vsched_glue_counter_names[VSCHED_GLUE__MAX] = {
     [VSCHED_GLUE_STEAL_UPDATES] = "steal_time_updates",
     [VSCHED_GLUE_STEAL_PREEMPTED] = "steal_time_preempted_marks",
     [VSCHED_GLUE_PV_TLB_FLUSHES] = "pv_tlb_flushes",
+    [VSCHED_GLUE_HYPERCALLS_REFUSED] = "hypercalls_refused",
 };
 
 /* The core's counters, then the glue's, then virtual time's rounds'. */
@@ -252,6 +254,9 @@ static void host_trace(void *opaque, int event, int vcpu, int target,
     case VSCHED_TRACE_LEND_RETURN:
         trace_vsched_lend_return(vcpu, target, arg);
         break;
+    case VSCHED_TRACE_PV_YIELD:
+        trace_vsched_pv_yield(vcpu, target, arg);
+        break;
     }
 }
 
@@ -393,6 +398,7 @@ static void vsched_exit(Notifier *n, void *data)
 
     qatomic_set(&vsched_active, false);
     qatomic_set(&vsched_steal_time, false);
+    qatomic_set(&vsched_hypercalls, false);
     vsched_vtime_stop();
     qatomic_set(&vsched_exiting, true);
     /* The mailbox thread may be waiting for the BQL to deliver a wake. */
@@ -470,6 +476,12 @@ static void vsched_start(Notifier *n, void *data)
                      "steal-time record");
         exit(1);
     }
+    if (s->pv_sched_yield && !s->steal_time && tcg_enabled()) {
+        error_report("-accel tcg,pv-sched-yield=on needs steal-time=on: the "
+                     "guest yields only to a vCPU its steal-time record "
+                     "says is preempted");
+        exit(1);
+    }
     if (!s->enabled || !tcg_enabled()) {
         return;
     }
@@ -534,6 +546,7 @@ static void vsched_start(Notifier *n, void *data)
         /* Before the first vCPU runs: the guest reads CPUID at boot. */
         vsched_arch_steal_init(vsched_nr_vcpus);
         vsched_steal_time = true;
+        vsched_hypercalls = s->pv_sched_yield;
     }
     trace_vsched_start(s->cfg.pcpus, vsched_nr_vcpus,
                        vsched_policy_name(s->cfg.policy));

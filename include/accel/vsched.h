@@ -14,6 +14,8 @@
 extern bool vsched_active;
 /* True once it has, with steal-time=on (KVM's PV steal time, x86). */
 extern bool vsched_steal_time;
+/* True once it has, with pv-sched-yield=on: KVM hypercalls (x86 VMMCALL). */
+extern bool vsched_hypercalls;
 
 /* Class init of tcg-accel / kvm-accel: add the vsched properties. */
 void vsched_tcg_accel_class_init(ObjectClass *oc);
@@ -38,6 +40,7 @@ bool vsched_x86_cpuid(CPUState *cs, uint32_t index, uint32_t *eax,
 bool vsched_x86_wrmsr(CPUState *cs, uint32_t msr, uint64_t val,
                       uintptr_t retaddr);
 bool vsched_x86_rdmsr(CPUState *cs, uint32_t msr, uint64_t *val);
+bool vsched_x86_hypercall(CPUState *cs);
 
 /*
  * helper_pause: a PAUSE executed at privilege level @cpl.  Runs inside
@@ -171,6 +174,27 @@ static inline bool vsched_hook_wrmsr(CPUState *cs, uint32_t msr, uint64_t val,
 static inline bool vsched_hook_rdmsr(CPUState *cs, uint32_t msr, uint64_t *val)
 {
     return unlikely(vsched_steal_time) && vsched_x86_rdmsr(cs, msr, val);
+}
+
+/*
+ * translate.c, VMMCALL: legal without EFER.SVME while vsched serves KVM
+ * hypercalls, as KVM makes it for its guests.  Read at translation: it
+ * is set before the first vCPU runs.
+ */
+static inline bool vsched_hook_vmmcall_legal(void)
+{
+    return unlikely(vsched_hypercalls);
+}
+
+/*
+ * helper_vmmcall, after the SVM intercept check: a KVM hypercall (nr in
+ * RAX, result to RAX).  True when handled: the helper returns and the
+ * guest goes on after the VMMCALL (the translator left EIP at it and
+ * continues the TB as if the helper returned).
+ */
+static inline bool vsched_hook_hypercall(CPUState *cs)
+{
+    return unlikely(vsched_hypercalls) && vsched_x86_hypercall(cs);
 }
 
 #endif

@@ -520,6 +520,18 @@ def test_pv_tlb_flush_is_deterministic(qemu, image_dir, tmp_path):
     assert s1["pv_tlb_flushes"] > 0, s1
 
 
+def test_pv_sched_yield_is_deterministic(qemu, image_dir, tmp_path):
+    """pv-sched-yield=on: the guest's hypercall is recorded in its own turn
+    and taken at its next exit (a TB boundary): dedup (call-function IPIs
+    to preempted vCPUs) twice, the second beside two CPU hogs, has the same
+    result and counters, and slots were handed."""
+    s1 = run_twice_beside_hogs(qemu, image_dir, tmp_path,
+                               ",steal-time=on,pv-sched-yield=on", pcpus=1,
+                               workload="dedup", cpu="max,-monitor", size="small",
+                               threads=4)
+    assert s1["pv_yields"] > 0, s1
+
+
 def test_delay_and_lend_are_deterministic(qemu, image_dir, tmp_path):
     """preempt-delay decides at a holder's exits from its CPL and the
     virtual clock; yield-lend hands the slot back at the receiver's next

@@ -373,6 +373,8 @@ void Core::release(int v, ReleaseReason why)
     if (!valid(v)) {
         return;
     }
+    /* A PV yield asked before a stop or halt is stale once v runs again. */
+    hints_[v].pv_yield_to.store(kNoPvYield, std::memory_order_relaxed);
     uint64_t now = host_.now_ns();
     Effects fx;
     fx.set_tracing(tracing_.load(std::memory_order_relaxed));
@@ -450,10 +452,7 @@ void Core::decide_locked(int v, int cpl)
                           relaxed_boost_.load(std::memory_order_relaxed), cfg_.yield_budget,
                           v, /*kernel_mode=*/cpl == 0, nr_passes,
                           mechanism(Mechanism::kCallfnFirst)};
-    sched_.set_yielder_marking(cfg_.yielder_preempted, cpl);
-    sched_.set_yielder_lift(mechanism(Mechanism::kYieldLift) &&
-                            policies_[id]->lifts_yielders());
-    sched_.set_lend(lend_until_eoi() ? &ipi_ : nullptr, setup.now);
+    set_up_yielder_locked(id, cpl, setup.now);
     const SpinResult d = run_spin_decision(*policies_[id], setup, sched_);
     sched_.set_lend(nullptr, 0);
     if (d.target == kNone) {
@@ -475,6 +474,33 @@ void Core::decide_locked(int v, int cpl)
     }
 }
 
+void Core::set_up_yielder_locked(int policy_id, int cpl, uint64_t ipi_now)
+{
+    sched_.set_yielder_marking(cfg_.yielder_preempted, cpl);
+    sched_.set_yielder_lift(mechanism(Mechanism::kYieldLift) &&
+                            policies_[policy_id]->lifts_yielders());
+    sched_.set_lend(lend_until_eoi() ? &ipi_ : nullptr, ipi_now);
+}
+
+/*
+ * REQUIRES: mu_ held.  KVM's kvm_sched_yield(): the guest's caller waits
+ * for target (its IPI went to a preempted vCPU), so if target is ready,
+ * the caller's slot goes to it, as yield_to() does; no policy is asked.
+ */
+void Core::pv_yield_locked(int v, int target, int cpl)
+{
+    ctr_.add(Ctr::pv_yield_requests);
+    int handed = 0;
+    if (valid(target) && target != v && sched_.vm_pool().state(v) == VcpuState::kRunning) {
+        set_up_yielder_locked(policy_.load(std::memory_order_relaxed), cpl,
+                              host_.pause_now_ns());
+        handed = sched_.yield_to(v, target) == 1;
+        sched_.set_lend(nullptr, 0);
+    }
+    ctr_.add(handed ? Ctr::pv_yields : Ctr::pv_yield_misses);
+    sched_.effects().trace(TraceEvent::kPvYield, v, target, handed);
+}
+
 bool Core::after_exec(int v, int cpl)
 {
     if (!valid(v)) {
@@ -484,7 +510,10 @@ bool Core::after_exec(int v, int cpl)
     bool fired = spin_.take_pending(v, &spin_cpl);
     const bool queued_ipis = sched_.queued_ipis_pending();
     const bool lend_due = sched_.lend_return_due(v);
-    if (!fired && !queued_ipis && !lend_due && unlocked_pass(v, &ExecHint::unlocked_exits)) {
+    const int pv_target = take_pv_yield(v);
+    const bool pv = pv_target != kNoPvYield;
+    if (!fired && !queued_ipis && !lend_due && !pv &&
+        unlocked_pass(v, &ExecHint::unlocked_exits)) {
         return false; /* preempt_if_due() would find nothing due */
     }
     uint64_t now = host_.now_ns();
@@ -495,6 +524,9 @@ bool Core::after_exec(int v, int cpl)
         SlotPool pool = sched_.vm_pool();
         if (queued_ipis) {
             serve_queued_ipis_locked();
+        }
+        if (pv) {
+            pv_yield_locked(v, pv_target, cpl);
         }
         if (fired) {
             if (pool.state(v) == VcpuState::kRunning) {

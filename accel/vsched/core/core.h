@@ -98,6 +98,14 @@ public:
     void on_irq_accept(int v, int vector);
     void on_eoi(int v, int vector);
     void reset_vcpu_ipi(int v);
+    /* The guest's PV sched yield (KVM_HC_SCHED_YIELD) from v to target;
+     * lock-free, on v's own thread.  v's next after_exec() takes it. */
+    void pv_yield(int v, int target)
+    {
+        if (valid(v)) {
+            hints_[v].pv_yield_to.store(target, std::memory_order_relaxed);
+        }
+    }
 
     /* Knobs (thread-safe). */
     void set_policy(PolicyId k) { policy_.store(static_cast<int>(k)); }
@@ -241,6 +249,10 @@ private:
      * cfg_.pcpus slots, with one error line and a counter. */
     void leave_corrupt_pool(const char *why);
     void decide_locked(int v, int cpl);
+    /* How the next yield_to() treats the yielder v left at cpl (marking,
+     * lift, lend): the same for a spin's yield and a PV yield. */
+    void set_up_yielder_locked(int policy_id, int cpl, uint64_t ipi_now);
+    void pv_yield_locked(int v, int target, int cpl);
     /* What the policy asks of the scheduler's mechanisms for v (-1: none). */
     bool lift_ipi_wake() const;
     bool wake_preempt() const;
@@ -279,11 +291,22 @@ private:
      * preemption asks v to leave (acquire() then sets it to now, under
      * the lock).
      */
+    static constexpr int kNoPvYield = INT32_MIN;
     struct alignas(64) ExecHint {
         std::atomic<uint64_t> deadline_ns{0};
         std::atomic<uint64_t> unlocked_enters{0};
         std::atomic<uint64_t> unlocked_exits{0};
+        /* pv_yield()'s target until after_exec() takes it (one writer:
+         * v's thread; release() may drop it). */
+        std::atomic<int> pv_yield_to{kNoPvYield};
     };
+    int take_pv_yield(int v)
+    {
+        std::atomic<int> &t = hints_[v].pv_yield_to;
+        return t.load(std::memory_order_relaxed) == kNoPvYield
+                   ? kNoPvYield
+                   : t.exchange(kNoPvYield, std::memory_order_relaxed);
+    }
     /* Before v's hint deadline: count the pass in *count, no lock, true. */
     bool unlocked_pass(int v, std::atomic<uint64_t> ExecHint::*count);
 

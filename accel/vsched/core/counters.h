@@ -119,7 +119,10 @@ namespace vsched {
     X(lend_chains, "lent slots passed on at a receiver's EOI to the lender's next receiver")\
     X(lend_halt_returns, "lent slots handed back to the lender when the receiver halted")\
     X(lend_expired, "lends ended by the slot's deadline (the receiver preempted)")\
-    X(lend_bounded, "lends refused by the lift bound (plain yields instead)")
+    X(lend_bounded, "lends refused by the lift bound (plain yields instead)")\
+    X(pv_yield_requests, "the guest's PV sched yield hypercalls taken at exit (pv-sched-yield)")\
+    X(pv_yields, "PV sched yields that handed the caller's slot to the queued target")\
+    X(pv_yield_misses, "PV sched yields with no hand-off: target not queued, invalid or self, or nobody waiting")
 
 enum class Ctr : int {
 #define VSCHED_CTR_ENUM(name, desc) name,

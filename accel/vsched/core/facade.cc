@@ -485,6 +485,11 @@ void vsched_on_eoi(VschedCore *core, int vcpu, int vector)
     guarded_void([&] { core->core->on_eoi(vcpu, vector); });
 }
 
+void vsched_pv_yield(VschedCore *core, int vcpu, int target)
+{
+    core->core->pv_yield(vcpu, target);
+}
+
 void vsched_vcpu_reset(VschedCore *core, int vcpu)
 {
     guarded_void([&] { core->core->reset_vcpu_ipi(vcpu); });

@@ -11,7 +11,7 @@ const char *trace_event_name(int event)
         "preempt", "acquire-wait", "grant", "release",
         "ipi-lift", "halt-handoff", "ipi-to-run", "yielder-lift", "wake-preempt",
         "preempt-delay",
-        "lend", "lend-return",
+        "lend", "lend-return", "pv-yield",
     };
     static_assert(sizeof(kNames) / sizeof(kNames[0]) == kNumTraceEvents);
     return event >= 0 && event < kNumTraceEvents ? kNames[event] : nullptr;

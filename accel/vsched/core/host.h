@@ -33,6 +33,7 @@ enum class TraceEvent : int {
                          * in user mode, 2 grace over (arg = ns kept) */
     kLend,              /* vcpu lent its slot to target, its IPI receiver; arg = vector */
     kLendReturn,        /* receiver vcpu handed the slot back to target; arg = ns left */
+    kPvYield,           /* guest's PV sched yield vcpu -> target; arg = 1 handed, 0 miss */
     kCount
 };
 inline constexpr int kNumTraceEvents = static_cast<int>(TraceEvent::kCount);

@@ -77,6 +77,10 @@ constexpr VschedSetting kSettings[] = {
      "with steal-time=on, KVM's paravirtual TLB flush: the guest skips the "
      "flush IPI to a preempted vCPU, which flushes when it gets a slot "
      "(Linux uses it only without MONITOR: -cpu ...,-monitor); x86 only"},
+    {"pv-sched-yield", VSCHED_SETTING_BOOL, 0, 0, false,
+     "with steal-time=on, KVM's paravirtual sched yield: a guest vCPU whose "
+     "call-function IPI went to a preempted vCPU hands it its slot (AMD "
+     "CPU models only, without MONITOR: -cpu max,-monitor); x86 only"},
     {"pool", VSCHED_SETTING_STRING, 0, 0, false,
      "share the slots with every VM naming this pool"},
     {"stats-file", VSCHED_SETTING_STRING, 0, 0, false,

@@ -75,6 +75,8 @@ enum {
                                      * target; arg = the IPI's vector */
     VSCHED_TRACE_LEND_RETURN,       /* receiver vcpu's slot back to lender
                                      * target; arg = ns left of the slice */
+    VSCHED_TRACE_PV_YIELD,          /* guest's PV sched yield vcpu -> target;
+                                     * arg = 1 slot handed, 0 miss */
     VSCHED_TRACE__MAX,
 };
 /* VSCHED_TRACE_YIELD's arg: policy id and pass index. */
@@ -234,6 +236,13 @@ void vsched_on_ipi(VschedCore *core, int src, const int *dst, int ndst, int vect
 void vsched_on_irq_accept(VschedCore *core, int vcpu, int vector);
 /* vector: the EOI'd vector (highest ISR bit), or -1 if unknown. */
 void vsched_on_eoi(VschedCore *core, int vcpu, int vector);
+/*
+ * The guest's KVM_HC_SCHED_YIELD from vcpu to target (vCPU index; any
+ * value outside the VM is a miss); lock-free, on vcpu's own thread.  The
+ * next vsched_after_exec(vcpu) hands vcpu's slot to target if target is
+ * queued for one, before any spin decision.
+ */
+void vsched_pv_yield(VschedCore *core, int vcpu, int target);
 /* vCPU reset: forget its IPI state (series: kvm_vcpu_reset_ipi_context). */
 void vsched_vcpu_reset(VschedCore *core, int vcpu);
 /*

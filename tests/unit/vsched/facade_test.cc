@@ -415,4 +415,22 @@ TEST(Facade, VcpuResetForgetsIpiState)
     vsched_core_free(core);
 }
 
+/* pv-sched-yield: the glue records the guest's hypercall, the vCPU's
+ * next exit hands its slot to the queued target and says it lost it. */
+TEST(Facade, PvYieldHandsTheSlotAtTheNextExit)
+{
+    Glue g;
+    VschedCore *core = one_slot_core(g, "vanilla", 2);
+    ASSERT_TRUE(vsched_acquire(core, 0));
+    ASSERT_FALSE(vsched_acquire(core, 1));
+    vsched_pv_yield(core, 0, 1);
+    EXPECT_TRUE(vsched_after_exec(core, 0, 0));
+    VschedVcpuInfo i;
+    ASSERT_TRUE(vsched_vcpu_info(core, 1, &i));
+    EXPECT_EQ(i.state_id, VSCHED_STATE_RUNNING);
+    EXPECT_EQ(std::count(g.wakes.begin(), g.wakes.end(), 1), 1);
+    EXPECT_EQ(std::count(g.events.begin(), g.events.end(), VSCHED_TRACE_PV_YIELD), 1);
+    vsched_core_free(core);
+}
+
 } // namespace
