@@ -63,3 +63,21 @@ def assert_start_refused(qemu, accel, message):
     r = run_none(qemu, accel)
     assert r.returncode == 1, r.stderr
     assert message in r.stderr, r.stderr
+
+
+def dedup_with_stats(qemu, image_dir, tmp_path, accel, smp, cpu="max,-monitor"):
+    """dedup with smp threads on smp vCPUs (by default a KVM guest's CPU:
+    no MONITOR/MWAIT), the stats file on: returns (console, stats, stderr).
+    Fails unless the run and dedup's byte-exact round trip are ok."""
+    stats = tmp_path / "stats.json"
+    vm = vsched_vm.VM(qemu=qemu, image_dir=image_dir, workdir=str(tmp_path), smp=smp,
+                      cpu=cpu, workload="dedup", size="small", threads=smp,
+                      accel="%s,stats-file=%s" % (accel, stats))
+    res = vm.run(timeout=600)
+    console = vm.read_log()
+    with open(vm.stderr_path, errors="replace") as f:
+        err = f.read()
+    assert res.ok, (res.reason, err, console[-3000:])
+    assert "roundtrip=ok" in console, console[-3000:]
+    with open(stats) as f:
+        return console, json.load(f), err

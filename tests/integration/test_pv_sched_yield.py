@@ -11,15 +11,13 @@ hypercall would fail it.
 Run: /usr/bin/python3 -m pytest tests/integration/test_pv_sched_yield.py
 """
 
-import json
 import os
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 
-from conftest import assert_start_refused, boot_time_property  # noqa: E402
-from vsched_vm import VM  # noqa: E402
+from conftest import assert_start_refused, boot_time_property, dedup_with_stats  # noqa: E402,E501
 
 # Eight vCPUs on two slots: most are preempted at any time.
 SCHED = "tcg,thread=multi,vcpu-sched=on,pcpus=2,steal-time=on"
@@ -29,18 +27,7 @@ SETUP_LINE = "setup PV sched yield"
 
 def dedup_run(qemu, image_dir, tmp_path, accel, cpu=KVM_GUEST):
     """dedup with 8 threads on 8 vCPUs; returns (console, stats, stderr)."""
-    stats = tmp_path / "stats.json"
-    vm = VM(qemu=qemu, image_dir=image_dir, workdir=str(tmp_path), smp=8, cpu=cpu,
-            workload="dedup", size="small", threads=8,
-            accel="%s,stats-file=%s" % (accel, stats))
-    res = vm.run(timeout=600)
-    console = vm.read_log()
-    with open(vm.stderr_path, errors="replace") as f:
-        err = f.read()
-    assert res.ok, (res.reason, err, console[-3000:])
-    assert "roundtrip=ok" in console, console[-3000:]
-    with open(stats) as f:
-        return console, json.load(f), err
+    return dedup_with_stats(qemu, image_dir, tmp_path, accel, 8, cpu)
 
 
 def test_guest_yields_to_preempted_ipi_receivers(qemu, image_dir, tmp_path):

@@ -10,15 +10,13 @@ would fail it.
 Run: /usr/bin/python3 -m pytest tests/integration/test_pv_tlb_flush.py
 """
 
-import json
 import os
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 
-from conftest import assert_start_refused, boot_time_property  # noqa: E402
-from vsched_vm import VM  # noqa: E402
+from conftest import assert_start_refused, boot_time_property, dedup_with_stats  # noqa: E402,E501
 
 # Four vCPUs on one slot: three are preempted at any time.
 SCHED = "tcg,thread=multi,vcpu-sched=on,pcpus=1,steal-time=on"
@@ -27,23 +25,13 @@ SETUP_LINE = "KVM setup pv remote TLB flush"
 
 
 def dedup_run(qemu, image_dir, tmp_path, accel, cpu=KVM_GUEST):
-    """dedup with 4 threads on 4 vCPUs; returns (result, console, stats, stderr)."""
-    stats = tmp_path / "stats.json"
-    vm = VM(qemu=qemu, image_dir=image_dir, workdir=str(tmp_path), smp=4, cpu=cpu,
-            workload="dedup", size="small", threads=4,
-            accel="%s,stats-file=%s" % (accel, stats))
-    res = vm.run(timeout=600)
-    console = vm.read_log()
-    with open(vm.stderr_path, errors="replace") as f:
-        err = f.read()
-    assert res.ok, (res.reason, err, console[-3000:])
-    with open(stats) as f:
-        return res, console, json.load(f), err
+    """dedup with 4 threads on 4 vCPUs; returns (console, stats, stderr)."""
+    return dedup_with_stats(qemu, image_dir, tmp_path, accel, 4, cpu)
 
 
 def test_guest_leaves_flushes_of_preempted_vcpus_to_their_entry(qemu, image_dir, tmp_path):
-    res, console, stats, _ = dedup_run(qemu, image_dir, tmp_path,
-                                       SCHED + ",pv-tlb-flush=on")
+    console, stats, _ = dedup_run(qemu, image_dir, tmp_path,
+                                  SCHED + ",pv-tlb-flush=on")
     assert SETUP_LINE in console, console[-3000:]
     assert "roundtrip=ok" in console, console[-3000:]
     assert stats["pv_tlb_flushes"] > 0, stats
@@ -51,15 +39,15 @@ def test_guest_leaves_flushes_of_preempted_vcpus_to_their_entry(qemu, image_dir,
 
 
 def test_off_by_default(qemu, image_dir, tmp_path):
-    res, console, stats, _ = dedup_run(qemu, image_dir, tmp_path, SCHED)
+    console, stats, _ = dedup_run(qemu, image_dir, tmp_path, SCHED)
     assert SETUP_LINE not in console, console[-3000:]
     assert stats["pv_tlb_flushes"] == 0, stats
 
 
 def test_cpu_with_mwait_gets_a_warning(qemu, image_dir, tmp_path):
     """Linux ignores the feature when the CPU has MWAIT: say so, still run."""
-    res, console, stats, err = dedup_run(qemu, image_dir, tmp_path,
-                                         SCHED + ",pv-tlb-flush=on", cpu="max")
+    console, stats, err = dedup_run(qemu, image_dir, tmp_path,
+                                    SCHED + ",pv-tlb-flush=on", cpu="max")
     assert "add -monitor to -cpu" in err, err
     assert SETUP_LINE not in console, console[-3000:]
     assert stats["pv_tlb_flushes"] == 0, stats
