@@ -494,7 +494,7 @@ void Core::pv_yield_locked(int v, int target, int cpl)
     if (valid(target) && target != v && sched_.vm_pool().state(v) == VcpuState::kRunning) {
         set_up_yielder_locked(policy_.load(std::memory_order_relaxed), cpl,
                               host_.pause_now_ns());
-        handed = sched_.yield_to(v, target) == 1;
+        handed = sched_.yield_to(v, target) > 0;
         sched_.set_lend(nullptr, 0);
     }
     ctr_.add(handed ? Ctr::pv_yields : Ctr::pv_yield_misses);
