@@ -179,11 +179,16 @@ static inline bool vsched_hook_rdmsr(CPUState *cs, uint32_t msr, uint64_t *val)
 /*
  * translate.c, VMMCALL: legal without EFER.SVME while vsched serves KVM
  * hypercalls, as KVM makes it for its guests.  Read at translation: it
- * is set before the first vCPU runs.
+ * is set before the first vCPU runs.  Constant false in user mode, where
+ * the translator must see VMMCALL's helper as unreachable.
  */
 static inline bool vsched_hook_vmmcall_legal(void)
 {
+#ifdef CONFIG_USER_ONLY
+    return false;
+#else
     return unlikely(vsched_hypercalls);
+#endif
 }
 
 /*
