@@ -458,6 +458,16 @@ static int vsched_present_vcpus(MachineState *ms)
     return MIN(n, vsched_nr_vcpus);
 }
 
+/* A TCG property that only works on top of another: refuse to start. */
+static void require_property(bool on, bool base_on, const char *prop,
+                             const char *base, const char *why)
+{
+    if (on && !base_on && tcg_enabled()) {
+        error_report("-accel tcg,%s=on needs %s=on: %s", prop, base, why);
+        exit(1);
+    }
+}
+
 static void vsched_start(Notifier *n, void *data)
 {
     MachineState *ms = MACHINE(qdev_get_machine());
@@ -465,23 +475,14 @@ static void vsched_start(Notifier *n, void *data)
     char err[256];
     bool virtual_time = vsched_vtime_check_startup(s->enabled);
 
-    if (s->steal_time && !s->enabled && tcg_enabled()) {
-        error_report("-accel tcg,steal-time=on needs vcpu-sched=on: the "
-                     "guest's steal time is its vCPUs' wait for a slot");
-        exit(1);
-    }
-    if (s->pv_tlb_flush && !s->steal_time && tcg_enabled()) {
-        error_report("-accel tcg,pv-tlb-flush=on needs steal-time=on: the "
-                     "guest asks for a flush in a preempted vCPU's "
-                     "steal-time record");
-        exit(1);
-    }
-    if (s->pv_sched_yield && !s->steal_time && tcg_enabled()) {
-        error_report("-accel tcg,pv-sched-yield=on needs steal-time=on: the "
-                     "guest yields only to a vCPU its steal-time record "
-                     "says is preempted");
-        exit(1);
-    }
+    require_property(s->steal_time, s->enabled, "steal-time", "vcpu-sched",
+                     "the guest's steal time is its vCPUs' wait for a slot");
+    require_property(s->pv_tlb_flush, s->steal_time, "pv-tlb-flush",
+                     "steal-time", "the guest asks for a flush in a "
+                     "preempted vCPU's steal-time record");
+    require_property(s->pv_sched_yield, s->steal_time, "pv-sched-yield",
+                     "steal-time", "the guest yields only to a vCPU its "
+                     "steal-time record says is preempted");
     if (!s->enabled || !tcg_enabled()) {
         return;
     }
