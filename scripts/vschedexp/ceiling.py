@@ -23,6 +23,7 @@ import os
 import statistics
 import sys
 
+from vschedexp.report import read_runs
 from vschedexp.summary import SERIES
 
 BAR_MARGIN = 5.0  # issue 13: the series' figure + 5 points
@@ -34,13 +35,9 @@ class CeilingError(Exception):
 
 
 def _load(d):
-    try:
-        with open(os.path.join(d, "runs.json")) as f:
-            data = json.load(f)
-    except (OSError, ValueError) as e:
-        raise CeilingError("%s: no readable runs.json (%s)" % (d, e))
-    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
-        raise CeilingError("%s: runs.json has no rows" % d)
+    data = read_runs(d)
+    if data is None:
+        raise CeilingError("%s: no readable runs.json" % d)
     return data
 
 

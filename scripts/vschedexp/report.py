@@ -254,7 +254,7 @@ def write_report(outdir, spec, meta, rows, refused, opts):
 
 def report(outdir, opts=None):
     """--report: re-summarise a results directory from its runs.json."""
-    data = _read_runs(outdir)
+    data = read_runs(outdir)
     if data is None:
         print("experiment: %s: no readable runs.json" % outdir, file=sys.stderr)
         return 2
@@ -263,7 +263,8 @@ def report(outdir, opts=None):
     return 0
 
 
-def _read_runs(d):
+def read_runs(d):
+    """DIR/runs.json, or None if it is missing or has no rows."""
     try:
         with open(os.path.join(d, "runs.json")) as f:
             data = json.load(f)
@@ -287,7 +288,7 @@ def merge(outdir, dirs, opts=None):
     keeping its own repetitions (seeds)."""
     runs = []
     for d in dirs:
-        data = _read_runs(d)
+        data = read_runs(d)
         if data is None:
             print("experiment: %s: no readable runs.json" % d, file=sys.stderr)
             return 2
